@@ -82,6 +82,23 @@ def _pick_model(result: Result, name: str | None):
     return None
 
 
+def cmd_compile(args) -> int:
+    from .compile import compile_spec
+
+    compiled = compile_spec(args.spec, args.output, args.model)
+    status = _report(compiled.result)
+    if compiled.plan is None:
+        return status or 1
+    if args.dump == "plan":
+        print(json.dumps(compiled.plan.to_dict(), indent=2))
+        return 0
+    from codegen.emit import write_package
+
+    write_package(compiled.files, Path(args.output))
+    print(f"wrote {args.output}/ ({', '.join(sorted(compiled.files))})")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="nslang", description="A compiler for nested systems "
                                      "of associative memories (Nested Learning).")
@@ -98,11 +115,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", required=True, metavar="OUT")
     p.add_argument("--model", help="which model of the file (default: the first)")
     p.set_defaults(func=cmd_viz)
+
+    p = sub.add_parser("compile", help="compile a spec into a Python package (config, model)")
+    p.add_argument("spec", metavar="SPEC")
+    p.add_argument("-o", "--output", default=None, metavar="DIR",
+                   help="package directory (default: build/<spec name>)")
+    p.add_argument("--model", help="which model of the file (default: the first)")
+    p.add_argument("--dump", choices=["plan"], help="print the plan instead of writing files")
+    p.set_defaults(func=cmd_compile)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if getattr(args, "command", None) == "compile" and args.output is None:
+        args.output = str(Path("build") / Path(args.spec).stem)
     try:
         return args.func(args)
     except KeyboardInterrupt:

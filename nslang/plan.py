@@ -1,0 +1,219 @@
+"""Checked model -> plan: what runs. Shapes, each level's regime and update schedule, chunking,
+and which runtime layer implements each memory (`nslang compile --dump plan` prints it).
+
+The plan holds only plain values (ints, floats, short enum strings, validated names), so the code
+rendered from it cannot contain anything the spec did not pass through the checks.
+"""
+from __future__ import annotations
+
+import hashlib
+import math
+from dataclasses import asdict, dataclass, field
+
+from . import ir
+from .checks import CheckedModel, period_tokens
+from .diagnostics import Diagnostics
+from .schema import DEEP
+from .source import SOURCES
+
+
+@dataclass(frozen=True)
+class LevelPlan:
+    name: str
+    frequency: str       # "every 16 tokens", "frozen after pre-training", ...
+    regime: str          # in_context | cross_sequence | outer
+    period: int | None   # tokens between updates (None: per outer step / frozen)
+
+
+@dataclass(frozen=True)
+class SublayerPlan:
+    name: str            # the spec's name
+    cls: str             # the generated class name
+    layer: str           # runtime layer: Attention | FeedForward | LinearMemory | DeepMemory | Continuum
+    regime: str
+    schedule: str        # one line for the generated docstring
+    source: str          # file:line of the declaration
+    args: dict = field(default_factory=dict)  # constructor arguments (plain values)
+
+
+@dataclass(frozen=True)
+class Plan:
+    model: str
+    spec_file: str
+    spec_hash: str
+    vocab: int
+    dim: int
+    heads: int
+    depth: int
+    context: int
+    norm: str
+    position: str
+    tie_embeddings: bool
+    levels: tuple[LevelPlan, ...]
+    sublayers: tuple[SublayerPlan, ...]   # in flow order: each is a pre-norm residual sublayer
+    optimizer: dict | None
+    setting_lines: dict = field(default_factory=dict)  # config field -> file:line
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _where(span) -> str:
+    src = SOURCES.get(span.file)
+    line = src.line_col(span.start)[0] if src else 0
+    return f"{span.file}:{line}"
+
+
+def _frequency(lv: ir.Level) -> str:
+    if lv.kind == "every":
+        return "every token" if lv.period == 1 else f"every {lv.period} tokens"
+    return {"sequence": "once per sequence", "step": "every outer step",
+            "frozen": "every outer step in pre-training, frozen after"}[lv.kind]
+
+
+def _regime(lv: ir.Level, context: int) -> str:
+    """DESIGN.md 'How a level's frequency becomes execution'."""
+    if lv.kind in ("step", "frozen"):
+        return "outer"
+    return "in_context" if period_tokens(lv, context) <= context else "cross_sequence"
+
+
+def plan_model(checked: CheckedModel, spec_text_hash: str, diags: Diagnostics) -> Plan | None:
+    m = checked.model
+    s = m.settings
+    levels = {lv.name: lv for lv in m.levels}
+    order = _flow_order(m)
+    generators = {t.source for t in m.transfers if t.kind == "generate"}
+    inits = {t.target for t in m.transfers if t.kind == "init"}
+    sublayers = []
+    for name in order:
+        member = m.member(name)
+        if isinstance(member, ir.Cms):
+            sublayers.append(_plan_cms(member, levels, s, inits))
+        elif isinstance(member, ir.Memory):
+            sub = _plan_memory(member, m, levels[member.level], checked.chunks[name], inits, diags)
+            if sub is not None:
+                sublayers.append(sub)
+    unused = generators - {n for n in order}
+    for name in sorted(unused):
+        mem = m.member(name)
+        if not any(sub.name in _generated_targets(m, name) for sub in sublayers):
+            diags.error("NS211", f"`{name}` generates inputs of a memory the compiler does not "
+                        "run", span=mem.span)
+    if diags.errors:
+        return None
+    opt = None
+    if m.optimizer is not None:
+        opt = {"name": m.optimizer.name, "kind": m.optimizer.kind, **m.optimizer.options}
+    return Plan(
+        model=m.name, spec_file=m.span.file, spec_hash=spec_text_hash, vocab=s.vocab, dim=s.dim,
+        heads=s.heads, depth=s.depth, context=s.context, norm=s.norm, position=s.position,
+        tie_embeddings=s.tie_embeddings,
+        levels=tuple(LevelPlan(lv.name, _frequency(lv), _regime(lv, s.context),
+                               lv.period if lv.kind == "every" else None)
+                     for lv in checked.level_order()),
+        sublayers=tuple(sublayers), optimizer=opt,
+        setting_lines={k: _where(sp) for k, sp in s.option_spans.items()})
+
+
+def _generated_targets(m: ir.Model, source: str) -> set[str]:
+    return {t.target for t in m.transfers if t.kind == "generate" and t.source == source}
+
+
+def _flow_order(m: ir.Model) -> list[str]:
+    """Members in the order data meets them: a topological order of the flow DAG from `x`,
+    ties broken by declaration order so the generated file reads like the spec."""
+    import networkx as nx
+
+    g = nx.DiGraph()
+    for f in m.flows:
+        nx.add_path(g, f.path)
+    declared = {mem.name: i for i, mem in enumerate((*m.memories, *m.cms))}
+    order = nx.lexicographical_topological_sort(g, key=lambda n: declared.get(n, -1))
+    return [n for n in order if n != "x"]
+
+
+def class_name(name: str) -> str:
+    return "".join(part[:1].upper() + part[1:] for part in name.split("_") if part) or "Memory"
+
+
+def _gate(g: ir.Gate) -> dict:
+    return {"mode": g.mode, "value": g.value}
+
+
+def _plan_memory(mem: ir.Memory, m: ir.Model, lv: ir.Level, chunk: int, inits: set[str],
+                 diags: Diagnostics) -> SublayerPlan | None:
+    s = m.settings
+    regime = _regime(lv, s.context)
+    common = dict(dim=mem.dim, heads=s.heads if mem.heads == "per_head" else 1)
+    where = _where(mem.span)
+    kind = mem.shape.kind
+    if kind == "attention":
+        window = mem.shape.window or None
+        sched = "non-parametric: keeps its context (global)" if window is None else \
+            f"non-parametric: keeps the last {window} tokens"
+        return SublayerPlan(mem.name, class_name(mem.name), "Attention", "in_context", sched, where,
+                            dict(common, window=window, rope=s.position == "rope",
+                                 qk_norm=mem.qk_norm if "qk_norm" in mem.option_spans else False))
+    if regime == "outer":
+        hidden = _hidden(mem, s.dim)
+        return SublayerPlan(mem.name, class_name(mem.name), "FeedForward", "outer",
+                            f"parameters updated by the outer optimizer ({_frequency(lv)})", where,
+                            dict(dim=mem.dim, hidden=hidden, kind=kind, act=mem.shape.act or "silu"))
+    if regime == "cross_sequence":
+        diags.error("NS211", f"`{mem.name}` is a memory on the cross-sequence level `{lv.name}`; "
+                    "the compiler runs cross-sequence levels for CMS blocks only so far",
+                    span=mem.span, hint="put it in a `cms` block, or on a level faster than the "
+                    "context")
+        return None
+    gens = {t.arg: t.source for t in m.transfers if t.kind == "generate" and t.target == mem.name}
+    if gens:
+        diags.error("NS211", f"`{mem.name}` takes generated inputs ({', '.join(sorted(gens))}); "
+                    "compiling self-modifying memories is not available yet", span=mem.span,
+                    hint="use `project` / `data` inputs for now")
+        return None
+    sched = (f"in-context: {_frequency(lv)}, chunk-parallel over {chunk} tokens; "
+             f"initial state {'meta-learned (init transfer)' if mem.name in inits else 'zeros'}; "
+             f"writes {mem.writes}")
+    args = dict(common, rule=mem.rule.kind, objective=mem.objective.kind, chunk=chunk,
+                lr=_gate(mem.lr), retain=_gate(mem.retain), momentum=_gate(mem.momentum),
+                conv=mem.conv, qk_norm=mem.qk_norm, learn_init=mem.name in inits,
+                detach_writes=mem.writes == "detached")
+    if kind in DEEP:
+        args.update(kind=kind, hidden=_hidden(mem, mem.dim // common["heads"]),
+                    act=mem.shape.act or "silu", read=mem.read)
+        return SublayerPlan(mem.name, class_name(mem.name), "DeepMemory", regime, sched, where, args)
+    args.update(step=mem.rule.step or "exact")
+    return SublayerPlan(mem.name, class_name(mem.name), "LinearMemory", regime, sched, where, args)
+
+
+def _hidden(mem: ir.Memory, width: int) -> int:
+    factor = mem.shape.hidden or (8 / 3 if mem.shape.kind == "swiglu" else 4.0)
+    return max(1, int(math.ceil(width * factor)))
+
+
+def _plan_cms(c: ir.Cms, levels: dict, s: ir.Settings, inits: set[str]) -> SublayerPlan:
+    periods, regimes = [], []
+    for name in c.levels:
+        lv = levels[name]
+        regimes.append(_regime(lv, s.context))
+        periods.append(lv.period if lv.kind == "every" else 0)
+    parts = [f"{n}: {_frequency(levels[n])} ({r.replace('_', '-')})" for n, r in zip(c.levels, regimes)]
+    return SublayerPlan(
+        c.name, class_name(c.name), "Continuum", "mixed", "CMS " + c.variant + "; " + "; ".join(parts),
+        _where(c.span),
+        dict(dim=s.dim, hidden=_hidden_cms(c, s.dim), kind=c.shape.kind, act=c.shape.act or "silu",
+             variant=c.variant, periods=periods, regimes=regimes, lr=c.lr, signal=c.signal,
+             context=s.context))
+
+
+def _hidden_cms(c: ir.Cms, dim: int) -> int:
+    factor = c.shape.hidden or 4.0
+    return max(1, int(math.ceil(dim * factor)))
+
+
+def spec_hash(paths_and_texts: list[tuple[str, str]]) -> str:
+    h = hashlib.sha256()
+    for path, text in paths_and_texts:
+        h.update(path.encode() + b"\0" + text.encode() + b"\0")
+    return h.hexdigest()[:16]

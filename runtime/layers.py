@@ -1,0 +1,211 @@
+"""Runtime layers the generated models are built from: one class per planned layer kind.
+
+Each layer maps x [B, T, D] (and an optional carried state) to (y [B, T, D], new state). The
+learning rules themselves live in runtime/ops (tested against their token-by-token definitions);
+these classes add the projections, gates and norms around them. Fast state is per sequence:
+nothing here forces batch size 1.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .ops.attention import attention
+from .ops.dgd import chunk_dgd
+from .ops.gated_delta import chunk_gated_delta
+from .ops.hebbian import chunk_hebbian
+from .ops.titans import chunk_titans
+
+
+class RMSNorm(nn.Module):
+    def __init__(self, dim: int, eps: float = 1e-6):
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(dim))
+
+    def forward(self, x):
+        return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps) * self.weight
+
+
+def make_norm(kind: str, dim: int) -> nn.Module:
+    return RMSNorm(dim) if kind == "rmsnorm" else nn.LayerNorm(dim)
+
+
+def rotary(x: torch.Tensor, offset: int = 0, base: float = 10000.0) -> torch.Tensor:
+    """Rotary position embedding on [B, T, H, D] (D even), positions offset..offset+T-1."""
+    d = x.shape[-1]
+    inv = base ** (-torch.arange(0, d, 2, device=x.device, dtype=torch.float32) / d)
+    pos = torch.arange(offset, offset + x.shape[1], device=x.device, dtype=torch.float32)
+    ang = torch.outer(pos, inv)[None, :, None, :]  # [1, T, 1, D/2]
+    cos, sin = ang.cos().to(x.dtype), ang.sin().to(x.dtype)
+    x1, x2 = x[..., 0::2], x[..., 1::2]
+    return torch.stack((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1).flatten(-2)
+
+
+def _heads(x: torch.Tensor, heads: int) -> torch.Tensor:
+    return x.unflatten(-1, (heads, x.shape[-1] // heads))  # [B, T, D] -> [B, T, H, D/H]
+
+
+class Attention(nn.Module):
+    """Softmax attention, a non-parametric memory: its state is the KV cache."""
+
+    def __init__(self, dim: int, heads: int, window: int | None, rope: bool, qk_norm: bool):
+        super().__init__()
+        self.heads, self.window, self.rope, self.qk_norm = heads, window, rope, qk_norm
+        self.qkv = nn.Linear(dim, 3 * dim, bias=False)
+        self.out = nn.Linear(dim, dim, bias=False)
+
+    def forward(self, x, state=None):
+        q, k, v = (_heads(t, self.heads) for t in self.qkv(x).chunk(3, dim=-1))  # [B, T, H, Dh]
+        if self.qk_norm:
+            q, k = F.normalize(q, dim=-1), F.normalize(k, dim=-1)
+        cache, position = state if state is not None else (None, 0)
+        if self.rope:  # positions continue across segments
+            q, k = rotary(q, position), rotary(k, position)
+        o, cache = attention(q, k, v, window=self.window, initial_state=cache)
+        return self.out(o.flatten(-2)), (cache, position + x.shape[1])
+
+
+class FeedForward(nn.Module):
+    """A memory on the outer level: ordinary weights, learned by the outer optimizer only."""
+
+    def __init__(self, dim: int, hidden: int, kind: str, act: str):
+        super().__init__()
+        self.kind, self.act = kind, getattr(F, act)
+        if kind == "matrix":
+            self.w = nn.Linear(dim, dim, bias=False)
+            return
+        self.up = nn.Linear(dim, hidden * (2 if kind == "swiglu" else 1), bias=False)
+        self.down = nn.Linear(hidden, dim, bias=False)
+
+    def forward(self, x, state=None):
+        if self.kind == "matrix":
+            return self.w(x), None
+        h = self.up(x)
+        if self.kind == "swiglu":
+            gate, up = h.chunk(2, dim=-1)
+            h = F.silu(gate) * up
+        else:
+            h = self.act(h)
+        y = self.down(h)
+        return (x + y if self.kind == "residual_mlp" else y), None
+
+
+class _Gates(nn.Module):
+    """Per-head scalar gates (learning rate, retention, momentum): constant, or data-dependent
+    (a learned projection of the input through softplus / sigmoid)."""
+
+    def __init__(self, dim: int, heads: int, specs: dict[str, dict]):
+        super().__init__()
+        self.heads, self.specs = heads, specs
+        self.proj = nn.ModuleDict({name: nn.Linear(dim, heads) for name, g in specs.items()
+                                   if g["mode"] == "data"})
+
+    def forward(self, x, name: str, squash) -> torch.Tensor | None:
+        g = self.specs[name]
+        if g["mode"] == "data":
+            return squash(self.proj[name](x))  # [B, T, H]
+        if g["value"] is None:
+            return None
+        return x.new_full((*x.shape[:2], self.heads), g["value"])
+
+
+class _FastMemory(nn.Module):
+    """Projections, optional short convolution and L2-normalised q/k shared by fast memories."""
+
+    def __init__(self, dim, heads, conv, qk_norm, lr, retain, momentum):
+        super().__init__()
+        self.heads, self.qk_norm = heads, qk_norm
+        self.qkv = nn.Linear(dim, 3 * dim, bias=False)
+        self.out = nn.Linear(dim, dim, bias=False)
+        self.conv = nn.Conv1d(3 * dim, 3 * dim, conv, groups=3 * dim) if conv else None
+        self.gates = _Gates(dim, heads, {"lr": lr, "retain": retain, "momentum": momentum})
+
+    def project(self, x, tail):
+        """q, k, v [B, T, H, Dh] and the conv tail to carry: the last (window - 1) projected
+        inputs, so a sequence split into segments sees the same causal convolution."""
+        h = self.qkv(x)  # [B, T, 3D]
+        if self.conv is not None:
+            w = self.conv.kernel_size[0]
+            if tail is None:
+                tail = h.new_zeros(h.shape[0], w - 1, h.shape[2])
+            padded = torch.cat([tail, h], dim=1)  # [B, w-1+T, 3D]
+            tail = padded[:, padded.shape[1] - (w - 1):]
+            h = F.silu(self.conv(padded.transpose(1, 2)).transpose(1, 2))  # [B, T, 3D]
+        q, k, v = (_heads(t, self.heads) for t in h.chunk(3, dim=-1))
+        if self.qk_norm:
+            q, k = F.normalize(q, dim=-1), F.normalize(k, dim=-1)
+        return q, k, v, tail
+
+
+class LinearMemory(_FastMemory):
+    """A matrix memory M [B, H, Dv, Dk] written by a linear rule, read as y = M q."""
+
+    def __init__(self, dim, heads, rule, objective, chunk, lr, retain, momentum, conv, qk_norm,
+                 learn_init, detach_writes, step):
+        super().__init__(dim, heads, conv, qk_norm, lr, retain, momentum)
+        self.rule, self.chunk, self.step, self.detach_writes = rule, chunk, step, detach_writes
+        dh = dim // heads
+        self.init = nn.Parameter(torch.zeros(heads, dh, dh)) if learn_init else None
+
+    def forward(self, x, state=None):
+        state, tail = state if state is not None else (None, None)
+        q, k, v, tail = self.project(x, tail)
+        if self.detach_writes:  # stop gradients at the write: an explicit option, not the default
+            k, v = k.detach(), v.detach()
+        B = x.shape[0]
+        if state is None and self.init is not None:
+            state = self.init.expand(B, *self.init.shape)
+        lr = self.gates(x, "lr", F.softplus)
+        retain = self.gates(x, "retain", torch.sigmoid)
+        if self.rule == "hebbian":
+            if lr is not None:
+                v = v * lr[..., None]
+            o, state = chunk_hebbian(q, k, v, retain, initial_state=state, chunk_size=self.chunk)
+        elif self.rule in ("delta", "gd"):
+            # gd on the L2 objective at the current state is the delta rule with b = 2 eta.
+            b = torch.sigmoid(lr) if self.rule == "delta" and lr is not None else lr
+            b = b * (2.0 if self.rule == "gd" else 1.0)
+            o, state = chunk_gated_delta(q, k, v, b, retain, initial_state=state, chunk_size=self.chunk)
+        elif self.rule == "dgd":
+            o, state = chunk_dgd(q, k, v, lr, retain, step=self.step, initial_state=state,
+                                 chunk_size=self.chunk)
+        else:
+            raise NotImplementedError(f"rule {self.rule} in a model")  # the planner rejects it
+        return self.out(o.flatten(-2)), (state, tail)
+
+
+class DeepMemory(_FastMemory):
+    """An MLP memory trained in context by mini-batch GD with momentum and retention (Titans)."""
+
+    def __init__(self, dim, heads, rule, objective, chunk, lr, retain, momentum, conv, qk_norm,
+                 learn_init, detach_writes, kind, hidden, act, read):
+        super().__init__(dim, heads, conv, qk_norm, lr, retain, momentum)
+        self.chunk, self.kind, self.act, self.read = chunk, kind, act, read
+        self.detach_writes = detach_writes
+        dh = dim // heads
+        w1 = torch.randn(heads, dh, hidden) / math.sqrt(hidden)
+        w2 = torch.randn(heads, hidden, dh) / math.sqrt(dh)
+        # Without an init transfer the initial state is fixed (a buffer), not meta-learned.
+        if learn_init:
+            self.W1, self.W2 = nn.Parameter(w1), nn.Parameter(w2)
+        else:
+            self.register_buffer("W1", w1)
+            self.register_buffer("W2", w2)
+
+    def forward(self, x, state=None):
+        state, tail = state if state is not None else (None, None)
+        q, k, v, tail = self.project(x, tail)
+        if self.detach_writes:
+            k, v = k.detach(), v.detach()
+        theta = self.gates(x, "lr", F.softplus)
+        momentum = self.gates(x, "momentum", torch.sigmoid)
+        retain = self.gates(x, "retain", torch.sigmoid)
+        alpha = 1 - retain  # Titans writes the forgetting rate, M_t = (1 - alpha) M + S
+        o, state = chunk_titans(q, k, v, momentum, theta, alpha, self.W1, self.W2,
+                                chunk_size=self.chunk, memory=self.kind, activation=self.act,
+                                read=self.read, initial_state=state)
+        return self.out(o.flatten(-2)), (state, tail)
