@@ -37,8 +37,10 @@ def make_norm(kind: str, dim: int) -> nn.Module:
 def rotary(x: torch.Tensor, offset: int = 0, base: float = 10000.0) -> torch.Tensor:
     """Rotary position embedding on [B, T, H, D] (D even), positions offset..offset+T-1."""
     d = x.shape[-1]
-    inv = base ** (-torch.arange(0, d, 2, device=x.device, dtype=torch.float32) / d)
-    pos = torch.arange(offset, offset + x.shape[1], device=x.device, dtype=torch.float32)
+    # Angles in float32 at least (float64 when the model runs in float64, for exact tests).
+    dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
+    inv = base ** (-torch.arange(0, d, 2, device=x.device, dtype=dtype) / d)
+    pos = torch.arange(offset, offset + x.shape[1], device=x.device, dtype=dtype)
     ang = torch.outer(pos, inv)[None, :, None, :]  # [1, T, 1, D/2]
     cos, sin = ang.cos().to(x.dtype), ang.sin().to(x.dtype)
     x1, x2 = x[..., 0::2], x[..., 1::2]
