@@ -11,6 +11,16 @@ DT = torch.float64
 B, H, D, DH = 2, 2, 8, 16
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """These are many tiny ops: intra-op threads only add synchronisation (10x slower on a busy
+    2-core machine). Restored afterwards so other test modules keep their setting."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 def rel_err(a, b):
     return ((a - b).abs().max() / b.abs().max().clamp_min(1e-300)).item()
 

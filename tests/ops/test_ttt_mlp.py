@@ -9,6 +9,16 @@ DT = torch.float64
 B, H, D, DH = 2, 2, 8, 16
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """These are many tiny ops: intra-op threads only add synchronisation (10x slower on a busy
+    2-core machine). Restored afterwards so other test modules keep their setting."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 def rel_err(a, b):
     return ((a - b).abs().max() / b.abs().max().clamp_min(1e-300)).item()
 
@@ -79,5 +89,7 @@ def test_gradients_initial_state():
 
     inputs = [q, k, v, eta, *state]
     kw = dict(chunk_size=16)
-    for a, b in zip(_grads(wrap(chunk_ttt_mlp), inputs, kw), _grads(wrap(naive_ttt_mlp), inputs, kw)):
+    grads_chunk = _grads(wrap(chunk_ttt_mlp), inputs, kw)
+    grads_naive = _grads(wrap(naive_ttt_mlp), inputs, kw)
+    for a, b in zip(grads_chunk, grads_naive):
         assert_close(a, b)

@@ -13,6 +13,10 @@ M_{t'}, the state at the end of the previous chunk of `chunk_size` tokens (t' = 
 not at M_{t-1}. That choice is part of the definition here (it is what makes the rule chunk-
 parallel), so this loop and `chunk.py` agree exactly for every chunk size; chunk_size=1 is the
 fully sequential rule. Momentum and retention recur per token. S and M hold both layers (W1, W2).
+
+Options: `memory="mlp"` (W1 s(W2 x), default) or `"residual_mlp"` (x + W1 s(W2 x), needs
+D_v == D_k); `activation="silu"` (default) or `"gelu"`; the hidden width is that of the init
+weights (W2_init.shape[-2]).
 """
 
 import torch

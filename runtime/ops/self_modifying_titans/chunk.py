@@ -1,0 +1,115 @@
+"""Self-modifying Titans, chunk-parallel form (Eq. 90); equals `naive.py` exactly.
+
+Derivation. In a chunk of C tokens (local i = 1..C; index 0 = the boundary state xi), everything
+that feeds the updates comes from xi: k, v, q, eta, alpha for all C tokens are one batched forward
+of the generator memories, and for every memory the targets vhat = M_xi(v) and the gradients
+G_i = grad L(M_xi; k_i, vhat_i) are one batched forward/backward with rank-1 factors
+G1_i = dy_i a_i^T, G2_i = dz_i k_i^T (`mlp_l2_grad_factors`). What is left is linear:
+
+  W1 (retention only):  W1_i = alpha_i W1_{i-1} + U1_i
+  W2 (DGD, dgd="input"): W2_i = W2_{i-1}(alpha_i I - eta_i k_i k_i^T) + U2_i
+                             = alpha_i W2_{i-1} - eta_i u_i k_i^T + U2_i,   u_i := W2_{i-1} k_i
+  U_i = -eta_i G_i  (no momentum)  or  U_i = S_i = m_i S_{i-1} - eta_i G_i.
+
+With Ba_ij = prod_{l=j+1..i} alpha_l, b0_i = prod_{l<=i} alpha_l (`decay_matrix`, likewise Mo, m0
+for momentum), summing the scans gives, for both layers,
+
+  W_i = b0_i W_0 + e_i S_0 - sum_j Dg_ij G_j  [ - sum_j E_ij u_j k_j^T  for W2 ]
+  no momentum: e = 0, Dg = Ba diag(eta);   momentum: e = Ba m0, Dg = (Ba Mo) diag(eta);
+  E = Ba diag(eta).
+
+The u_j are unknown but satisfy a triangular system: u_i = W2_{i-1} k_i, and the state before
+token i is the same representation with rows shifted by one (row i <- row i-1, `shift_base`,
+`shift_term`), so with E' the shifted E:
+
+  u_i = r_i - sum_{j<i} E'_ij (k_j . k_i) u_j,   r_i = [b0' W_0 + e' S_0 - Dg' G] k_i
+  =>  (I + E' * K K^T) u = r       (unit lower triangular: the UT transform of DeltaNet).
+
+(I + E' * KK^T) depends only on k, eta, alpha, so its inverse is shared by all memories; no
+division by alpha appears, so alpha = 0 is fine. The output reads M_mem at a token-varying state;
+its first layer is linear in W2, so W2_{i-1} q_i = b0' W2_0 q_i + e' S2_0 q_i - (Dg' * Q K^T) dZ
+- (E' * Q K^T) u is exact (`lowrank_apply`), the activation acts per token, and the second layer
+is again linear in W1. The chunk-end state is row C, materialised once per chunk. Nothing is
+approximated, so chunk == naive up to rounding.
+"""
+
+import torch
+
+from ..mlp_memory import (
+    decay_matrix, lowrank_apply, lowrank_row, mlp_forward, mlp_l2_grad_factors, mlp_read_lowrank,
+    shift_base, shift_term,
+)
+from .naive import (
+    check_options, generate, initial_self_mod_state, is_residual, memory_names, momentum_gate,
+)
+
+
+def _shifted(rep):
+    """Representation of the state before each token: bases (b0 -> 1, e -> 0 at row 0), terms."""
+    bases, terms = rep
+    first = [1.0] + [0.0] * (len(bases) - 1)  # W_0 enters the chunk-start state with weight 1
+    return ([(shift_base(c, f), M) for (c, M), f in zip(bases, first)],
+            [(shift_term(Coef), V, K) for Coef, V, K in terms])
+
+
+def chunk_self_modifying_titans(x, init_weights=None, W_q=None, chunk_size=16, adaptive_q=False,
+                                activation="silu", eta_map="softplus", alpha_map="sigmoid",
+                                eta_scale=1.0, eta_bias=0.0, alpha_bias=0.0, qk_l2norm=True,
+                                dgd="input", momentum=None, read="previous", initial_state=None):
+    """Same arguments and result as `naive_self_modifying_titans`; only the chunk loop is
+    sequential."""
+    check_options(activation, eta_map, alpha_map, dgd, read)
+    B, T = x.shape[:2]
+    names = memory_names(adaptive_q)
+    state = initial_self_mod_state(init_weights, B, names, initial_state)
+    mom = momentum_gate(momentum, x)  # [B, H, T] or None
+    xs = x.transpose(1, 2)  # [B, H, T, D]
+    outputs = []
+    for s in range(0, T, chunk_size):
+        X = xs[:, :, s:s + chunk_size]  # [B, H, C, D]
+        C = X.shape[2]
+        xi = {n: state[n][:2] for n in names}
+        K, V, Q, eta, alpha = generate(xi, X, W_q, activation, eta_map, alpha_map, eta_scale,
+                                       eta_bias, alpha_bias, qk_l2norm)  # [B,H,C,D], [B,H,C]
+
+        Ba, b0 = decay_matrix(alpha)  # retention scan: [B, H, C, C], [B, H, C]
+        E = Ba * eta.unsqueeze(-2)  # weight of the write -eta_j (.) k_j^T in W_i
+        if mom is None:
+            Dg, e = E, None
+        else:
+            Mo, m0 = decay_matrix(mom[:, :, s:s + chunk_size])  # momentum scan
+            Dg = (Ba @ Mo) * eta.unsqueeze(-2)  # weight of G_j in W_i through the momentum
+            e = (Ba @ m0.unsqueeze(-1)).squeeze(-1)  # weight of S_0 in W_i
+            Mo_eta = Mo * eta.unsqueeze(-2)  # weight of G_j in S_i
+        if dgd == "input":
+            eye = torch.eye(C, dtype=X.dtype, device=X.device)
+            L = shift_term(E) * (K @ K.transpose(-1, -2))  # strictly lower: [B, H, C, C]
+            solve_u = torch.linalg.solve_triangular(eye + L, eye.expand_as(L), upper=False,
+                                                    unitriangular=True)  # (I + L)^-1
+
+        for n in names:
+            W1, W2, S1, S2 = state[n]
+            res = is_residual(W1, W2)
+            vhat = mlp_forward(W1, W2, V, activation, res)  # self-generated targets at xi
+            dY, Act, dZ = mlp_l2_grad_factors(W1, W2, K, vhat, activation, res)
+            b1, b2 = [(b0, W1)], [(b0, W2)]
+            if mom is not None:
+                b1, b2 = b1 + [(e, S1)], b2 + [(e, S2)]
+            w1_rep = (b1, [(-Dg, dY, Act)])
+            w2_rep = (b2, [(-Dg, dZ, K)])
+            if dgd == "input":
+                u = solve_u @ lowrank_apply(K, *_shifted(w2_rep))  # u_i = W2_{i-1} k_i
+                w2_rep = (b2, w2_rep[1] + [(-E, u, K)])
+            if n == "mem":
+                if read == "chunk_start":
+                    outputs.append(mlp_forward(W1, W2, Q, activation, True))
+                else:
+                    reps = (w1_rep, w2_rep) if read == "current" else (_shifted(w1_rep),
+                                                                      _shifted(w2_rep))
+                    outputs.append(mlp_read_lowrank(Q, *reps, activation, True))
+            if mom is not None:
+                S1 = lowrank_row([(m0, S1)], [(-Mo_eta, dY, Act)], -1)
+                S2 = lowrank_row([(m0, S2)], [(-Mo_eta, dZ, K)], -1)
+            state[n] = (lowrank_row(*w1_rep, -1), lowrank_row(*w2_rep, -1), S1, S2)
+    o = torch.cat(outputs, dim=2).transpose(1, 2) if T else x.new_zeros(x.shape)
+    return o, state
