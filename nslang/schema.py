@@ -126,10 +126,21 @@ OPTIMIZERS: dict[str, dict[str, Opt]] = {
            "eps": Opt("float", 1e-8, low=0.0), "slow_every": Opt("int", 64, low=1),
            "ns_steps": Opt("int", 5, low=1),
            "accumulate": Opt("enum", "ema", ("ema", "sum"), "Alg. 1 prints sums; EMA default"),
-           "bias_correction": Opt("bool", True), "weight_decay": Opt("float", 0.0, low=0.0)},
+           "bias_correction": Opt("bool", True), "weight_decay": Opt("float", 0.0, low=0.0),
+           "rms_normalize": Opt("bool", True, doc="Alg. 1 divides by sqrt(V) with no RMS "
+                                "normalisation; true rescales the update to a fixed RMS")},
     "delta_momentum": {"lr": Opt("float", 0.01, low=0.0), "alpha": Opt("float", 0.9, low=0.0),
-                       "normalize": Opt("bool", True, doc="normalise g in the g g^T term")},
+                       "normalize": Opt("bool", True, doc="normalise g in the g g^T term"),
+                       "mode": Opt("enum", "row", ("row", "flatten"), "what g is for a matrix "
+                                   "parameter in Eq. 49: each row, or the flattened matrix"),
+                       "erase": Opt("float", 1.0, low=0.0, doc="strength of the g g^T term "
+                                    "(1 = Eq. 49, 0 = plain momentum)")},
     "deep_momentum": {"lr": Opt("float", 0.01, low=0.0), "hidden": Opt("int", 16, low=1),
+                      "alpha": Opt("float", 0.9, low=0.0, high=1.0, doc="decay of the memory "
+                                   "(Eq. 50)"),
+                      "objective": Opt("enum", "dot", ("dot", "ones", "l2"), "the inner L^(2) "
+                                       "of Eq. 50: <m(u), u>, the printed <m(u), 1>, or "
+                                       "||m(u) + u||^2"),
                       "inner_lr": Opt("float", 0.01, low=0.0),
                       "output": Opt("call", "none", ("none", "newton_schulz"))},
 }
@@ -138,7 +149,7 @@ TRANSFERS: dict[str, tuple[str, ...]] = {
     "condition": ("parametric", "nonparametric"),
     "backprop": (),
     "init": (),
-    "generate": ("keys", "values", "queries", "lr", "retain", "weights", "context"),
+    "generate": ("keys", "values", "queries", "lr", "retain", "momentum", "weights", "context"),
 }
 
 LEVEL_KINDS = ("every", "token", "sequence", "step", "frozen")
