@@ -193,7 +193,9 @@ def _check_shapes(model: ir.Model, diags: Diagnostics) -> None:
             diags.error("NS207", "the Hebbian rule is one gradient step on the dot-product "
                         "objective (Eq. 14-18)", span=mem.objective.span,
                         hint="remove `objective` or set `objective = dot`")
-        if mem.heads == "per_head" and mem.dim % model.settings.heads:
+        # (a memory at the model width is covered by the model's own dim/heads check)
+        if mem.heads == "per_head" and mem.dim % model.settings.heads and \
+                mem.dim != model.settings.dim:
             diags.error("NS206", f"`{mem.name}` is per head, but its width {mem.dim} is not "
                         f"divisible by heads = {model.settings.heads}",
                         span=mem.option_spans.get("dim", mem.span))
@@ -222,6 +224,8 @@ def _check_flows(model: ir.Model, members, failed, diags: Diagnostics) -> None:
             if a == b:
                 diags.error("NS205", f"`{a}` flows into itself", span=sb,
                             hint="a memory reads its own state already; remove the repeat")
+                continue
+            if b == INPUT:  # reported above; as an edge it would also be reported as a cycle
                 continue
             g.add_edge(a, b)
             first_span.setdefault((a, b), sb)
@@ -254,7 +258,8 @@ def _check_transfers(model: ir.Model, levels, members, failed, diags: Diagnostic
     ctx = model.settings.context
     flow_graph = nx.Graph()
     for f in model.flows:
-        nx.add_path(flow_graph, [n for n in f.path])
+        # `x` starts every flow; through it, any two flows would look connected
+        nx.add_path(flow_graph, [n for n in f.path if n != INPUT])
 
     def level_of(name: str) -> ir.Level | None:
         if name in levels:

@@ -117,6 +117,8 @@ def _level(d: Decl, diags: Diagnostics) -> ir.Level | None:
         return ir.Level(span=d.span, name=d.name.text, kind="every", period=1)
     if kind != "every":
         return ir.Level(span=d.span, name=d.name.text, kind=kind)
+    if period is None:  # the period did not evaluate; that error is already reported
+        return None
     if not (isinstance(period.value, int) and not isinstance(period.value, bool)) or period.value < 1:
         diags.error("NS111", f"level `{d.name.text}`: `every` needs a positive whole number of "
                     f"tokens, got `{period.plain()}`", span=period.span,
@@ -293,7 +295,19 @@ def _validate_call(val: Val, opt: Opt, key: str, diags: Diagnostics):
         if isinstance(default, float) and a <= 0:
             diags.error("NS105", f"`{call.name}({p} = ...)` must be positive", span=arg.span)
             return None
+        if isinstance(default, str):
+            word = a.text if isinstance(a, Word) else a if isinstance(a, str) else None
+            choices = _WORD_PARAMS.get(p)
+            if word is None or (choices and word not in choices):
+                diags.error("NS105", f"`{call.name}({p} = ...)` needs " +
+                            (f"one of {_list(choices)}" if choices else "a word"), span=arg.span,
+                            hint=did_you_mean(word, choices) if word and choices else None)
+                return None
     return CallV(call.name, (), given)
+
+
+# Word-valued call parameters whose IR field takes only these words (`act` is checked in _shape).
+_WORD_PARAMS = {"step": ("exact", "paper")}
 
 
 def _in_range(v: float, opt: Opt, key: str, span: Span, diags: Diagnostics) -> bool:

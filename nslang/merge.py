@@ -144,6 +144,7 @@ class Loader:
 
     def _apply(self, merged: Merged, model: S.ModelDecl, consts: dict[str, Val]) -> None:
         own: dict[str, Span] = {}      # names declared by this model (duplicates are errors)
+        own_settings: dict[str, Span] = {}
         child_flows: list[S.FlowDecl] = []
         for item in model.items:
             if isinstance(item, S.Setting):
@@ -151,7 +152,14 @@ class Loader:
                 if val is None:
                     continue
                 if len(item.path.parts) == 1:
-                    merged.settings[item.path.text] = (item.path, val)
+                    key = item.path.text
+                    if key in own_settings:
+                        self.diags.error("NS102", f"setting `{key}` is set twice in model "
+                                         f"`{model.name.text}`", span=item.path.span,
+                                         notes=[("first set", own_settings[key])])
+                        continue
+                    own_settings[key] = item.path.span
+                    merged.settings[key] = (item.path, val)
                 else:
                     merged.overrides.append((item.path, val))
             elif isinstance(item, S.RemoveDecl):

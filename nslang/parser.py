@@ -4,8 +4,8 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from lark import Lark, Token, Transformer, UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, \
-    UnexpectedToken, v_args
+from lark import Lark, Token, Transformer, Tree, UnexpectedCharacters, UnexpectedEOF, \
+    UnexpectedInput, UnexpectedToken, v_args
 
 from . import syntax as S
 from .diagnostics import Diagnostics
@@ -14,6 +14,7 @@ from .syntax_errors import KNOWN_MISTAKES, describe_expected
 
 MAX_BYTES = 1_000_000  # a spec is a page of text; anything near this is not a spec
 MAX_NESTING = 64       # brackets deep enough to be machine-made, not written
+MAX_TREE_DEPTH = 200   # syntax-tree depth (long `1 + 1 + ...` chains nest without brackets)
 
 
 @lru_cache(maxsize=1)
@@ -69,7 +70,27 @@ def parse_source(src: Source, diags: Diagnostics) -> S.File | None:
     except UnexpectedInput as err:
         _syntax_error(src, err, diags)
         return None
+    if not _depth_ok(src, tree, diags):
+        return None
     return _ToSyntax(src).transform(tree)
+
+
+def _depth_ok(src: Source, tree: Tree, diags: Diagnostics) -> bool:
+    """The transformer and the evaluator recurse over the tree; a machine-made chain such as
+    `1 + 1 + ... + 1` nests one level per operator without any bracket, so bound the depth here
+    (iteratively) instead of letting Python's recursion limit fail later."""
+    stack = [(tree, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > MAX_TREE_DEPTH:
+            meta = node.meta
+            start = 0 if getattr(meta, "empty", True) else meta.start_pos
+            diags.error("NS004", f"expression nested more than {MAX_TREE_DEPTH} deep",
+                        span=src.span(start, start + 1), hint="split it up with `const`s; is the "
+                        "file machine-generated?")
+            return False
+        stack.extend((c, depth + 1) for c in node.children if isinstance(c, Tree))
+    return True
 
 
 def _nesting_ok(src: Source, diags: Diagnostics) -> bool:
@@ -91,7 +112,7 @@ def _syntax_error(src: Source, err: UnexpectedInput, diags: Diagnostics) -> None
     pos = err.pos_in_stream if err.pos_in_stream is not None else len(src.text)
     if isinstance(err, UnexpectedEOF):
         pos = len(src.text.rstrip())
-    mistake = err.match_examples(_parser().parse, KNOWN_MISTAKES, use_accepts=True)
+    mistake = _match_mistake(err)
     if isinstance(err, UnexpectedCharacters):
         ch = src.text[pos]
         shown = f"`{ch}`" if ch.isprintable() else f"U+{ord(ch):04X}"
@@ -109,6 +130,40 @@ def _syntax_error(src: Source, err: UnexpectedInput, diags: Diagnostics) -> None
     message = mistake or "the file ends in the middle of a declaration"
     diags.error("NS001", message, span=src.span(pos, pos + 1),
                 hint=describe_expected(expected) + "; is a `}` missing?")
+
+
+@lru_cache(maxsize=1)
+def _mistake_errors() -> list[tuple[str, UnexpectedInput]]:
+    """Each KNOWN_MISTAKES snippet's parse error, computed once (a snippet that parses is
+    skipped here; tests/test_syntax_errors.py reports it)."""
+    out = []
+    for label, snippets in KNOWN_MISTAKES.items():
+        for snippet in snippets:
+            try:
+                _parser().parse(snippet)
+            except UnexpectedInput as ut:
+                if isinstance(ut, UnexpectedToken):
+                    ut.accepts  # noqa: B018 -- computed now, while its parser state is current
+                out.append((label, ut))
+    return out
+
+
+def _match_mistake(err: UnexpectedInput) -> str | None:
+    """lark's `match_examples(use_accepts=True)`, minus its debug line that formats a
+    ParserState with `%d` and raises TypeError when states match but accepts differ."""
+    candidate = None
+    for label, ut in _mistake_errors():
+        if ut.state != err.state:
+            continue
+        if isinstance(err, UnexpectedToken) and isinstance(ut, UnexpectedToken) and \
+                ut.accepts != err.accepts:
+            continue
+        if isinstance(err, (UnexpectedToken, UnexpectedEOF)) and \
+                isinstance(ut, (UnexpectedToken, UnexpectedEOF)) and ut.token == err.token:
+            return label
+        if candidate is None:
+            candidate = label
+    return candidate
 
 
 def _name(src: Source, tok: Token) -> S.Name:
@@ -131,7 +186,10 @@ class _ToSyntax(Transformer):
     # values
     def number(self, meta, c):
         text = str(c[0])
-        value = float(text) if any(ch in text for ch in ".eE") else int(text)
+        try:
+            value = float(text) if any(ch in text for ch in ".eE") else int(text)
+        except ValueError:  # more digits than int() converts: as a float it is inf, and
+            value = float(text)  # `evaluate` reports it as too large
         return S.Num(value, self._span(meta))
 
     def multiple(self, meta, c):

@@ -49,7 +49,8 @@ class Source:
     def line_text(self, line: int) -> str:
         start = self._line_starts[line - 1]
         end = self.text.find("\n", start)
-        return self.text[start:] if end < 0 else self.text[start:end]
+        line = self.text[start:] if end < 0 else self.text[start:end]
+        return line[:-1] if line.endswith("\r") else line  # CRLF files
 
     def span(self, start: int, end: int) -> Span:
         return Span(file=self.name, start=start, end=max(start, end))

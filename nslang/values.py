@@ -61,6 +61,9 @@ class Val:
 def evaluate(node: S.Value, consts: dict[str, Val], diags: Diagnostics) -> Val | None:
     """Fold a syntax value; report (and return None for) what cannot be evaluated."""
     if isinstance(node, S.Num):
+        if abs(node.value) > 1e300:  # 1e400 reads as inf; no option means a number this size
+            diags.error("NS105", "number too large", span=node.span)
+            return None
         return Val(node.value, node.span)
     if isinstance(node, S.Multiple):
         return Val(Mult(node.factor), node.span)
@@ -121,12 +124,13 @@ def _binop(node: S.BinOp, consts: dict[str, Val], diags: Diagnostics) -> Val | N
     if node.op == "/" and b == 0:
         diags.error("NS105", "division by zero", span=node.span)
         return None
-    result = {"+": a + b, "-": a - b, "*": a * b, "/": a / b}[node.op]
+    result = {"+": lambda: a + b, "-": lambda: a - b, "*": lambda: a * b,
+              "/": lambda: a / b}[node.op]()
     if isinstance(a, Mult) or isinstance(b, Mult):
         result = Mult(result)
     elif node.op == "/" and isinstance(a, int) and isinstance(b, int) and a % b == 0:
         result = a // b  # keep widths integral: `dim / heads`
-    if isinstance(result, float) and abs(result) > 1e300:
+    if abs(result) > 1e300:  # ints too: a product of big ints would overflow float() later
         diags.error("NS105", "number too large", span=node.span)
         return None
     return Val(result, node.span)
