@@ -35,9 +35,14 @@ Inner objective ``objective`` (the L2 of Eq. 50, summed over rows):
 Inner step: B <- alpha B - lr dL2/dB, theta <- alpha theta - (mlp_lr / R) dL2/dtheta for
 theta = (W1, W2). The MLP is shared by the R rows, so its gradient is a sum of R terms; dividing
 by R makes it an average, and the default mlp_lr = lr / hidden keeps F's output on the scale of
-B's at the start (F sums ``hidden`` features). alpha multiplies the whole memory, as printed.
+B's (F sums ``hidden`` features). alpha multiplies the whole memory, as printed.
+Stability: for a steady gradient F settles near -(mlp_lr * hidden / (1 - alpha)) times a
+row-average of u, i.e. the MLP acts like an extra momentum with learning rate ~ mlp_lr * hidden.
+Keep mlp_lr * hidden of the order of lr: on the tiny regression of tests/optim (lr 0.01,
+hidden 16, linear output) mlp_lr 0.05 trains and mlp_lr 0.2 diverges. The NS output is immune
+(it discards the magnitude).
 
-Output ``output``: "linear" (default): W <- W + m_{i+1}(u_i), Eq. 50 as printed (lr is inside
+Output ``output`` ("none" and "newton_schulz" are accepted as aliases): "linear" (default): W <- W + m_{i+1}(u_i), Eq. 50 as printed (lr is inside
 the memory, like the paper-form SGD momentum). "ns": W <- W + ns_lr * s * NS(m_{i+1}(u_i)) for
 ndim >= 2 parameters (Eq. 52; s = max(1, rows/cols)**0.5 as in Muon; NS removes the magnitude,
 so ns_lr sets the step); ndim < 2 parameters keep the linear output.
@@ -47,7 +52,7 @@ Weight decay: decoupled, W <- W (1 - lr wd).
 Cost, per parameter of R x d entries with hidden h: about 16 h flops per entry per step (two
 [R, d] x [d, h] products forward, two for the inner backward, two for the read-out with the
 updated memory), against ~6 flops per entry per *token* for the model's own forward+backward:
-for h = 8 that is the price of ~20 extra tokens per step, negligible for the small models this
+for h = 16 that is the price of ~40 extra tokens per step, negligible for the small models this
 is meant for, noticeable for large ones at small batch. Memory: B (parameter-sized) + 2 d h.
 The inner gradient uses autograd on a tiny graph (no kernel).
 
@@ -65,6 +70,8 @@ from .newton_schulz import VARIANTS, dtype_name, newton_schulz
 
 OBJECTIVES = ("dot", "ones", "l2")
 OUTPUTS = ("linear", "ns")
+# The spec language's names for the outputs (nslang/schema.py: sigma = none | newton_schulz).
+OUTPUT_ALIASES = {"none": "linear", "newton_schulz": "ns"}
 
 
 def _rows(t: torch.Tensor) -> torch.Tensor:
@@ -78,7 +85,7 @@ class DeepMomentum(torch.optim.Optimizer):
         lr: eta, inner step of the linear part B (1e-2); with output="linear" it is the
             learning rate in the paper-form momentum sense.
         alpha: decay of the whole memory (0.9).
-        hidden: MLP width h (8).
+        hidden: MLP width h (16).
         mlp_lr: inner step of the MLP, averaged over rows (None -> lr / hidden).
         objective: "dot" (default), "ones" or "l2".
         normalize_keys: RMS-normalise each gradient row before the MLP (True).
@@ -94,7 +101,7 @@ class DeepMomentum(torch.optim.Optimizer):
         params,
         lr: float = 1e-2,
         alpha: float = 0.9,
-        hidden: int = 8,
+        hidden: int = 16,
         mlp_lr: float | None = None,
         objective: str = "dot",
         normalize_keys: bool = True,
@@ -108,6 +115,7 @@ class DeepMomentum(torch.optim.Optimizer):
     ):
         if objective not in OBJECTIVES:
             raise ValueError(f"unknown objective {objective!r}; expected one of {OBJECTIVES}")
+        output = OUTPUT_ALIASES.get(output, output)
         if output not in OUTPUTS:
             raise ValueError(f"unknown output {output!r}; expected one of {OUTPUTS}")
         if ns_variant not in VARIANTS:

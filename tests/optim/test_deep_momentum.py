@@ -130,7 +130,7 @@ def test_unnormalised_keys_and_ns_output_match_reference():
 
 def test_float32_defaults():
     got, _, init_w2 = run(lambda p: DeepMomentum(p), 5, torch.float32)
-    want = reference(5, torch.float32, init_w2, lr=1e-2, alpha=0.9, hidden=8, mlp_lr=1e-2 / 8, objective="dot")
+    want = reference(5, torch.float32, init_w2, lr=1e-2, alpha=0.9, hidden=16, mlp_lr=1e-2 / 16, objective="dot")
     assert_traj_close(got, want, atol=1e-6)
 
 
