@@ -63,7 +63,8 @@ def check_file(path: str | Path) -> Result:
         diags.error("NS108", f"`{path}` declares no model or optimizer", span=src.span(0, 0),
                     hint="a spec declares `model NAME { ... }` or `optimizer NAME : KIND { ... }`")
     sweeps = [s for s in (lower_sweep(s, models, diags) for s in tree.sweeps) if s]
-    consts = {k: v.plain() for k, v in loaded.consts.items() if not isinstance(v.plain(), tuple)}
+    consts = {k: v.plain() for k, v in loaded.consts.items()
+              if v is not None and not isinstance(v.plain(), tuple)}
     spec = ir.Spec(file=str(path), models=tuple(models), optimizers=tuple(optimizers),
                    sweeps=tuple(sweeps), consts=consts)
     return Result(spec, checked, diags)

@@ -46,17 +46,19 @@ def lower_model(m: Merged, diags: Diagnostics) -> tuple[ir.Model | None, set[str
     settings = _settings(m, diags)
     levels = [lv for d in m.decls.values() if d.kind == "level" if (lv := _level(d, diags))]
     level_names = {lv.name for lv in levels}
+    # declared levels that failed to lower (already reported): not "undeclared" for their users
+    bad = {name for name, d in m.decls.items() if d.kind == "level"} - level_names
     dim = settings.dim if settings else 1
     memories = [mem for d in m.decls.values() if d.kind == "memory"
-                if (mem := _memory(d, level_names, dim, settings, diags))]
-    cms = [c for d in m.decls.values() if d.kind == "cms" if (c := _cms(d, level_names, diags))]
+                if (mem := _memory(d, level_names, dim, settings, diags, bad))]
+    cms = [c for d in m.decls.values() if d.kind == "cms" if (c := _cms(d, level_names, diags, bad))]
     opts = [d for d in m.decls.values() if d.kind == "optimizer"]
     optimizer = None
     for extra in opts[1:]:
         diags.error("NS102", "a model has one outer optimizer", span=extra.name.span,
                     notes=[("first declared", opts[0].name.span)])
     if opts:
-        optimizer = lower_optimizer(opts[0], diags, level_names)
+        optimizer = lower_optimizer(opts[0], diags, level_names, bad)
     flows = [ir.Flow(span=f.span, path=tuple(n.text for n in f.path),
                      spans=tuple(n.span for n in f.path)) for f in m.flows]
     transfers = [t for t in (_transfer(t, diags) for t in m.transfers) if t]
@@ -127,9 +129,12 @@ def _level(d: Decl, diags: Diagnostics) -> ir.Level | None:
     return ir.Level(span=d.span, name=d.name.text, kind="every", period=period.value)
 
 
-def _memory(d: Decl, level_names, dim: int, settings, diags: Diagnostics) -> ir.Memory | None:
+def _memory(d: Decl, level_names, dim: int, settings, diags: Diagnostics,
+            bad_levels=frozenset()) -> ir.Memory | None:
     ok = check_name(d.name, "memory", diags)
-    if d.level.text not in level_names:
+    if d.level.text in bad_levels:
+        ok = False
+    elif d.level.text not in level_names:
         diags.error("NS103", f"memory `{d.name.text}` is on level `{d.level.text}`, which is not "
                     "declared", span=d.level.span, hint=did_you_mean(d.level.text, level_names))
         ok = False
@@ -151,7 +156,7 @@ def _memory(d: Decl, level_names, dim: int, settings, diags: Diagnostics) -> ir.
                      option_spans=spans, **vals)
 
 
-def _cms(d: Decl, level_names, diags: Diagnostics) -> ir.Cms | None:
+def _cms(d: Decl, level_names, diags: Diagnostics, bad_levels=frozenset()) -> ir.Cms | None:
     ok = check_name(d.name, "cms", diags)
     vals = _options(d, CMS_OPTIONS, "cms", diags)
     if vals is None or not ok:
@@ -162,7 +167,9 @@ def _cms(d: Decl, level_names, diags: Diagnostics) -> ir.Cms | None:
         return None
     names, spans = vals.pop("levels")
     for n, sp in zip(names, spans):
-        if n not in level_names:
+        if n in bad_levels:
+            ok = False
+        elif n not in level_names:
             diags.error("NS103", f"cms `{d.name.text}` uses level `{n}`, which is not declared",
                         span=sp, hint=did_you_mean(n, level_names))
             ok = False
@@ -180,12 +187,15 @@ def _cms(d: Decl, level_names, diags: Diagnostics) -> ir.Cms | None:
                   rule=_call_node("rule", vals.pop("rule"), d), **vals)
 
 
-def lower_optimizer(d: Decl, diags: Diagnostics, level_names=None) -> ir.Optimizer | None:
+def lower_optimizer(d: Decl, diags: Diagnostics, level_names=None,
+                    bad_levels=frozenset()) -> ir.Optimizer | None:
     kind = d.opt_kind.text if d.opt_kind is not None else d.name.text
     kind_span = d.opt_kind.span if d.opt_kind is not None else d.name.span
     if kind not in OPTIMIZERS:
         diags.error("NS101", f"unknown optimizer `{kind}`", span=kind_span,
                     hint=did_you_mean(kind, OPTIMIZERS) + "; or `optimizer NAME : KIND { ... }`")
+        return None
+    if d.level is not None and level_names is not None and d.level.text in bad_levels:
         return None
     if d.level is not None and level_names is not None and d.level.text not in level_names:
         diags.error("NS103", f"optimizer `{d.name.text}` is on level `{d.level.text}`, which is "

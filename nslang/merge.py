@@ -52,7 +52,7 @@ class Merged:
 @dataclass
 class LoadedFile:
     syntax: S.File
-    consts: dict[str, Val]
+    consts: dict[str, Val | None]  # None: the constant's value is wrong (already reported)
 
 
 class Loader:
@@ -72,16 +72,17 @@ class Loader:
             self.files[key] = LoadedFile(tree, self._consts(tree)) if tree is not None else None
         return self.files[key]
 
-    def _consts(self, tree: S.File) -> dict[str, Val]:
-        consts: dict[str, Val] = {}
+    def _consts(self, tree: S.File) -> dict[str, Val | None]:
+        consts: dict[str, Val | None] = {}
+        declared: dict[str, Span] = {}
         for c in tree.consts:
-            if c.name.text in consts:
+            if c.name.text in declared:
                 self.diags.error("NS102", f"constant `{c.name.text}` is declared twice",
-                                 span=c.name.span, notes=[("first declared", consts[c.name.text].span)])
+                                 span=c.name.span, notes=[("first declared", declared[c.name.text])])
                 continue
-            val = evaluate(c.value, consts, self.diags)
-            if val is not None:
-                consts[c.name.text] = val
+            declared[c.name.text] = c.name.span
+            # kept even when None, so its uses fail quietly instead of reading it as a bare word
+            consts[c.name.text] = evaluate(c.value, consts, self.diags)
         return consts
 
     # -- models ---------------------------------------------------------------------------------

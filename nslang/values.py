@@ -58,7 +58,7 @@ class Val:
         return v
 
 
-def evaluate(node: S.Value, consts: dict[str, Val], diags: Diagnostics) -> Val | None:
+def evaluate(node: S.Value, consts: dict[str, Val | None], diags: Diagnostics) -> Val | None:
     """Fold a syntax value; report (and return None for) what cannot be evaluated."""
     if isinstance(node, S.Num):
         if abs(node.value) > 1e300:  # 1e400 reads as inf; no option means a number this size
@@ -73,7 +73,10 @@ def evaluate(node: S.Value, consts: dict[str, Val], diags: Diagnostics) -> Val |
         return Val(node.value, node.span)
     if isinstance(node, S.Sym):
         if len(node.parts) == 1 and node.parts[0] in consts:
-            return Val(consts[node.parts[0]].value, node.span)
+            const = consts[node.parts[0]]
+            if const is None:  # its declaration is wrong, and that is already reported
+                return None
+            return Val(const.value, node.span)
         if len(node.parts) > 1:
             diags.error("NS101", f"`{node.text}` is not a value", span=node.span,
                         hint="dotted names are only used on the left of `=` (overrides, sweeps)")

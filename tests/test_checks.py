@@ -152,6 +152,9 @@ CASES: dict[str, tuple[dict[str, str | bytes], list[tuple]]] = {
     "NS105-division-by-zero": (
         {"spec.nsam": "const A = 4 / 0\n" + GOOD},
         [("NS105", 1, 11, None)]),
+    "NS105-bad-const-reported-once": (  # not again as "`dim` needs a number, got `A`"
+        {"spec.nsam": "const A = 4 / 0\n" + GOOD.replace("dim = 64", "dim = A")},
+        [("NS105", 1, 11, None)]),
     "NS105-number-too-large": (
         {"spec.nsam": base("memory a in chunk { lr = 1e400 }\nflow x -> a")},
         [("NS105", 8, 28, None)]),
@@ -196,6 +199,10 @@ CASES: dict[str, tuple[dict[str, str | bytes], list[tuple]]] = {
         [("NS111", 8, 19, "every 16")]),
     "NS111-fraction": (
         {"spec.nsam": base("level bad every 2.5\nmemory a in chunk { }\nflow x -> a")},
+        [("NS111", 8, 19, "every 16")]),
+    "NS111-reported-once": (  # its memory, CMS and optimizer are not "on an undeclared level"
+        {"spec.nsam": base("level bad every 0\nmemory a in bad { }\ncms c { levels = [bad] }\n"
+                           "flow x -> a -> c\noptimizer sgd in bad { }")},
         [("NS111", 8, 19, "every 16")]),
     # ---- graph checks ----
     "NS201-level-multiple": (
