@@ -26,7 +26,7 @@ Ambiguities, each a named option with the default and why:
         M2 <- beta3 M2 + (1 - beta3) mean(window gradients)   (at each window boundary).
     In "ema" mode beta3 is the decay *per window*: the slow memory's horizon is about
     f / (1 - beta3) steps. In "sum" mode the betas are write scales; since NS(c M) = NS(M), only
-    beta2 matters there (it rescales the step by 1 / sqrt(beta2)).
+    beta2 matters for matrices (it rescales the step by 1 / sqrt(beta2)).
 
 ``bias_correction`` (default True, "ema" mode only): divide V by (1 - beta2^t). The momenta need
     no correction: NS is scale invariant, so a bias correction of M1 or M2 is a no-op. (The
