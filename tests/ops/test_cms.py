@@ -247,3 +247,5 @@ def test_runs_without_grad_and_bad_options():
         chunk_cms(x, l2_loss(target), params, cs, lr, variant="parallel")
     with pytest.raises(ValueError, match="chunk sizes"):
         chunk_cms(x, l2_loss(target), params, (4,), lr)
+    with pytest.raises(ValueError, match="learning rates"):
+        chunk_cms(x, l2_loss(target), params, cs, lr[:1])

@@ -112,7 +112,7 @@ def chunk_cms(
     debug: bool = False,
 ):
     """Segment loop with batched forward/backward; same signature and results as `naive_cms`."""
-    check_cms_args(params, chunk_sizes, variant, signal)
+    check_cms_args(params, chunk_sizes, lr, variant, signal)
     B, T, _ = x.shape
     state = initial_cms_state(params, B, initial_state)
     weights = [list(level) for level in state.weights]

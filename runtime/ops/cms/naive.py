@@ -45,6 +45,9 @@ Named options (the paper is ambiguous here, nested-learning.md section 11; defau
 - chunk boundaries are absolute stream positions: a level updates after token p (counted from
   the stream start, 1-based) when p % C_l == 0. The state carries the position and the pending
   (partial-chunk) gradient sums, so a stream cut into calls equals one call.
+- chunk sizes are in tokens (the paper's C^(l) = max_i C^(i) / f_l: the caller converts
+  frequencies). Sizes that are not multiples of each other are allowed here; the spec checker
+  rejects them.
 - lr eta^(l): a float or a tensor broadcastable to [B, T] per level (Eq. 71's eta_t).
 - the error term f of Eq. 71 is the plain gradient (no momentum or preconditioner); norms around
   the MLPs are omitted, as in Eq. 70; activation s = "silu" | "gelu".
@@ -70,7 +73,7 @@ class CMSState(NamedTuple):
     pos: int  # tokens of the stream seen so far
 
 
-def check_cms_args(params, chunk_sizes, variant, signal) -> None:
+def check_cms_args(params, chunk_sizes, lr, variant, signal) -> None:
     if variant not in VARIANTS:
         raise ValueError(f"unknown CMS variant {variant!r}; expected one of {VARIANTS}")
     if signal == "local":
@@ -80,8 +83,9 @@ def check_cms_args(params, chunk_sizes, variant, signal) -> None:
         )
     if signal not in SIGNALS:
         raise ValueError(f"unknown CMS signal {signal!r}; expected one of {SIGNALS}")
-    if len(params) != len(chunk_sizes):
-        raise ValueError(f"{len(params)} levels of params but {len(chunk_sizes)} chunk sizes")
+    if not len(params) == len(chunk_sizes) == len(lr):
+        raise ValueError(f"{len(params)} levels of params, {len(chunk_sizes)} chunk sizes and "
+                         f"{len(lr)} learning rates: need one of each per level")
     if any(int(c) < 1 for c in chunk_sizes):
         raise ValueError(f"chunk sizes must be >= 1 token, got {tuple(chunk_sizes)}")
 
@@ -170,7 +174,7 @@ def naive_cms(
     Returns (y [B, T, D], final CMSState), plus, with debug=True, the weights in force at every
     token: per level (W1 [B, T, D, D_hid], W2 [B, T, D_hid, D]).
     """
-    check_cms_args(params, chunk_sizes, variant, signal)
+    check_cms_args(params, chunk_sizes, lr, variant, signal)
     B, T, _ = x.shape
     state = initial_cms_state(params, B, initial_state)
     weights = [list(level) for level in state.weights]
