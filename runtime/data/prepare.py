@@ -33,8 +33,8 @@ import numpy as np
 from ._common import DataError, cache_dir, log, progress as progress_bar
 from .fetch import MANIFEST, is_cached, package_dir
 from .sources import SOURCES, get_source, records
-from .tokenizers import (DEFAULT_BPE_VOCAB, ByteTokenizer, HFTokenizer, Tokenizer, check_name, gpt2_tokenizer,
-                         load_tokenizer, train_bpe)
+from .tokenizers import (DEFAULT_BPE_VOCAB, ByteTokenizer, HFTokenizer, Tokenizer, _import_tokenizers, check_name,
+                         gpt2_tokenizer, load_tokenizer, train_bpe)
 
 FORMAT_VERSION = 1
 SPLITS = ("train", "val")
@@ -155,6 +155,8 @@ def prepare(name: str, tokenizer: str = "byte", vocab_size: int | None = None, v
         return open_corpus(folder)
 
     start = time.monotonic()
+    if tokenizer != "byte":
+        _import_tokenizers()  # fail before the slow steps, not after them
     recs = records(name, progress=progress)
     texts = [r["text"] for r in recs]
     if not texts:
@@ -252,13 +254,11 @@ def _pack(texts: list[str], tok: Tokenizer, dtype: np.dtype, folder: Path, split
     """Encode documents in order and append them, each followed by EOD, to <split>.bin."""
     offsets = [0]
     n_bytes = 0
-    batch = 64  # documents per encode_batch call: enough to keep the Rust tokenizers busy
     eod = np.array([tok.eod_id], dtype=dtype)
+    batches = _batches(texts, max_chars=1 << 20, max_docs=256)
     with open(folder / f"{split}.bin", "wb") as f:
-        starts = range(0, len(texts), batch)
-        for s in progress_bar(starts, total=len(starts), desc=f"tokenizing {name} {split}", enabled=progress,
-                              unit="batch"):
-            chunk = texts[s:s + batch]
+        for chunk in progress_bar(batches, total=len(batches), desc=f"tokenizing {name} {split}", enabled=progress,
+                                  unit="batch"):
             for text, ids in zip(chunk, tok.encode_batch(chunk)):
                 if ids.size and (ids.min() < 0 or ids.max() >= tok.vocab_size):
                     raise DataError(f"tokenizer {tok.name} produced an id outside its vocab", "report this as a bug")
@@ -270,6 +270,21 @@ def _pack(texts: list[str], tok: Tokenizer, dtype: np.dtype, folder: Path, split
     np.save(folder / f"{split}_offsets.npy", np.asarray(offsets, dtype=np.int64))
     return {"file": f"{split}.bin", "offsets": f"{split}_offsets.npy", "documents": len(texts),
             "tokens": offsets[-1], "bytes": n_bytes}
+
+
+def _batches(texts: list[str], max_chars: int, max_docs: int) -> list[list[str]]:
+    """Group documents for encode_batch: large enough to keep the Rust tokenizer's threads busy,
+    small enough (about 1 MB of text) for the progress bar to move."""
+    out, current, size = [], [], 0
+    for text in texts:
+        if current and (size + len(text) > max_chars or len(current) >= max_docs):
+            out.append(current)
+            current, size = [], 0
+        current.append(text)
+        size += len(text)
+    if current:
+        out.append(current)
+    return out
 
 
 def _package_record(pkg) -> dict:

