@@ -10,7 +10,8 @@ from lark import Lark, Token, Transformer, Tree, UnexpectedCharacters, Unexpecte
 from . import syntax as S
 from .diagnostics import Diagnostics
 from .source import Source
-from .syntax_errors import KNOWN_MISTAKES, describe_expected
+from .syntax_errors import KNOWN_MISTAKES, MODEL_ITEM_TERMINALS, OUTSIDE_MODEL, \
+    TOP_LEVEL_TERMINALS, describe_expected
 
 MAX_BYTES = 1_000_000  # a spec is a page of text; anything near this is not a spec
 MAX_NESTING = 64       # brackets deep enough to be machine-made, not written
@@ -113,6 +114,9 @@ def _syntax_error(src: Source, err: UnexpectedInput, diags: Diagnostics) -> None
     if isinstance(err, UnexpectedEOF):
         pos = len(src.text.rstrip())
     mistake = _match_mistake(err)
+    if mistake is None and isinstance(err, UnexpectedToken) and \
+            err.token.type in MODEL_ITEM_TERMINALS and set(err.expected) <= TOP_LEVEL_TERMINALS:
+        mistake = OUTSIDE_MODEL
     if isinstance(err, UnexpectedCharacters):
         ch = src.text[pos]
         shown = f"`{ch}`" if ch.isprintable() else f"U+{ord(ch):04X}"
@@ -133,30 +137,38 @@ def _syntax_error(src: Source, err: UnexpectedInput, diags: Diagnostics) -> None
 
 
 @lru_cache(maxsize=1)
-def _mistake_errors() -> list[tuple[str, UnexpectedInput]]:
-    """Each KNOWN_MISTAKES snippet's parse error, computed once (a snippet that parses is
-    skipped here; tests/test_syntax_errors.py reports it)."""
+def _mistake_errors() -> list[tuple[str, UnexpectedInput, object, object]]:
+    """Each KNOWN_MISTAKES snippet's parse error with its parser state and accepted terminals,
+    computed once (a snippet that parses is skipped here; tests/test_syntax_errors.py reports
+    it)."""
     out = []
     for label, snippets in KNOWN_MISTAKES.items():
         for snippet in snippets:
             try:
                 _parser().parse(snippet)
             except UnexpectedInput as ut:
-                if isinstance(ut, UnexpectedToken):
-                    ut.accepts  # noqa: B018 -- computed now, while its parser state is current
-                out.append((label, ut))
+                accepts = ut.accepts if isinstance(ut, UnexpectedToken) else None
+                out.append((label, ut, _state_id(ut.state), accepts))
     return out
 
 
+def _state_id(state):
+    """The LALR state on top of the parser's stack. lark's ParserState equality also compares
+    the stack depth, so a mistake would only be recognised as a model's first item."""
+    return getattr(state, "position", state)
+
+
 def _match_mistake(err: UnexpectedInput) -> str | None:
-    """lark's `match_examples(use_accepts=True)`, minus its debug line that formats a
-    ParserState with `%d` and raises TypeError when states match but accepts differ."""
+    """lark's `match_examples(use_accepts=True)`, comparing only the top parser state (see
+    _state_id), and without its debug line that formats a ParserState with `%d` (a TypeError
+    whenever states match but accepts differ)."""
     candidate = None
-    for label, ut in _mistake_errors():
-        if ut.state != err.state:
+    state = _state_id(err.state)
+    for label, ut, ut_state, ut_accepts in _mistake_errors():
+        if ut_state != state:
             continue
         if isinstance(err, UnexpectedToken) and isinstance(ut, UnexpectedToken) and \
-                ut.accepts != err.accepts:
+                ut_accepts != err.accepts:
             continue
         if isinstance(err, (UnexpectedToken, UnexpectedEOF)) and \
                 isinstance(ut, (UnexpectedToken, UnexpectedEOF)) and ut.token == err.token:

@@ -6,6 +6,13 @@ snippet must fail to parse (tests/test_syntax_errors.py checks every one and its
 """
 from __future__ import annotations
 
+OUTSIDE_MODEL = "a declaration must be inside a model: `model NAME { ... }`"
+# Top-level parser states are many (one after each kind of declaration's end), so this mistake
+# is also recognised without an example: the parser wants only top-level keywords and got a
+# name or a model-only keyword (parser._syntax_error).
+TOP_LEVEL_TERMINALS = frozenset({"MODEL", "CONST", "OPTIMIZER", "SWEEP", "$END"})
+MODEL_ITEM_TERMINALS = frozenset({"NAME", "LEVEL", "MEMORY", "CMS", "FLOW", "TRANSFER", "REMOVE"})
+
 KNOWN_MISTAKES: dict[str, list[str]] = {
     "missing `=` between an option and its value": [
         "model m { memory a in l { rule dgd } }",
@@ -45,7 +52,7 @@ KNOWN_MISTAKES: dict[str, list[str]] = {
         "model m",
         "model m dim = 1",
     ],
-    "a declaration must be inside a model: `model NAME { ... }`": [
+    OUTSIDE_MODEL: [
         "level fast every 16",
         "memory a in l { }",
         "flow x -> a",

@@ -9,7 +9,7 @@ from lark import UnexpectedInput
 from nslang.frontend import check_file
 from nslang.parser import _parser
 from nslang.source import SOURCES
-from nslang.syntax_errors import KNOWN_MISTAKES, describe_expected
+from nslang.syntax_errors import KNOWN_MISTAKES, OUTSIDE_MODEL, describe_expected
 
 SNIPPETS = [(label, snippet) for label, snippets in KNOWN_MISTAKES.items() for snippet in snippets]
 
@@ -68,6 +68,39 @@ def test_snippet_after_comments_and_blank_lines(tmp_path, label, snippet):
     assert diag.message == label
     line, _ = SOURCES[str(path)].line_col(diag.span.start)
     assert line >= 4
+    assert_rendered_at(diag, path)
+
+
+def in_context(snippet: str) -> str:
+    """The snippet with other items before the mistake: earlier declarations in the file, in
+    the model and in the memory block (a mistake is rarely the first thing in a file)."""
+    text = snippet.replace("model m { ", "model m { dim = 64; level q token\n  ", 1)
+    text = text.replace(" in l { ", " in l { conv = 1; ", 1)
+    return "const Z = 1\nmodel p { dim = 1 }\n" + text
+
+
+@pytest.mark.parametrize("label,snippet", SNIPPETS, ids=[s for _, s in SNIPPETS])
+def test_snippet_after_other_items(tmp_path, label, snippet):
+    """The same mistake after other declarations (lark's own state match compares the parser
+    stack depth too, so it only recognised a mistake in a block's first item)."""
+    path, result = check_text(tmp_path, in_context(snippet) + "\n")
+    (diag,) = result.diagnostics.items
+    assert (diag.code, diag.message) == ("NS001", label), in_context(snippet)
+    assert diag.location()[1] >= 3
+    assert_rendered_at(diag, path)
+
+
+@pytest.mark.parametrize("before", [
+    "model p { }", "model p extends q { dim = 1 }", "const A = 1", "const A = [1, 2]",
+    "optimizer o : sgd { lr = 1 }", "sweep s { dim = [1] }",
+])
+@pytest.mark.parametrize("stray", ["level fast every 16", "memory a in l { }", "dim = 512",
+                                   "flow x -> a", "cms c { }", "remove a"])
+def test_declaration_outside_a_model_after_any_top_level_item(tmp_path, before, stray):
+    path, result = check_text(tmp_path, f"{before}\n{stray}\n")
+    (diag,) = result.diagnostics.items
+    assert diag.message == OUTSIDE_MODEL
+    assert diag.location()[1:] == (2, 1)
     assert_rendered_at(diag, path)
 
 
