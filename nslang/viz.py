@@ -488,8 +488,7 @@ def _curve(p, q, style: str, step: float = 0.06):
     from matplotlib.patches import ConnectionStyle
 
     path = ConnectionStyle(style)((p[0], -p[1]), (q[0], -q[1]), shrinkA=0, shrinkB=0)
-    pts = [seg.point_at_t(t) for seg, _ in path.iter_bezier() for t in np.linspace(0, 1, 16)]
-    pts = np.asarray(pts) * (1, -1)
+    pts = np.concatenate([seg(np.linspace(0, 1, 16)) for seg, _ in path.iter_bezier()]) * (1, -1)
     seg = np.hypot(*np.diff(pts, axis=0).T)
     s = np.concatenate([[0], np.cumsum(seg)])
     n = max(2, int(s[-1] / step) + 1)
