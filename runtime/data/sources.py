@@ -21,7 +21,7 @@ import json
 import re
 import tarfile
 import zipfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
@@ -96,6 +96,11 @@ class Source:
                     out.append(pkg)
         return out
 
+    def all_needs(self) -> tuple[str, ...]:
+        if not self.components:
+            return self.needs
+        return tuple(sorted({m for name in self.components for m in get_source(name).all_needs()}))
+
 
 @dataclass(frozen=True)
 class SourceInfo:
@@ -109,7 +114,7 @@ class SourceInfo:
     description: str
     cached: bool
     default: bool = False
-    needs: tuple[str, ...] = field(default=())
+    needs: tuple[str, ...] = ()
 
 
 DEFAULT_SOURCE = "shakespeare"
@@ -157,7 +162,7 @@ def list_sources() -> list[SourceInfo]:
             description=src.description,
             cached=all(is_cached(p) for p in pkgs),
             default=src.name == DEFAULT_SOURCE,
-            needs=src.needs,
+            needs=src.all_needs(),
         ))
     return out
 
