@@ -106,9 +106,16 @@ def _freq(lv: ir.Level) -> str:
 def _check_levels(model: ir.Model, diags: Diagnostics) -> None:
     ctx = model.settings.context
     periodic = sorted((lv for lv in model.levels if lv.kind == "every"), key=lambda lv: lv.period)
-    for i, slow in enumerate(periodic):
-        for fast in periodic[:i]:
-            if fast.period < slow.period and slow.period % fast.period:
+    # the first level of each distinct period: comparing against those (few) rather than every
+    # faster level keeps this linear in the number of levels, and reports the same level
+    first_with: dict[int, ir.Level] = {}
+    for lv in periodic:
+        first_with.setdefault(lv.period, lv)
+    for slow in periodic:
+        for period, fast in first_with.items():  # ascending: `periodic` is sorted
+            if period >= slow.period:
+                break
+            if slow.period % fast.period:
                 lower = slow.period // fast.period * fast.period
                 diags.error("NS201", f"level `{slow.name}` (every {slow.period}) is not a multiple "
                             f"of the faster level `{fast.name}` (every {fast.period}) it contains",
@@ -127,7 +134,10 @@ def _check_levels(model: ir.Model, diags: Diagnostics) -> None:
 
 
 def _near_divisor(n: int, target: int) -> int:
-    return min((d for d in range(1, n + 1) if n % d == 0), key=lambda d: (abs(d - target), d))
+    # 1 divides n, so the nearest divisor is below 2 * target; the window bounds the search for
+    # huge numbers (a context of 10**12 must not take minutes to suggest a divisor)
+    window = range(max(1, target - 10_000), min(n, 2 * target, target + 10_000) + 1)
+    return min((d for d in (1, n, *window) if n % d == 0), key=lambda d: (abs(d - target), d))
 
 
 def _check_chunks(model: ir.Model, levels, diags: Diagnostics) -> dict[str, int]:
@@ -283,8 +293,9 @@ def _check_transfers(model: ir.Model, levels, members, failed, diags: Diagnostic
                 ok = False
         if not ok:
             continue
-        if t.source == t.target:
-            diags.error("NS211", f"`{t.source}` transfers to itself", span=t.span)
+        if t.source == t.target and t.kind != "generate":  # M_k generating its own keys is Eq. 88
+            diags.error("NS211", f"`{t.source}` transfers to itself", span=t.span,
+                        hint="only `generate` may point a memory at itself (self-modification)")
             continue
         src, dst = level_of(t.source), level_of(t.target)
         if t.kind == "init" and src and dst:
@@ -333,7 +344,8 @@ def _check_generated(model: ir.Model, diags: Diagnostics) -> None:
             continue
         value = getattr(m, arg)
         mode = value.mode if isinstance(value, ir.Gate) else value
-        if mode != "generated":
+        # values = self with a generated v: v-hat = M(v_t), v_t = M_v(x_t) (Eqs. 84, 87)
+        if mode != "generated" and not (arg == "values" and mode == "self"):
             diags.error("NS209", f"`{t.source}` generates `{target}.{arg}`, but `{target}` "
                         f"takes {arg} = {mode if mode != 'const' else value.value}", span=t.span,
                         hint=f"set `{arg} = generated` in `{target}`")

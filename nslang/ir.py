@@ -73,7 +73,7 @@ class Memory(Node):
     qk_norm: bool
     dim: int
     writes: Literal["differentiable", "detached"]
-    read: Literal["current", "chunk_start"]
+    read: Literal["current", "previous", "chunk_start"]
     decay_on: Literal["input", "all"]
     lr_gate: Literal["softplus", "sigmoid"]
     retain_gate: Literal["sigmoid", "exp"]

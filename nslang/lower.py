@@ -42,7 +42,6 @@ def lower_model(m: Merged, diags: Diagnostics) -> tuple[ir.Model | None, set[str
     so the graph checks can still report their own errors) and the names that failed, which
     the checks must not report again as unknown."""
     check_name(m.name, "model", diags)
-    _apply_overrides(m, diags)
     settings = _settings(m, diags)
     levels = [lv for d in m.decls.values() if d.kind == "level" if (lv := _level(d, diags))]
     level_names = {lv.name for lv in levels}
@@ -69,22 +68,6 @@ def lower_model(m: Merged, diags: Diagnostics) -> tuple[ir.Model | None, set[str
     return ir.Model(span=m.span, name=m.name.text, extends=tuple(m.chain), settings=settings,
                     levels=tuple(levels), memories=tuple(memories), cms=tuple(cms),
                     flows=tuple(flows), transfers=tuple(transfers), optimizer=optimizer), failed
-
-
-def _apply_overrides(m: Merged, diags: Diagnostics) -> None:
-    for path, val in m.overrides:
-        if len(path.parts) != 2:
-            diags.error("NS101", f"`{path.text}`: an override is `member.option = value`",
-                        span=path.span)
-            continue
-        owner, option = path.parts
-        decl = m.decls.get(owner)
-        if decl is None or decl.kind == "level":
-            diags.error("NS101", f"cannot override `{path.text}`: no memory, CMS or optimizer "
-                        f"`{owner}`", span=path.span,
-                        hint=did_you_mean(owner, [k for k, d in m.decls.items() if d.kind != "level"]))
-            continue
-        decl.options[option] = (S.Name(option, path.span), val)
 
 
 def _settings(m: Merged, diags: Diagnostics) -> ir.Settings | None:
@@ -142,6 +125,13 @@ def _memory(d: Decl, level_names, dim: int, settings, diags: Diagnostics,
     if vals is None or not ok:
         return None
     shape = _shape(vals.pop("shape"), d, diags)
+    if shape is not None and shape.kind in NONPARAMETRIC:
+        # Attention keeps its context and learns nothing in context: no rule unless one is
+        # written (the checks then reject it), and no q/k normalisation unless asked for.
+        if "rule" not in d.options:
+            vals["rule"] = CallV("none", (), {})
+        if "qk_norm" not in d.options:
+            vals["qk_norm"] = False
     for key in ("objective", "rule", "output"):
         vals[key] = _call_node(key, vals[key], d)
     for key in ("momentum", "lr", "retain"):

@@ -183,6 +183,7 @@ class Loader:
                     merged.decls[name] = decl
         if child_flows:
             merged.flows = child_flows
+        _apply_overrides(merged, self.diags)
         seen, unique = set(), []
         for t in merged.transfers:
             key = (t.source.text, t.target.text, t.kind.text, tuple(map(repr, t.args)))
@@ -246,3 +247,22 @@ def resolve_extends(path: Path, ext: S.Str | S.Name) -> Path | None:
             return found[0]
     return None
 
+
+def _apply_overrides(m: Merged, diags: Diagnostics) -> None:
+    """Apply one model's `member.option = value` lines to the declarations it has so far
+    (its own and inherited), so a later child that removes or redeclares the member is not
+    affected."""
+    for path, val in m.overrides:
+        if len(path.parts) != 2:
+            diags.error("NS101", f"`{path.text}`: an override is `member.option = value`",
+                        span=path.span)
+            continue
+        owner, option = path.parts
+        decl = m.decls.get(owner)
+        if decl is None or decl.kind == "level":
+            diags.error("NS101", f"cannot override `{path.text}`: no memory, CMS or optimizer "
+                        f"`{owner}`", span=path.span,
+                        hint=did_you_mean(owner, [k for k, d in m.decls.items() if d.kind != "level"]))
+            continue
+        decl.options[option] = (S.Name(option, path.span), val)
+    m.overrides = []

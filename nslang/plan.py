@@ -154,7 +154,7 @@ def _plan_memory(mem: ir.Memory, m: ir.Model, lv: ir.Level, chunk: int, inits: s
             f"non-parametric: keeps the last {window} tokens"
         return SublayerPlan(mem.name, class_name(mem.name), "Attention", "in_context", sched, where,
                             dict(common, window=window, rope=s.position == "rope",
-                                 qk_norm=mem.qk_norm if "qk_norm" in mem.option_spans else False))
+                                 qk_norm=mem.qk_norm))
     if regime == "outer":
         hidden = _hidden(mem, s.dim)
         return SublayerPlan(mem.name, class_name(mem.name), "FeedForward", "outer",
@@ -171,6 +171,11 @@ def _plan_memory(mem: ir.Memory, m: ir.Model, lv: ir.Level, chunk: int, inits: s
         diags.error("NS211", f"`{mem.name}` takes generated inputs ({', '.join(sorted(gens))}); "
                     "compiling self-modifying memories is not available yet", span=mem.span,
                     hint="use `project` / `data` inputs for now")
+        return None
+    if mem.read == "previous":
+        diags.error("NS211", f"`{mem.name}` reads before its write (`read = previous`), which "
+                    "compiled models do not support yet", span=mem.option_spans["read"],
+                    hint="use `read = current` or `chunk_start`")
         return None
     sched = (f"in-context: {_frequency(lv)}, chunk-parallel over {chunk} tokens; "
              f"initial state {'meta-learned (init transfer)' if mem.name in inits else 'zeros'}; "

@@ -88,8 +88,9 @@ MEMORY_OPTIONS: dict[str, Opt] = {
     "qk_norm": Opt("bool", True, doc="L2-normalise q and k (Hope, Sec. 8.3)"),
     "dim": Opt("int", None, low=1, doc="width of this memory (default: the model width)"),
     "writes": Opt("enum", None, ("differentiable", "detached"), "override of the model default"),
-    "read": Opt("enum", "current", ("current", "chunk_start"),
-                "read with the state after each token's write, or with the chunk-start state"),
+    "read": Opt("enum", "current", ("current", "previous", "chunk_start"),
+                "read with the state after the token's write (y_t = M_t q_t), before it "
+                "(y_t = M_{t-1} q_t, Eq. 83), or with the chunk-start state"),
     "decay_on": Opt("enum", "input", ("input", "all"), "where (alpha I - eta k k^T) of Eq. 88 acts "
                     "on an MLP memory: the input-side matrix W2 (default) or every matrix"),
     "lr_gate": Opt("enum", "softplus", ("softplus", "sigmoid"), "output map of a generated lr"),
