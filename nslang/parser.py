@@ -4,8 +4,8 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from lark import Lark, Token, Transformer, Tree, UnexpectedCharacters, UnexpectedEOF, \
-    UnexpectedInput, UnexpectedToken, v_args
+from lark import Lark, Token, Tree, UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, \
+    UnexpectedToken
 
 from . import syntax as S
 from .diagnostics import Diagnostics
@@ -77,7 +77,7 @@ def parse_source(src: Source, diags: Diagnostics) -> S.File | None:
 
 
 def _depth_ok(src: Source, tree: Tree, diags: Diagnostics) -> bool:
-    """The transformer and the evaluator recurse over the tree; a machine-made chain such as
+    """Evaluation and later stages recurse over values; a machine-made chain such as
     `1 + 1 + ... + 1` nests one level per operator without any bracket, so bound the depth here
     (iteratively) instead of letting Python's recursion limit fail later."""
     stack = [(tree, 1)]
@@ -182,13 +182,31 @@ def _name(src: Source, tok: Token) -> S.Name:
     return S.Name(str(tok), src.span(tok.start_pos, tok.end_pos))
 
 
-@v_args(meta=True)
-class _ToSyntax(Transformer):
-    """lark tree -> syntax dataclasses, attaching a span to every node."""
+class _ToSyntax:
+    """lark tree -> syntax dataclasses, attaching a span to every node.
+
+    Each method is `rule(meta, children)`, called bottom-up by `transform`: an explicit-stack
+    walk (not lark's Transformer, which recurses and wraps every call; this is twice as fast)."""
 
     def __init__(self, src: Source):
-        super().__init__()
         self.src = src
+
+    def transform(self, tree: Tree):
+        out: list = []
+        stack: list = [(tree, False)]
+        while stack:
+            node, ready = stack.pop()
+            if not isinstance(node, Tree):
+                out.append(node)  # a token, or None for an absent optional
+            elif ready:
+                n = len(node.children)
+                children = out[len(out) - n:]
+                del out[len(out) - n:]
+                out.append(getattr(self, node.data)(node.meta, children))
+            else:
+                stack.append((node, True))
+                stack.extend((c, False) for c in reversed(node.children))
+        return out[0]
 
     def _span(self, meta):
         if getattr(meta, "empty", True):
