@@ -1,12 +1,12 @@
 """build_optimizer: every name builds, trains a tiny model, and checkpoints through
 torch.save / torch.load(weights_only=True) with identical next steps after resuming."""
 
-import io
-
 import pytest
 import torch
 
 from runtime.optim import OPTIMIZERS, build_optimizer
+from _common import _plain, _roundtrip
+
 
 # Learning rates that suit a tiny regression (the defaults are tuned for real models).
 OPTIONS = {
@@ -43,23 +43,6 @@ def train(model, opt, steps, start=0):
         opt.step()
         losses.append(loss.item())
     return losses
-
-
-def _plain(obj):
-    if isinstance(obj, torch.Tensor) or isinstance(obj, (bool, int, float, str)):
-        return True
-    if isinstance(obj, list):
-        return all(_plain(v) for v in obj)
-    if isinstance(obj, dict):
-        return all(isinstance(k, (int, str)) and _plain(v) for k, v in obj.items())
-    return False
-
-
-def _roundtrip(obj):
-    buf = io.BytesIO()
-    torch.save(obj, buf)
-    buf.seek(0)
-    return torch.load(buf, weights_only=True)
 
 
 def test_every_name_has_options_here():

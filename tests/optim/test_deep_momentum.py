@@ -1,32 +1,13 @@
 """Deep momentum (DMGD, Eq. 50 / 52): matches a reference with hand-derived inner gradients for
 each objective and output, reduces to momentum when the MLP is frozen, checkpoints resume."""
 
-import io
 import math
 
 import pytest
 import torch
 
 from runtime.optim import DeepMomentum, SGDMomentum, build_optimizer
-
-# --- a small model: y = tanh(x W^T + b), W [6, 4] (tall), b [6]; new data every step ---------
-
-
-def init_params(dtype):
-    gen = torch.Generator().manual_seed(0)
-    w = 0.5 * torch.randn(6, 4, generator=gen, dtype=torch.float64)
-    b = 0.1 * torch.randn(6, generator=gen, dtype=torch.float64)
-    return w.to(dtype), b.to(dtype)
-
-
-def grads(w, b, step):
-    gen = torch.Generator().manual_seed(1000 + step)
-    x = torch.randn(8, 4, generator=gen, dtype=torch.float64).to(w.dtype)
-    t = torch.randn(8, 6, generator=gen, dtype=torch.float64).to(w.dtype)
-    w = w.detach().requires_grad_(True)
-    b = b.detach().requires_grad_(True)
-    loss = (torch.tanh(x @ w.T + b) - t).square().mean()
-    return torch.autograd.grad(loss, (w, b))
+from _common import init_params, grads, ns5, assert_traj_close, _plain, _roundtrip
 
 
 def run(make_opt, steps, dtype=torch.float64):
@@ -44,15 +25,6 @@ def run(make_opt, steps, dtype=torch.float64):
 
 
 # --- plain reference: the inner gradients derived by hand (no autograd) ---------------------
-
-
-def ns5(g):
-    x = g.T if g.shape[0] > g.shape[1] else g
-    x = x / (torch.sqrt((x * x).sum()) + 1e-7)
-    for _ in range(5):
-        a = x @ x.T
-        x = 3.4445 * x - 4.7750 * (a @ x) + 2.0315 * (a @ (a @ x))
-    return x.T if g.shape[0] > g.shape[1] else x
 
 
 def memory_step(mem, u, *, alpha, lr, mlp_lr, objective, normalize_keys):
@@ -99,12 +71,6 @@ def reference(steps, dtype, init_w2, *, lr, alpha, hidden, mlp_lr, objective, no
                 params[i] = p + m_out.reshape(p.shape)
         out.append(tuple(p.clone() for p in params))
     return out
-
-
-def assert_traj_close(a, b, atol):
-    for (wa, ba), (wb, bb) in zip(a, b, strict=True):
-        torch.testing.assert_close(wa, wb, rtol=0, atol=atol)
-        torch.testing.assert_close(ba, bb, rtol=0, atol=atol)
 
 
 # --- tests ---------------------------------------------------------------------------------
@@ -169,23 +135,6 @@ def test_memory_is_created_eagerly_and_seeded():
     extra = torch.nn.Parameter(torch.zeros(3, 2, dtype=torch.float64))
     o1.add_param_group({"params": [extra], "hidden": 2})
     assert o1.state[extra]["w1"].shape == (2, 2)
-
-
-def _plain(obj):
-    if isinstance(obj, torch.Tensor) or isinstance(obj, (bool, int, float, str)):
-        return True
-    if isinstance(obj, list):
-        return all(_plain(v) for v in obj)
-    if isinstance(obj, dict):
-        return all(isinstance(k, (int, str)) and _plain(v) for k, v in obj.items())
-    return False
-
-
-def _roundtrip(obj):
-    buf = io.BytesIO()
-    torch.save(obj, buf)
-    buf.seek(0)
-    return torch.load(buf, weights_only=True)
 
 
 @pytest.mark.parametrize("output", ["linear", "ns"])

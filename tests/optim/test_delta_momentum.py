@@ -1,31 +1,11 @@
 """Delta momentum (Eq. 49): matches plain references (row / flatten, normalised or not), the guard
 keeps the memory bounded under large gradients, checkpoints resume."""
 
-import io
-
 import pytest
 import torch
 
 from runtime.optim import DeltaMomentum, SGDMomentum, build_optimizer
-
-# --- a small model: y = tanh(x W^T + b), W [6, 4] (tall), b [6]; new data every step ---------
-
-
-def init_params(dtype):
-    gen = torch.Generator().manual_seed(0)
-    w = 0.5 * torch.randn(6, 4, generator=gen, dtype=torch.float64)
-    b = 0.1 * torch.randn(6, generator=gen, dtype=torch.float64)
-    return w.to(dtype), b.to(dtype)
-
-
-def grads(w, b, step, scale=1.0):
-    gen = torch.Generator().manual_seed(1000 + step)
-    x = torch.randn(8, 4, generator=gen, dtype=torch.float64).to(w.dtype)
-    t = torch.randn(8, 6, generator=gen, dtype=torch.float64).to(w.dtype)
-    w = w.detach().requires_grad_(True)
-    b = b.detach().requires_grad_(True)
-    loss = scale * (torch.tanh(x @ w.T + b) - t).square().mean()
-    return torch.autograd.grad(loss, (w, b))
+from _common import init_params, grads, assert_traj_close, _plain, _roundtrip
 
 
 def run(make_opt, steps, dtype=torch.float64, scale=1.0):
@@ -69,12 +49,6 @@ def reference(steps, dtype, *, lr, alpha, erase, normalize, mode, wd=0.0, scale=
         b = b * (1 - lr * wd) + mb
         out.append((w.clone(), b.clone()))
     return out
-
-
-def assert_traj_close(a, b, atol):
-    for (wa, ba), (wb, bb) in zip(a, b, strict=True):
-        torch.testing.assert_close(wa, wb, rtol=0, atol=atol)
-        torch.testing.assert_close(ba, bb, rtol=0, atol=atol)
 
 
 # --- tests ---------------------------------------------------------------------------------
@@ -126,23 +100,6 @@ def test_guard_keeps_memory_bounded_under_large_gradients():
     # Guarded: at most sum_i lr ||g_i|| (each step is non-expansive plus one write).
     assert guarded < 8 * 1e-4 * 300 * 2
     assert raw > 1e3 * guarded
-
-
-def _plain(obj):
-    if isinstance(obj, torch.Tensor) or isinstance(obj, (bool, int, float, str)):
-        return True
-    if isinstance(obj, list):
-        return all(_plain(v) for v in obj)
-    if isinstance(obj, dict):
-        return all(isinstance(k, (int, str)) and _plain(v) for k, v in obj.items())
-    return False
-
-
-def _roundtrip(obj):
-    buf = io.BytesIO()
-    torch.save(obj, buf)
-    buf.seek(0)
-    return torch.load(buf, weights_only=True)
 
 
 def test_state_dict_roundtrip_and_resume():

@@ -1,31 +1,11 @@
 """M3 (Algorithm 1): matches plain references in both accumulate modes, the slow memory changes
 only every f steps, the AdamW fallback, checkpoints that resume across a window boundary."""
 
-import io
-
 import pytest
 import torch
 
 from runtime.optim import M3, build_optimizer
-
-# --- a small model: y = tanh(x W^T + b), W [6, 4] (tall), b [6]; new data every step ---------
-
-
-def init_params(dtype):
-    gen = torch.Generator().manual_seed(0)
-    w = 0.5 * torch.randn(6, 4, generator=gen, dtype=torch.float64)
-    b = 0.1 * torch.randn(6, generator=gen, dtype=torch.float64)
-    return w.to(dtype), b.to(dtype)
-
-
-def grads(w, b, step):
-    gen = torch.Generator().manual_seed(1000 + step)
-    x = torch.randn(8, 4, generator=gen, dtype=torch.float64).to(w.dtype)
-    t = torch.randn(8, 6, generator=gen, dtype=torch.float64).to(w.dtype)
-    w = w.detach().requires_grad_(True)
-    b = b.detach().requires_grad_(True)
-    loss = (torch.tanh(x @ w.T + b) - t).square().mean()
-    return torch.autograd.grad(loss, (w, b))
+from _common import init_params, grads, ns5, assert_traj_close, _plain, _roundtrip
 
 
 def run(make_opt, steps, dtype=torch.float64, on_step=None):
@@ -43,15 +23,6 @@ def run(make_opt, steps, dtype=torch.float64, on_step=None):
 
 
 # --- plain reference, written from Algorithm 1 --------------------------------------------
-
-
-def ns5(g):
-    x = g.T if g.shape[0] > g.shape[1] else g
-    x = x / (torch.sqrt((x * x).sum()) + 1e-7)
-    for _ in range(5):
-        a = x @ x.T
-        x = 3.4445 * x - 4.7750 * (a @ x) + 2.0315 * (a @ (a @ x))
-    return x.T if g.shape[0] > g.shape[1] else x
 
 
 def reference(steps, dtype, *, lr, betas, alpha, eps, f, mode, bias_correction, rms_target, wd=0.0):
@@ -102,12 +73,6 @@ def reference(steps, dtype, *, lr, betas, alpha, eps, f, mode, bias_correction, 
         b = b * (1 - lr * wd) - lr * mh / (torch.sqrt(vh) + eps)
         out.append((w.clone(), b.clone()))
     return out
-
-
-def assert_traj_close(a, b, atol):
-    for (wa, ba), (wb, bb) in zip(a, b, strict=True):
-        torch.testing.assert_close(wa, wb, rtol=0, atol=atol)
-        torch.testing.assert_close(ba, bb, rtol=0, atol=atol)
 
 
 # --- tests ---------------------------------------------------------------------------------
@@ -179,23 +144,6 @@ def test_use_muon_false_group_uses_the_fallback():
     w.grad = torch.ones_like(w)
     opt.step()
     assert "slow" not in opt.state[w]
-
-
-def _plain(obj):
-    if isinstance(obj, torch.Tensor) or isinstance(obj, (bool, int, float, str)):
-        return True
-    if isinstance(obj, list):
-        return all(_plain(v) for v in obj)
-    if isinstance(obj, dict):
-        return all(isinstance(k, (int, str)) and _plain(v) for k, v in obj.items())
-    return False
-
-
-def _roundtrip(obj):
-    buf = io.BytesIO()
-    torch.save(obj, buf)
-    buf.seek(0)
-    return torch.load(buf, weights_only=True)
 
 
 @pytest.mark.parametrize("mode", ["ema", "sum"])

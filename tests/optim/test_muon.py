@@ -1,31 +1,12 @@
 """Muon: matches a plain re-implementation, routes 1-D / tagged params to AdamW, checkpoints."""
 
-import io
 import math
 
 import pytest
 import torch
 
 from runtime.optim import Muon, build_optimizer
-
-# --- a small model: y = tanh(x W^T + b), W [6, 4] (tall), b [6]; new data every step ---------
-
-
-def init_params(dtype):
-    gen = torch.Generator().manual_seed(0)
-    w = 0.5 * torch.randn(6, 4, generator=gen, dtype=torch.float64)
-    b = 0.1 * torch.randn(6, generator=gen, dtype=torch.float64)
-    return w.to(dtype), b.to(dtype)
-
-
-def grads(w, b, step):
-    gen = torch.Generator().manual_seed(1000 + step)
-    x = torch.randn(8, 4, generator=gen, dtype=torch.float64).to(w.dtype)
-    t = torch.randn(8, 6, generator=gen, dtype=torch.float64).to(w.dtype)
-    w = w.detach().requires_grad_(True)
-    b = b.detach().requires_grad_(True)
-    loss = (torch.tanh(x @ w.T + b) - t).square().mean()
-    return torch.autograd.grad(loss, (w, b))
+from _common import init_params, grads, ns5, assert_traj_close, _plain, _roundtrip
 
 
 def run(make_opt, steps, dtype=torch.float64):
@@ -41,15 +22,6 @@ def run(make_opt, steps, dtype=torch.float64):
 
 
 # --- plain reference, written from the formulas -------------------------------------------
-
-
-def ns5(g):
-    x = g.T if g.shape[0] > g.shape[1] else g
-    x = x / (torch.sqrt((x * x).sum()) + 1e-7)
-    for _ in range(5):
-        a = x @ x.T
-        x = 3.4445 * x - 4.7750 * (a @ x) + 2.0315 * (a @ (a @ x))
-    return x.T if g.shape[0] > g.shape[1] else x
 
 
 def reference(steps, dtype, lr=0.02, beta=0.95, nesterov=True, wd=0.0, adam_lr=3e-4,
@@ -74,12 +46,6 @@ def reference(steps, dtype, lr=0.02, beta=0.95, nesterov=True, wd=0.0, adam_lr=3
         b = b * (1 - adam_lr * adam_wd) - adam_lr * mhat / (vhat.sqrt() + eps)
         out.append((w.clone(), b.clone()))
     return out
-
-
-def assert_traj_close(a, b, atol):
-    for (wa, ba), (wb, bb) in zip(a, b, strict=True):
-        torch.testing.assert_close(wa, wb, rtol=0, atol=atol)
-        torch.testing.assert_close(ba, bb, rtol=0, atol=atol)
 
 
 # --- tests ---------------------------------------------------------------------------------
@@ -140,23 +106,6 @@ def test_scale_for_tall_matrices():
     s = torch.linalg.svdvals(w.detach())
     # NS band times sqrt(12 / 3) = 2.
     assert s.min() > 2 * 0.65 and s.max() < 2 * 1.2
-
-
-def _plain(obj):
-    if isinstance(obj, torch.Tensor) or isinstance(obj, (bool, int, float, str)):
-        return True
-    if isinstance(obj, list):
-        return all(_plain(v) for v in obj)
-    if isinstance(obj, dict):
-        return all(isinstance(k, (int, str)) and _plain(v) for k, v in obj.items())
-    return False
-
-
-def _roundtrip(obj):
-    buf = io.BytesIO()
-    torch.save(obj, buf)
-    buf.seek(0)
-    return torch.load(buf, weights_only=True)
 
 
 def test_state_dict_roundtrip_and_resume():

@@ -1,30 +1,10 @@
 """SGD with momentum (Eq. 10-13): torch form == torch.optim.SGD, paper form == its equation."""
 
-import io
-
 import pytest
 import torch
 
 from runtime.optim import SGDMomentum, build_optimizer
-
-# --- a small model: y = tanh(x W^T + b), W [6, 4] (tall), b [6]; new data every step ---------
-
-
-def init_params(dtype):
-    gen = torch.Generator().manual_seed(0)
-    w = 0.5 * torch.randn(6, 4, generator=gen, dtype=torch.float64)
-    b = 0.1 * torch.randn(6, generator=gen, dtype=torch.float64)
-    return w.to(dtype), b.to(dtype)
-
-
-def grads(w, b, step):
-    gen = torch.Generator().manual_seed(1000 + step)
-    x = torch.randn(8, 4, generator=gen, dtype=torch.float64).to(w.dtype)
-    t = torch.randn(8, 6, generator=gen, dtype=torch.float64).to(w.dtype)
-    w = w.detach().requires_grad_(True)
-    b = b.detach().requires_grad_(True)
-    loss = (torch.tanh(x @ w.T + b) - t).square().mean()
-    return torch.autograd.grad(loss, (w, b))
+from _common import init_params, grads, assert_traj_close, _roundtrip
 
 
 def run(make_opt, steps, dtype=torch.float64, lrs=None):
@@ -59,12 +39,6 @@ def reference_paper(steps, lr, alpha, nesterov=False, weight_decay=0.0, lrs=None
                 params[i] = params[i] + mem[i]
         out.append(tuple(p.clone() for p in params))
     return out
-
-
-def assert_traj_close(a, b, atol):
-    for (wa, ba), (wb, bb) in zip(a, b, strict=True):
-        torch.testing.assert_close(wa, wb, rtol=0, atol=atol)
-        torch.testing.assert_close(ba, bb, rtol=0, atol=atol)
 
 
 # --- tests ---------------------------------------------------------------------------------
@@ -121,13 +95,6 @@ def _plain(obj):
     if isinstance(obj, dict):
         return all(isinstance(k, (int, str)) and _plain(v) for k, v in obj.items())
     return False
-
-
-def _roundtrip(obj):
-    buf = io.BytesIO()
-    torch.save(obj, buf)
-    buf.seek(0)
-    return torch.load(buf, weights_only=True)
 
 
 @pytest.mark.parametrize("form", ["torch", "paper"])
