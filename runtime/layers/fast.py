@@ -1,10 +1,5 @@
-"""Runtime layers the generated models are built from: one class per planned layer kind.
-
-Each layer maps x [B, T, D] (and an optional carried state) to (y [B, T, D], new state). The
-learning rules themselves live in runtime/ops (tested against their token-by-token definitions);
-these classes add the projections, gates and norms around them. Fast state is per sequence:
-nothing here forces batch size 1.
-"""
+"""In-context memories: matrix memories written by linear rules, and MLP memories trained by
+mini-batch GD with momentum and retention (Titans). Fast state is per sequence."""
 from __future__ import annotations
 
 import math
@@ -13,87 +8,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .ops.attention import attention
-from .ops.dgd import chunk_dgd
-from .ops.gated_delta import chunk_gated_delta
-from .ops.hebbian import chunk_hebbian
-from .ops.titans import chunk_titans
-
-
-class RMSNorm(nn.Module):
-    def __init__(self, dim: int, eps: float = 1e-6):
-        super().__init__()
-        self.eps = eps
-        self.weight = nn.Parameter(torch.ones(dim))
-
-    def forward(self, x):
-        return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps) * self.weight
-
-
-def make_norm(kind: str, dim: int) -> nn.Module:
-    return RMSNorm(dim) if kind == "rmsnorm" else nn.LayerNorm(dim)
-
-
-def rotary(x: torch.Tensor, offset: int = 0, base: float = 10000.0) -> torch.Tensor:
-    """Rotary position embedding on [B, T, H, D] (D even), positions offset..offset+T-1."""
-    d = x.shape[-1]
-    # Angles in float32 at least (float64 when the model runs in float64, for exact tests).
-    dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
-    inv = base ** (-torch.arange(0, d, 2, device=x.device, dtype=dtype) / d)
-    pos = torch.arange(offset, offset + x.shape[1], device=x.device, dtype=dtype)
-    ang = torch.outer(pos, inv)[None, :, None, :]  # [1, T, 1, D/2]
-    cos, sin = ang.cos().to(x.dtype), ang.sin().to(x.dtype)
-    x1, x2 = x[..., 0::2], x[..., 1::2]
-    return torch.stack((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1).flatten(-2)
-
-
-def _heads(x: torch.Tensor, heads: int) -> torch.Tensor:
-    return x.unflatten(-1, (heads, x.shape[-1] // heads))  # [B, T, D] -> [B, T, H, D/H]
-
-
-class Attention(nn.Module):
-    """Softmax attention, a non-parametric memory: its state is the KV cache."""
-
-    def __init__(self, dim: int, heads: int, window: int | None, rope: bool, qk_norm: bool):
-        super().__init__()
-        self.heads, self.window, self.rope, self.qk_norm = heads, window, rope, qk_norm
-        self.qkv = nn.Linear(dim, 3 * dim, bias=False)
-        self.out = nn.Linear(dim, dim, bias=False)
-
-    def forward(self, x, state=None):
-        q, k, v = (_heads(t, self.heads) for t in self.qkv(x).chunk(3, dim=-1))  # [B, T, H, Dh]
-        if self.qk_norm:
-            q, k = F.normalize(q, dim=-1), F.normalize(k, dim=-1)
-        cache, position = state if state is not None else (None, 0)
-        if self.rope:  # positions continue across segments
-            q, k = rotary(q, position), rotary(k, position)
-        o, cache = attention(q, k, v, window=self.window, initial_state=cache)
-        return self.out(o.flatten(-2)), (cache, position + x.shape[1])
-
-
-class FeedForward(nn.Module):
-    """A memory on the outer level: ordinary weights, learned by the outer optimizer only."""
-
-    def __init__(self, dim: int, hidden: int, kind: str, act: str):
-        super().__init__()
-        self.kind, self.act = kind, getattr(F, act)
-        if kind == "matrix":
-            self.w = nn.Linear(dim, dim, bias=False)
-            return
-        self.up = nn.Linear(dim, hidden * (2 if kind == "swiglu" else 1), bias=False)
-        self.down = nn.Linear(hidden, dim, bias=False)
-
-    def forward(self, x, state=None):
-        if self.kind == "matrix":
-            return self.w(x), None
-        h = self.up(x)
-        if self.kind == "swiglu":
-            gate, up = h.chunk(2, dim=-1)
-            h = F.silu(gate) * up
-        else:
-            h = self.act(h)
-        y = self.down(h)
-        return (x + y if self.kind == "residual_mlp" else y), None
+from ..ops.dgd import chunk_dgd
+from ..ops.gated_delta import chunk_gated_delta
+from ..ops.hebbian import chunk_hebbian
+from ..ops.titans import chunk_titans
+from .common import _heads
 
 
 class _Gates(nn.Module):

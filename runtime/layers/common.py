@@ -1,0 +1,35 @@
+"""Pieces shared by the layers: norms, rotary positions, head splitting."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+class RMSNorm(nn.Module):
+    def __init__(self, dim: int, eps: float = 1e-6):
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(dim))
+
+    def forward(self, x):
+        return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps) * self.weight
+
+
+def make_norm(kind: str, dim: int) -> nn.Module:
+    return RMSNorm(dim) if kind == "rmsnorm" else nn.LayerNorm(dim)
+
+
+def rotary(x: torch.Tensor, offset: int = 0, base: float = 10000.0) -> torch.Tensor:
+    """Rotary position embedding on [B, T, H, D] (D even), positions offset..offset+T-1."""
+    d = x.shape[-1]
+    # Angles in float32 at least (float64 when the model runs in float64, for exact tests).
+    dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
+    inv = base ** (-torch.arange(0, d, 2, device=x.device, dtype=dtype) / d)
+    pos = torch.arange(offset, offset + x.shape[1], device=x.device, dtype=dtype)
+    ang = torch.outer(pos, inv)[None, :, None, :]  # [1, T, 1, D/2]
+    cos, sin = ang.cos().to(x.dtype), ang.sin().to(x.dtype)
+    x1, x2 = x[..., 0::2], x[..., 1::2]
+    return torch.stack((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1).flatten(-2)
+
+
+def _heads(x: torch.Tensor, heads: int) -> torch.Tensor:
+    return x.unflatten(-1, (heads, x.shape[-1] // heads))  # [B, T, D] -> [B, T, H, D/H]
