@@ -20,6 +20,7 @@ from .source import Span
 from .values import Val, evaluate
 
 STOCK_DIR = Path(__file__).resolve().parent.parent / "specs"
+MAX_EXTENDS_DEPTH = 64
 
 
 @dataclass
@@ -93,6 +94,12 @@ class Loader:
             self.diags.error("NS109", f"`extends` cycle: {cycle} -> {model.name.text}",
                              span=model.extends.span if model.extends else model.name.span,
                              hint="a model cannot inherit from itself, directly or indirectly")
+            return None
+        if len(self._merging) >= MAX_EXTENDS_DEPTH:  # each step recurses (and parses a file)
+            self.diags.error("NS004", f"`extends` chain longer than {MAX_EXTENDS_DEPTH} models",
+                             span=model.extends.span if model.extends else model.name.span,
+                             hint="a spec inherits through a few models at most; is the chain "
+                             "machine-generated?")
             return None
         self._merging.append(key)
         try:

@@ -87,6 +87,9 @@ def _cases() -> dict[str, object]:
                                                  "me.nsam"),
         "extends_self_by_path": lambda d: _write(d, {"self.nsam": 'model s extends "self.nsam" '
                                                      "{ }\n"}, "self.nsam"),
+        "extends_chain_200": lambda d: _write(d, {
+            **{f"e{i}.nsam": f"model e{i} extends e{i + 1} {{ }}\n" for i in range(200)},
+            "e200.nsam": "model e200 { dim = 64 }\n"}, "e0.nsam"),
         "extends_missing_file": 'model m extends "no/such/parent.nsam" { dim = 64 }\n',
         "extends_missing_name": "model m extends no_such_stock_spec { dim = 64 }\n",
         "extends_directory": lambda d: (d / "pdir.nsam").mkdir(exist_ok=True) or
@@ -219,7 +222,7 @@ def _codes(paths, name) -> list[str]:
     ("deep_parens", "NS004"), ("deep_calls", "NS004"), ("deep_negation", "NS004"),
     ("long_sum", "NS004"),
     ("extends_cycle", "NS109"), ("extends_self_by_name", "NS109"),
-    ("extends_self_by_path", "NS109"), ("extends_missing_file", "NS110"),
+    ("extends_self_by_path", "NS109"), ("extends_chain_200", "NS004"), ("extends_missing_file", "NS110"),
     ("extends_missing_name", "NS110"), ("extends_directory", "NS110"),
     ("huge_float", "NS105"), ("huge_int", "NS105"), ("huge_product", "NS105"),
     ("division_by_zero", "NS105"), ("nan_like", "NS105"),

@@ -14,7 +14,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from nslang.frontend import check_file
@@ -62,6 +62,13 @@ model hope {
 sweep widths { dim = [256, 512]; titans.conv = [0, 4] }
 """
 
+_ODD_VALUES = ["0", "-1", "3", "7", "1e400", "2x", "0.5", "true", "x", "outer", "generated",
+               "data", "self", "class", "print", "attention", "none", "init", "backprop",
+               "generate", "condition", "999999999999", "mlp", "task", "local", "shared"]
+_KEYWORDS_OF_GRAMMAR = {"model", "level", "memory", "cms", "flow", "transfer", "optimizer",
+                        "remove", "sweep", "const", "extends", "every", "tokens", "token",
+                        "sequence", "step", "frozen", "in", "true", "false"}
+_COMMENT = re.compile(r"#.*")  # no stock spec has a `#` inside a string
 _TOKEN = re.compile(r'\s+|"[^"\n]*"|->|\d+(?:\.\d*)?(?:[eE][-+]?\d+)?x?|\w+|.', re.S)
 # Characters that matter to the grammar, plus a few that should never reach a traceback.
 _ALPHABET = st.one_of(
@@ -86,6 +93,7 @@ STOCK = _stock()
 
 def _mutate(text: str, ops: list[tuple[str, int, int, str]]) -> str:
     for op, i, j, ins in ops:
+        op_j_odd = lambda j: j % 3 == 0  # noqa: E731
         if op.endswith("line"):
             units = text.splitlines(keepends=True)
         else:
@@ -99,6 +107,13 @@ def _mutate(text: str, ops: list[tuple[str, int, int, str]]) -> str:
             units.insert(i, units[i])
         elif op.startswith("swap"):
             units[i], units[j] = units[j], units[i]
+        elif op == "replace_token":
+            # a word or number for another one of the spec's, or for an odd value: the syntax
+            # mostly survives, so these exercise name resolution, lowering and the graph checks
+            words = [k for k, u in enumerate(units)
+                     if (u[:1].isalnum() or u[:1] == "_") and u not in _KEYWORDS_OF_GRAMMAR] or [i]
+            i, j = words[i % len(words)], words[j % len(words)]
+            units[i] = _ODD_VALUES[j % len(_ODD_VALUES)] if op_j_odd(j) else units[j]
         elif op == "insert":
             units.insert(i, ins)
         text = "".join(units)
@@ -106,8 +121,8 @@ def _mutate(text: str, ops: list[tuple[str, int, int, str]]) -> str:
 
 
 _OPS = st.tuples(
-    st.sampled_from(["delete_token", "dup_token", "swap_token", "delete_line", "dup_line",
-                     "swap_line", "insert"]),
+    st.sampled_from(["delete_token", "dup_token", "swap_token", "replace_token", "delete_line",
+                     "dup_line", "swap_line", "insert"]),
     st.integers(0, 10_000), st.integers(0, 10_000),
     _INSERT,
 )
@@ -126,7 +141,7 @@ def workdir(tmp_path_factory):
     return root / "specs"
 
 
-def assert_valid_result(path: Path) -> None:
+def assert_valid_result(path: Path):
     result = check_file(path)  # must not raise
     for d in result.diagnostics.items:
         spans = [d.span] + [s for _, s in d.notes]
@@ -140,18 +155,56 @@ def assert_valid_result(path: Path) -> None:
     result.diagnostics.render()  # rendering every snippet must not raise either
     if result.diagnostics.errors:
         assert not result.ok
+    return result
 
 
-@settings(max_examples=_N or 150, derandomize=not _N, deadline=None,
-          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture,
-                                 HealthCheck.data_too_large])
-@given(spec=st.sampled_from(STOCK), ops=st.lists(_OPS, min_size=1, max_size=4))
-def test_mutants_check_or_report(workdir, spec, ops):
-    rel, text = spec
-    mutant = _mutate(text, ops)
+def _outcome(result) -> str:
+    """For --hypothesis-show-statistics: how far into the front end a mutant got."""
+    codes = {d.code for d in result.diagnostics.errors}
+    if not codes:
+        return "checks clean"
+    if codes & {"NS001", "NS002", "NS003", "NS004"}:
+        return "syntax error"
+    return "semantic error(s)"
+
+
+_SETTINGS = settings(max_examples=_N or 120, derandomize=not _N, deadline=None,
+                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
+                                            HealthCheck.function_scoped_fixture])
+
+
+def _strip_comments(text: str) -> str:
+    """Without comments, every mutation hits the spec itself."""
+    lines = (_COMMENT.sub("", ln).rstrip() for ln in text.splitlines())
+    return "\n".join(ln for ln in lines if ln) + "\n"
+
+
+def _check_mutant(workdir: Path, rel: str, mutant: str) -> None:
     target = workdir / Path(rel).parent / "_mutant.nsam"
     target.write_bytes(mutant.encode("utf-8"))
-    assert_valid_result(target)
+    event(_outcome(assert_valid_result(target)))
+
+
+@_SETTINGS
+@given(spec=st.sampled_from(STOCK), ops=st.lists(_OPS, min_size=1, max_size=4),
+       strip=st.booleans())
+def test_mutants_check_or_report(workdir, spec, ops, strip):
+    rel, text = spec
+    _check_mutant(workdir, rel, _mutate(_strip_comments(text) if strip else text, ops))
+
+
+_SEMANTIC_OPS = st.tuples(st.sampled_from(["replace_token", "replace_token", "delete_line",
+                                           "dup_line"]),
+                          st.integers(0, 10_000), st.integers(0, 10_000), st.just(""))
+
+
+@_SETTINGS
+@given(spec=st.sampled_from(STOCK), ops=st.lists(_SEMANTIC_OPS, min_size=1, max_size=3))
+def test_semantic_mutants_check_or_report(workdir, spec, ops):
+    """Mutations that mostly keep the syntax (a word for another, a statement dropped or
+    repeated), so the mutants reach lowering and the graph checks."""
+    rel, text = spec
+    _check_mutant(workdir, rel, _mutate(_strip_comments(text), ops))
 
 
 # A few specs get every single-token deletion (the rest are covered by the random mutants).
