@@ -20,6 +20,7 @@ from functools import lru_cache
 from pathlib import Path
 
 import networkx as nx
+import numpy as np
 
 from . import ir
 from .checks import INPUT, CheckedModel, level_rank
@@ -300,7 +301,8 @@ def layout(checked: CheckedModel) -> Layout:
         tw, th = text_size(g.title, DETAIL_PT, True)
         cx = (g.x0 + g.x1) / 2
         obstacles.append((cx - tw / 2, g.y0 + 0.06, cx + tw / 2, g.y0 + 0.1 + th))
-    edges = _route(links, boxes, obstacles)
+    area = (MARGIN + label_w, band_objs[0].y0, width - MARGIN, y)
+    edges = _route(links, boxes, obstacles, area)
     kinds = tuple(k for k in EDGE_STYLES if any(e.kind == k for e in edges))
     legend_y = y + 0.3
     height = legend_y + len(_legend_rows(kinds, width)) * 0.3 + MARGIN
@@ -484,7 +486,6 @@ def _place(items, links, flow_graph, cms_boxes, decl_order):
 
 def _curve(p, q, style: str, step: float = 0.06):
     """Points along matplotlib's connection `style` from p to q, in our y-down inches."""
-    import numpy as np
     from matplotlib.patches import ConnectionStyle
 
     path = ConnectionStyle(style)((p[0], -p[1]), (q[0], -q[1]), shrinkA=0, shrinkB=0)
@@ -496,10 +497,16 @@ def _curve(p, q, style: str, step: float = 0.06):
     return np.stack([np.interp(t, s, pts[:, 0]), np.interp(t, s, pts[:, 1])], axis=1)
 
 
+def _coarse(pts, step: float = 0.1, most: int = 60):
+    """Every k-th point, so that crossing tests stay cheap on long edges."""
+    if len(pts) < 3:
+        return pts
+    k = max(1, round(step / 0.06), -(-len(pts) // most))
+    return pts[::k] if (len(pts) - 1) % k == 0 else np.concatenate([pts[::k], pts[-1:]])
+
+
 def _crossings(P, Q) -> int:
     """How many segments of polyline P properly cross polyline Q."""
-    import numpy as np
-
     if len(P) < 2 or len(Q) < 2:
         return 0
     a, b = P[:-1, None], P[1:, None]
@@ -515,8 +522,6 @@ def _crossings(P, Q) -> int:
 
 def _inside(pts, rects, inflate: float = 0.0):
     """For each rect (x0, y0, x1, y1), whether any point lies inside it."""
-    import numpy as np
-
     if not len(rects):
         return np.zeros(0, bool)
     r = np.asarray(rects, float)
@@ -569,13 +574,13 @@ def _candidates(A: Box, B: Box):
     return out
 
 
-def _route(links: list[_Link], boxes: dict[str, Box], obstacles) -> list[Edge]:
+def _route(links: list[_Link], boxes: dict[str, Box], obstacles, area) -> list[Edge]:
     """Choose a route per edge (fewest boxes hit, then fewest crossings, then shortest), spread
-    the ports on each side of a box, then place each label where it covers nothing."""
-    import numpy as np
-
+    the ports on each side of a box, then place each label where it covers nothing. Routes stay
+    inside `area` (x0, y0, x1, y1), the bands right of their labels."""
     rects = {b.id: (b.x, b.y, b.x + b.w, b.y + b.h) for b in boxes.values()}
     ids = list(rects)
+    area = np.asarray(area)
     all_rects = [rects[i] for i in ids] + list(obstacles)
 
     def cost(ln, cand, p, q, routed):
@@ -585,14 +590,17 @@ def _route(links: list[_Link], boxes: dict[str, Box], obstacles) -> list[Edge]:
         hits[own] = False
         inner = pts[3:-3] if len(pts) > 6 else pts[:0]   # not back through its own boxes
         back = _inside(inner, [rects[ln.src], rects[ln.dst]], -0.02).sum()
-        trimmed = pts[2:-2]
-        others = [r for pair, r in routed if pair != {ln.src, ln.dst} and len(r)]
+        out = not ((pts >= area[:2]).all() and (pts <= area[2:]).all())
+        trimmed = _coarse(pts[2:-2])
+        lo, hi = trimmed.min(axis=0) - 0.05, trimmed.max(axis=0) + 0.05
+        others = [r for pair, r, rlo, rhi in routed if pair != {ln.src, ln.dst}
+                  and (lo <= rhi).all() and (rlo <= hi).all()]
         cross = sum(_crossings(trimmed, r) for r in others)
         # running along another edge (edges between the same boxes get their own ports later)
         along = sum(int((np.hypot(*(trimmed[:, None] - r[None]).T) < 0.04).any(axis=0).sum())
-                    for r in others if len(trimmed))
+                    for r in others)
         length = float(np.hypot(*np.diff(pts, axis=0).T).sum())
-        return 60 * (hits.sum() + back) + 3 * cross + 0.3 * along + 0.5 * length + cand[4]
+        return 60 * (hits.sum() + back + out) + 3 * cross + 0.3 * along + 0.5 * length + cand[4]
 
     order = sorted(range(len(links)), key=lambda i: (list(EDGE_STYLES).index(links[i].kind), i))
     chosen: dict[int, tuple] = {}
@@ -604,7 +612,9 @@ def _route(links: list[_Link], boxes: dict[str, Box], obstacles) -> list[Edge]:
                    key=lambda c: cost(ln, c, _port(A, c[0]), _port(B, c[1]), routed))
         chosen[i] = best
         p, q = _port(A, best[0]), _port(B, best[1])
-        routed.append(({ln.src, ln.dst}, _curve(p, q, _style(best[2], best[3], p, q))[2:-2]))
+        r = _coarse(_curve(p, q, _style(best[2], best[3], p, q))[2:-2])
+        if len(r) > 1:
+            routed.append(({ln.src, ln.dst}, r, r.min(axis=0), r.max(axis=0)))
 
     # spread the ports of each side, ordered by where the other end lies
     ports: dict[tuple[str, str], list[tuple[float, int, int]]] = {}
@@ -763,14 +773,15 @@ def _render(lay: Layout, out: Path) -> None:
         for row in _legend_rows(lay.legend, lay.width):
             x = MARGIN
             for k in row:
-                _draw_edge(ax, (x, y + 0.12), (x + 0.6, y + 0.12), "arc3,rad=0", k, True,
-                           FancyArrowPatch)
+                _draw_edge(ax, (x, y + 0.12), (x + 0.6, y + 0.12), "arc3,rad=0", k,
+                           k != "aggregate", FancyArrowPatch)
                 ax.text(x + 0.72, y + 0.12, EDGE_STYLES[k][3], fontsize=LEGEND_PT, va="center",
                         color="#222222")
                 x += _legend_entry_w(k)
             y += 0.3
         meta = {"Date": None} if out.suffix.lower() == ".svg" else {}
-        fig.savefig(out, dpi=150, metadata=meta, facecolor="white")
+        dpi = min(150, 30000 / max(lay.width, lay.height))   # Agg's limit is 2^16 pixels
+        fig.savefig(out, dpi=dpi, metadata=meta, facecolor="white")
 
 
 def _draw_edge(ax, p, q, conn, kind, arrow, FancyArrowPatch) -> None:
