@@ -426,11 +426,11 @@ def _place(items, links, flow_graph, cms_boxes, decl_order):
         return not any((band, col) in blocked or any(o not in ok for o in here(band, col))
                        for band in range(min(a, b) + 1, max(a, b)))
 
-    def free_col(band: int, want: int, to_band: int | None = None, ok=()) -> int:
+    def free_col(band: int, want: int, to_band: int | None = None, ok=(), avoid=-1) -> int:
         nonlocal ncols
         near = range(max(0, want - 1), min(ncols, want + 2)) if to_band is not None \
             else range(ncols)
-        for c in sorted(near, key=lambda c: (abs(c - want), c)):
+        for c in sorted((c for c in near if c != avoid), key=lambda c: (abs(c - want), c)):
             if not used(band, c) and (to_band is None or clear(band, to_band, c, ok)):
                 return c
         if to_band is None:
@@ -471,12 +471,15 @@ def _place(items, links, flow_graph, cms_boxes, decl_order):
                 put(i, row, t.col)
             else:                   # in its own band, in (or near) the column of what it feeds
                 ok = set(neighbours[i.id])
-                if (i.band, t.col) not in blocked and clear(i.band, t.band, t.col, ok) and \
+                # not straight above a CMS: the edge would cut through the frame's title
+                if t.kind != "cms" and (i.band, t.col) not in blocked and \
+                        clear(i.band, t.band, t.col, ok) and \
                         all(satellite_of.get(o) == t.id for o in here(i.band, t.col)):
                     satellite_of[i.id] = t.id
                     put(i, 0, t.col)
                 else:
-                    put(i, 0, free_col(i.band, t.col, t.band, ok))
+                    avoid = t.col if t.kind == "cms" else -1
+                    put(i, 0, free_col(i.band, t.col, t.band, ok, avoid))
         pending.remove(i)
     return cells, blocked, ncols
 

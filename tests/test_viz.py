@@ -1,9 +1,9 @@
 """`nslang viz`: levels drawn as frequency bands, slowest on top, boxes that never overlap, edges
 styled by kind, in .svg/.png (matplotlib) and deterministic .dot.
 
-Three models: a Hope-like one (CMS over three levels, generators, an init edge, an optimizer), a
-wide one (ten memories on one level) and a tall one (eight levels, every transfer kind, nested
-and independent CMS).
+Four models: a Hope-like one (CMS over three levels, generators, an init edge, an optimizer), a
+wide one (ten memories on one level), a tall one (eight levels, every transfer kind, nested and
+independent CMS) and a CMS alone whose initial state comes from above (an empty level between).
 """
 from __future__ import annotations
 
@@ -84,7 +84,20 @@ model tall {
 }
 """
 
-SPECS = {"hope": HOPE, "wide": WIDE, "tall": TALL}
+CMS_INIT = """\
+model cms_init {
+  dim = 64; heads = 4; context = 256
+  level c1 every 16
+  level c2 every 64
+  level unused every 128
+  level outer frozen
+  cms cont { variant = nested; levels = [c1, c2] }
+  flow x -> cont
+  transfer outer -> cont : init
+}
+"""
+
+SPECS = {"hope": HOPE, "wide": WIDE, "tall": TALL, "cms_init": CMS_INIT}
 
 
 @pytest.fixture(scope="module")
@@ -239,14 +252,22 @@ def test_text_fits_its_box(layouts, name):
 
 
 @pytest.mark.parametrize("name", list(SPECS))
-def test_edges_do_not_cross_other_boxes(layouts, name):
+def test_edges_avoid_boxes_and_titles_and_stay_in_the_bands(layouts, name):
     lay = layouts[name]
+    titles = {}
+    for g in lay.groups:
+        w, h = viz.text_size(g.title, viz.DETAIL_PT, True)
+        cx = (g.x0 + g.x1) / 2
+        titles[g.title] = (cx - w / 2, g.y0 + 0.08, cx + w / 2, g.y0 + 0.08 + h)
     for e in lay.edges:
         pts = np.asarray(e.path)
         for b in lay.boxes:
             if b.id not in (e.src, e.dst):
-                hit = viz._inside(pts, [_rect(b)])[0]
-                assert not hit, f"{e.kind} {e.src} -> {e.dst} crosses {b.id}"
+                assert not viz._inside(pts, [_rect(b)])[0], f"{e.src} -> {e.dst} crosses {b.id}"
+        for title, r in titles.items():
+            assert not viz._inside(pts, [r])[0], f"{e.src} -> {e.dst} crosses `{title}`"
+        assert pts[:, 0].min() > viz.MARGIN + lay.label_w and pts[:, 0].max() < lay.width
+        assert pts[:, 1].min() > lay.bands[0].y0 and pts[:, 1].max() < lay.bands[-1].y1
 
 
 def test_every_level_memory_and_edge_is_placed(models, layouts):
