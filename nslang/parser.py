@@ -1,6 +1,7 @@
 """Text -> syntax tree. Reading guards, the lark LALR parser, and syntax diagnostics."""
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 from pathlib import Path
 
@@ -94,9 +95,13 @@ def _depth_ok(src: Source, tree: Tree, diags: Diagnostics) -> bool:
     return True
 
 
+_BRACKETS = re.compile(r'#[^\n]*|"[^"\n]*"|[{}\[\]()]')  # comments and strings are skipped
+
+
 def _nesting_ok(src: Source, diags: Diagnostics) -> bool:
     depth = 0
-    for i, ch in enumerate(src.text):
+    for m in _BRACKETS.finditer(src.text):
+        ch, i = m.group(), m.start()
         if ch in "{[(":
             depth += 1
             if depth > MAX_NESTING:

@@ -357,10 +357,22 @@ model child extends "parent.nsam" {
     result = run(tmp_path, {"parent.nsam": parent, "spec.nsam": child})
     assert result.diagnostics.items == [], result.diagnostics.render()
     (model,) = result.spec.models
-    assert {m.name: m.rule.kind for m in model.memories} == {"a": "dgd", "b": "none", "d": "gd"} \
-        or {m.name for m in model.memories} == {"a", "b", "d"}
-    assert model.member("a").rule.kind == "dgd"
-    assert model.member("c") is None
+    assert {m.name for m in model.memories} == {"a", "b", "d"}
+    assert model.member("a").rule.kind == "dgd"   # overridden
+    assert model.member("d").shape.kind == "mlp"  # added
+    assert model.member("c") is None              # removed
+    assert [f.path for f in model.flows] == [("x", "b", "a", "d")]  # the child's flows replace
+    assert model.extends == (str(tmp_path / "parent.nsam"),)
+
+
+STOCK = sorted((Path(__file__).resolve().parent.parent / "specs").glob("**/*.nsam"))
+
+
+@pytest.mark.parametrize("path", STOCK, ids=[p.name for p in STOCK])
+def test_stock_specs_have_no_diagnostics(path):
+    result = check_file(path)
+    assert result.diagnostics.items == [], result.diagnostics.render()
+    assert result.ok
 
 
 def test_optimizer_only_spec(tmp_path):

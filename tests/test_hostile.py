@@ -125,6 +125,8 @@ VALID = {
     "crlf_good": GOOD.replace("\n", "\r\n"),
     "tabs_good": GOOD.replace("  ", "\t").replace(" = ", "\t=\t"),
     "no_final_newline": GOOD.rstrip("\n"),
+    "brackets_in_comment": "# " + "(" * 100 + " )))\n" + GOOD,
+    "brackets_in_string": 'const S = "' + "[" * 100 + '"\n' + GOOD,
 }
 
 CASES = _cases() | VALID
