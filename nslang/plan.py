@@ -52,6 +52,7 @@ class Plan:
     levels: tuple[LevelPlan, ...]
     sublayers: tuple[SublayerPlan, ...]   # in flow order: each is a pre-norm residual sublayer
     optimizer: dict | None
+    segment: int = 0     # tokens per step of the CMS learning loop (0: no in-context CMS level)
     setting_lines: dict = field(default_factory=dict)  # config field -> file:line
 
     def to_dict(self) -> dict:
@@ -89,17 +90,14 @@ def plan_model(checked: CheckedModel, spec_text_hash: str, diags: Diagnostics) -
     for name in order:
         member = m.member(name)
         if isinstance(member, ir.Cms):
-            sublayers.append(_plan_cms(member, levels, s, inits))
+            sub = _plan_cms(member, levels, s, inits, diags)
+            if sub is not None:
+                sublayers.append(sub)
         elif isinstance(member, ir.Memory):
             sub = _plan_memory(member, m, levels[member.level], checked.chunks[name], inits, diags)
             if sub is not None:
                 sublayers.append(sub)
-    unused = generators - {n for n in order}
-    for name in sorted(unused):
-        mem = m.member(name)
-        if not any(sub.name in _generated_targets(m, name) for sub in sublayers):
-            diags.error("NS211", f"`{name}` generates inputs of a memory the compiler does not "
-                        "run", span=mem.span)
+    segment = _segment(m, sublayers, diags)
     if diags.errors:
         return None
     opt = None
@@ -112,8 +110,26 @@ def plan_model(checked: CheckedModel, spec_text_hash: str, diags: Diagnostics) -
         levels=tuple(LevelPlan(lv.name, _frequency(lv), _regime(lv, s.context),
                                lv.period if lv.kind == "every" else None)
                      for lv in checked.level_order()),
-        sublayers=tuple(sublayers), optimizer=opt,
+        sublayers=tuple(sublayers), optimizer=opt, segment=segment,
         setting_lines={k: _where(sp) for k, sp in s.option_spans.items()})
+
+
+def _segment(m: ir.Model, sublayers, diags: Diagnostics) -> int:
+    """The period of the fastest in-context CMS level: the model runs segment by segment so CMS
+    levels can learn from the task loss. Chunked rules must not straddle a segment."""
+    periods = [p for sub in sublayers if sub.layer == "Continuum"
+               for p, r in zip(sub.args["periods"], sub.args["regimes"]) if r == "in_context"]
+    if not periods:
+        return 0
+    segment = min(periods)
+    for sub in sublayers:
+        chunk = sub.args.get("chunk")
+        if sub.layer in ("DeepMemory", "SelfModifying") and chunk and segment % chunk:
+            mem = m.member(sub.name)
+            diags.error("NS211", f"`{sub.name}` updates in chunks of {chunk} tokens, which do not "
+                        f"divide the fastest in-context CMS period ({segment})", span=mem.span,
+                        hint=f"make the CMS period a multiple of {chunk}")
+    return segment
 
 
 def _generated_targets(m: ir.Model, source: str) -> set[str]:
@@ -168,10 +184,7 @@ def _plan_memory(mem: ir.Memory, m: ir.Model, lv: ir.Level, chunk: int, inits: s
         return None
     gens = {t.arg: t.source for t in m.transfers if t.kind == "generate" and t.target == mem.name}
     if gens:
-        diags.error("NS211", f"`{mem.name}` takes generated inputs ({', '.join(sorted(gens))}); "
-                    "compiling self-modifying memories is not available yet", span=mem.span,
-                    hint="use `project` / `data` inputs for now")
-        return None
+        return _plan_self_modifying(mem, m, lv, chunk, gens, inits, diags)
     if mem.read == "previous":
         diags.error("NS211", f"`{mem.name}` reads before its write (`read = previous`), which "
                     "compiled models do not support yet", span=mem.option_spans["read"],
@@ -188,8 +201,79 @@ def _plan_memory(mem: ir.Memory, m: ir.Model, lv: ir.Level, chunk: int, inits: s
         args.update(kind=kind, hidden=_hidden(mem, mem.dim // common["heads"]),
                     act=mem.shape.act or "silu", read=mem.read)
         return SublayerPlan(mem.name, class_name(mem.name), "DeepMemory", regime, sched, where, args)
-    args.update(step=mem.rule.step or "exact")
+    args.update(step=mem.rule.step or "exact", retain_gate=mem.retain_gate)
     return SublayerPlan(mem.name, class_name(mem.name), "LinearMemory", regime, sched, where, args)
+
+
+# op memory name -> the input of the target memory its generator produces (Eqs. 84-86)
+_GROUP = {"k": "keys", "v": "values", "q": "queries", "eta": "lr", "alpha": "retain"}
+
+
+def _plan_self_modifying(mem: ir.Memory, m: ir.Model, lv: ir.Level, chunk: int, gens: dict,
+                         inits: set[str], diags: Diagnostics) -> SublayerPlan | None:
+    """A memory whose k, v, lr and retention come from generator memories that learn with the
+    same rule (Eq. 88): one self-modifying Titans layer holding the whole group."""
+    def refuse(message, hint, span=mem.span):
+        diags.error("NS211", message, span=span, hint=hint)
+        return None
+
+    missing = [a for a in ("keys", "values", "lr", "retain") if a not in gens]
+    if missing:
+        return refuse(f"`{mem.name}` has generated inputs but no generator for "
+                      f"{', '.join(missing)}; the compiled self-modifying layer needs keys, "
+                      "values, lr and retain generated (Eqs. 84-86)",
+                      "generate all four, or use `project` / `data` inputs")
+    members = {"mem": mem} | {op: m.member(gens[arg]) for op, arg in _GROUP.items() if arg in gens}
+    for op, g in members.items():
+        if g.values != "self":
+            return refuse(f"`{g.name}` is in the self-modifying group of `{mem.name}`, so it "
+                          "regresses onto its own M(v) (Eq. 87)", "set `values = self`",
+                          g.option_spans.get("values", g.span))
+        if g.shape.kind != "residual_mlp" or g.rule.kind != mem.rule.kind:
+            return refuse(f"`{g.name}` must be a residual_mlp with rule `{mem.rule.kind}` like "
+                          f"`{mem.name}`: the group shares one update rule (Eq. 88)",
+                          "match the shape and rule", g.span)
+        if op != "mem":
+            for arg in ("keys", "lr", "retain"):
+                src = next((t.source for t in m.transfers if t.kind == "generate"
+                            and t.target == g.name and t.arg == arg), None)
+                if src != gens[arg]:
+                    return refuse(f"`{g.name}` must take its {arg} from `{gens[arg]}` like "
+                                  f"`{mem.name}` (Eq. 88: one k_t, eta_t, alpha_t for every "
+                                  "memory of the group)",
+                                  f"add `transfer {gens[arg]} -> {g.name} : generate({arg})`",
+                                  g.span)
+        if g.chunk and g.chunk != chunk or g.level != mem.level:
+            return refuse(f"`{g.name}` updates on level `{g.level}`, `{mem.name}` on "
+                          f"`{mem.level}`: compiled self-modifying groups use one chunk size",
+                          "put the generators on the memory's level (two chunk sizes, one for "
+                          "M_mem and one for the generators, are not compiled yet)", g.span)
+    if mem.momentum.mode != "const":
+        return refuse("a self-modifying memory takes a constant momentum", "e.g. `momentum = 0.9`",
+                      mem.momentum.span)
+    if mem.rule.kind == "dgd" and mem.decay_on != "input":
+        return refuse("`decay_on = all` is not compiled yet", "use `decay_on = input`",
+                      mem.option_spans.get("decay_on", mem.span))
+    if mem.retain_gate != "sigmoid":
+        return refuse("a self-modifying memory's retention goes through a sigmoid (the op's "
+                      "alpha map)", "remove `retain_gate`", mem.option_spans.get("retain_gate"))
+    if mem.rule.kind not in ("dgd", "gd"):
+        return refuse("a self-modifying memory learns by `dgd` or `gd` (Eq. 88)", "set the rule",
+                      mem.rule.span)
+    heads = m.settings.heads
+    dh = mem.dim // heads
+    hidden = {op: _hidden(g, dh) for op, g in members.items()}
+    learn = all(g.name in inits for g in members.values())
+    sched = (f"in-context: {_frequency(lv)}, chunk-parallel over {chunk} tokens (Eq. 90); "
+             f"a self-modifying group with generators {', '.join(sorted(gens.values()))}; "
+             f"initial states {'meta-learned (init transfer)' if learn else 'fixed'}")
+    args = dict(dim=mem.dim, heads=heads, hidden=hidden, chunk=chunk,
+                adaptive_q="queries" in gens, dgd="input" if mem.rule.kind == "dgd" else "none",
+                momentum=mem.momentum.value or None, read=mem.read, lr_gate=mem.lr_gate,
+                retain_gate=mem.retain_gate, act=mem.shape.act or "silu", conv=mem.conv,
+                learn_init=learn)
+    return SublayerPlan(mem.name, class_name(mem.name), "SelfModifying", "in_context", sched,
+                        _where(mem.span), args)
 
 
 def _hidden(mem: ir.Memory, width: int) -> int:
@@ -197,7 +281,14 @@ def _hidden(mem: ir.Memory, width: int) -> int:
     return max(1, int(math.ceil(width * factor)))
 
 
-def _plan_cms(c: ir.Cms, levels: dict, s: ir.Settings, inits: set[str]) -> SublayerPlan:
+def _plan_cms(c: ir.Cms, levels: dict, s: ir.Settings, inits: set[str],
+              diags: Diagnostics) -> SublayerPlan | None:
+    if c.signal != "exact" or c.objective.kind != "task" or c.rule.kind != "gd" or c.momentum:
+        diags.error("NS211", f"cms `{c.name}`: compiled CMS blocks learn by plain `gd` on the task "
+                    "loss with the exact signal so far", span=c.span,
+                    hint="use `rule = gd; objective = task; signal = exact; momentum = 0` "
+                    "(two_pass and local signals exist in runtime/ops/cms, not yet in models)")
+        return None
     periods, regimes = [], []
     for name in c.levels:
         lv = levels[name]

@@ -94,7 +94,9 @@ MEMORY_OPTIONS: dict[str, Opt] = {
     "decay_on": Opt("enum", "input", ("input", "all"), "where (alpha I - eta k k^T) of Eq. 88 acts "
                     "on an MLP memory: the input-side matrix W2 (default) or every matrix"),
     "lr_gate": Opt("enum", "softplus", ("softplus", "sigmoid"), "output map of a generated lr"),
-    "retain_gate": Opt("enum", "sigmoid", ("sigmoid", "exp"), "output map of a generated retention"),
+    "retain_gate": Opt("enum", "sigmoid", ("sigmoid", "exp"),
+                        "map of a data-dependent or generated retention: sigmoid(z), or "
+                        "exp(-softplus(z)) (Gated DeltaNet's decay)"),
 }
 
 CMS_OPTIONS: dict[str, Opt] = {

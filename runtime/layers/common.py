@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 class RMSNorm(nn.Module):
@@ -33,3 +34,20 @@ def rotary(x: torch.Tensor, offset: int = 0, base: float = 10000.0) -> torch.Ten
 
 def _heads(x: torch.Tensor, heads: int) -> torch.Tensor:
     return x.unflatten(-1, (heads, x.shape[-1] // heads))  # [B, T, D] -> [B, T, H, D/H]
+
+
+class CausalConv(nn.Module):
+    """Depthwise causal convolution (window w) followed by SiLU. It carries the last w - 1
+    inputs as state, so a sequence split into segments sees the same convolution."""
+
+    def __init__(self, channels: int, window: int):
+        super().__init__()
+        self.window = window
+        self.conv = nn.Conv1d(channels, channels, window, groups=channels)
+
+    def forward(self, h, tail=None):  # h [B, T, C]
+        if tail is None:
+            tail = h.new_zeros(h.shape[0], self.window - 1, h.shape[2])
+        padded = torch.cat([tail, h], dim=1)  # [B, w-1+T, C]
+        tail = padded[:, padded.shape[1] - (self.window - 1):]
+        return F.silu(self.conv(padded.transpose(1, 2)).transpose(1, 2)), tail

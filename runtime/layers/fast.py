@@ -12,7 +12,7 @@ from ..ops.dgd import chunk_dgd
 from ..ops.gated_delta import chunk_gated_delta
 from ..ops.hebbian import chunk_hebbian
 from ..ops.titans import chunk_titans
-from .common import _heads
+from .common import CausalConv, _heads
 
 
 class _Gates(nn.Module):
@@ -42,7 +42,7 @@ class _FastMemory(nn.Module):
         self.heads, self.qk_norm = heads, qk_norm
         self.qkv = nn.Linear(dim, 3 * dim, bias=False)
         self.out = nn.Linear(dim, dim, bias=False)
-        self.conv = nn.Conv1d(3 * dim, 3 * dim, conv, groups=3 * dim) if conv else None
+        self.conv = CausalConv(3 * dim, conv) if conv else None
         self.gates = _Gates(dim, heads, {"lr": lr, "retain": retain, "momentum": momentum})
 
     def project(self, x, tail):
@@ -50,25 +50,26 @@ class _FastMemory(nn.Module):
         inputs, so a sequence split into segments sees the same causal convolution."""
         h = self.qkv(x)  # [B, T, 3D]
         if self.conv is not None:
-            w = self.conv.kernel_size[0]
-            if tail is None:
-                tail = h.new_zeros(h.shape[0], w - 1, h.shape[2])
-            padded = torch.cat([tail, h], dim=1)  # [B, w-1+T, 3D]
-            tail = padded[:, padded.shape[1] - (w - 1):]
-            h = F.silu(self.conv(padded.transpose(1, 2)).transpose(1, 2))  # [B, T, 3D]
+            h, tail = self.conv(h, tail)
         q, k, v = (_heads(t, self.heads) for t in h.chunk(3, dim=-1))
         if self.qk_norm:
             q, k = F.normalize(q, dim=-1), F.normalize(k, dim=-1)
         return q, k, v, tail
 
 
+def _exp_decay(z):
+    return torch.exp(-F.softplus(z))
+
+
 class LinearMemory(_FastMemory):
     """A matrix memory M [B, H, Dv, Dk] written by a linear rule, read as y = M q."""
 
     def __init__(self, dim, heads, rule, objective, chunk, lr, retain, momentum, conv, qk_norm,
-                 learn_init, detach_writes, step):
+                 learn_init, detach_writes, step, retain_gate):
         super().__init__(dim, heads, conv, qk_norm, lr, retain, momentum)
         self.rule, self.chunk, self.step, self.detach_writes = rule, chunk, step, detach_writes
+        # exp(-softplus(z)) is Gated DeltaNet's decay; sigmoid(z) the plain gate
+        self.retain_map = torch.sigmoid if retain_gate == "sigmoid" else _exp_decay
         dh = dim // heads
         self.init = nn.Parameter(torch.zeros(heads, dh, dh)) if learn_init else None
 
@@ -81,7 +82,7 @@ class LinearMemory(_FastMemory):
         if state is None and self.init is not None:
             state = self.init.expand(B, *self.init.shape)
         lr = self.gates(x, "lr", F.softplus)
-        retain = self.gates(x, "retain", torch.sigmoid)
+        retain = self.gates(x, "retain", self.retain_map)
         if self.rule == "hebbian":
             if lr is not None:
                 v = v * lr[..., None]

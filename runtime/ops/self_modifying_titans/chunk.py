@@ -54,7 +54,7 @@ def _shifted(rep):
 
 def chunk_self_modifying_titans(x, init_weights=None, W_q=None, chunk_size=16, adaptive_q=False,
                                 activation="silu", eta_map="softplus", alpha_map="sigmoid",
-                                eta_scale=1.0, eta_bias=0.0, alpha_bias=0.0, qk_l2norm=True,
+                                eta_scale=1.0, eta_bias=0.0, alpha_bias=0.0, qk_l2norm=True, v_l2norm=False,
                                 dgd="input", momentum=None, read="previous", initial_state=None):
     """Same arguments and result as `naive_self_modifying_titans`; only the chunk loop is
     sequential."""
@@ -70,7 +70,7 @@ def chunk_self_modifying_titans(x, init_weights=None, W_q=None, chunk_size=16, a
         C = X.shape[2]
         xi = {n: state[n][:2] for n in names}
         K, V, Q, eta, alpha = generate(xi, X, W_q, activation, eta_map, alpha_map, eta_scale,
-                                       eta_bias, alpha_bias, qk_l2norm)  # [B,H,C,D], [B,H,C]
+                                       eta_bias, alpha_bias, qk_l2norm, v_l2norm)  # [B,H,C,D], [B,H,C]
 
         Ba, b0 = decay_matrix(alpha)  # retention scan: [B, H, C, C], [B, H, C]
         E = Ba * eta.unsqueeze(-2)  # weight of the write -eta_j (.) k_j^T in W_i

@@ -32,6 +32,9 @@ With C = 1, xi = t-1 and this is exactly the sequential Eq. 83-88. Choices the p
   outputs, i.e. forgets half its state per token; alpha_bias ~ 3 starts near alpha = 0.95.
   Their residual skip x needs d_gate == D; with d_gate != D they are plain MLPs W1 s(W2 x). Their
   self-generated targets are M_eta,xi(v_t), M_alpha,xi(v_t) (d_gate numbers), as Eq. 87 states.
+- `v_l2norm=False` (default): True L2-normalises v_t too. Ours, not the paper's: with unit
+  k and v every target M(v_t) has a bounded input, which keeps compiled models stable at
+  random initialisation (the stability note below).
 - `qk_l2norm=True` (default): k_t and q_t are L2-normalised after generation, as Hope does
   (sec. 7); it keeps eta ||k||^2 = eta, so the DGD factor stays a contraction for eta < 1 + alpha.
 - `momentum=None` (default, Eq. 88 has none): off. A float or a [B, T, H] tensor m turns on the
@@ -112,7 +115,7 @@ def head_bias(b):
 
 
 def generate(xi, x, W_q, activation, eta_map, alpha_map, eta_scale, eta_bias, alpha_bias,
-             qk_l2norm):
+             qk_l2norm, v_l2norm=False):
     """k, v, q [B, H, N, D] and eta, alpha [B, H, N] for tokens x [B, H, N, D], all from the
     chunk-boundary weights xi = {name: (W1, W2)} (Eq. 84-86, 90)."""
     def run(name, inp):
@@ -123,6 +126,8 @@ def generate(xi, x, W_q, activation, eta_map, alpha_map, eta_scale, eta_bias, al
     q = run("q", x) if "q" in xi else x @ W_q  # fixed projection per head: [B,H,N,D] @ [H,D,D]
     if qk_l2norm:
         k, q = F.normalize(k, dim=-1), F.normalize(q, dim=-1)
+    if v_l2norm:
+        v = F.normalize(v, dim=-1)
     eta = eta_scale * gate(run("eta", x).mean(-1) + head_bias(eta_bias), eta_map)  # [B, H, N]
     alpha = gate(run("alpha", x).mean(-1) + head_bias(alpha_bias), alpha_map)
     return k, v, q, eta, alpha
@@ -130,7 +135,7 @@ def generate(xi, x, W_q, activation, eta_map, alpha_map, eta_scale, eta_bias, al
 
 def naive_self_modifying_titans(x, init_weights=None, W_q=None, chunk_size=16, adaptive_q=False,
                                 activation="silu", eta_map="softplus", alpha_map="sigmoid",
-                                eta_scale=1.0, eta_bias=0.0, alpha_bias=0.0, qk_l2norm=True,
+                                eta_scale=1.0, eta_bias=0.0, alpha_bias=0.0, qk_l2norm=True, v_l2norm=False,
                                 dgd="input", momentum=None, read="previous", initial_state=None):
     """x [B, T, H, D]; init_weights {name: (W1 [(B,) H, D_out, D_hid], W2 [(B,) H, D_hid, D])}
     for the names of `memory_names(adaptive_q)`; W_q [H, D, D] when not adaptive_q.
@@ -146,7 +151,7 @@ def naive_self_modifying_titans(x, init_weights=None, W_q=None, chunk_size=16, a
             xi = {n: state[n][:2] for n in names}  # chunk boundary: generation and gradients here
         x_t = x[:, t].unsqueeze(2)  # [B, H, 1, D]
         k, v, q, eta, alpha = generate(xi, x_t, W_q, activation, eta_map, alpha_map, eta_scale,
-                                       eta_bias, alpha_bias, qk_l2norm)
+                                       eta_bias, alpha_bias, qk_l2norm, v_l2norm)
         e, a = eta[..., None], alpha[..., None]  # [B, H, 1, 1]: broadcast over a weight matrix
         if read != "current":
             W1r, W2r = state["mem"][:2] if read == "previous" else xi["mem"]

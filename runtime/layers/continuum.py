@@ -1,0 +1,119 @@
+"""The continuum memory system (CMS, Eqs. 70-74) as a layer of a compiled model.
+
+A CMS is a chain (or a weighted sum) of MLP levels, each with its own update period. Levels fall
+in one of three regimes (DESIGN.md "How a level's frequency becomes execution"):
+
+- in-context (period <= context): per-sequence fast weights theta, constant inside their chunk and
+  updated at its boundary on the task loss (Eq. 71): theta <- theta - lr * sum_t grad L_t. The
+  gradient is the exact one (the next-token loss through the rest of the network); the model's
+  segment loop (runtime/model_base.py) computes it, since only the whole model knows the loss.
+  The initial state theta_0 is a parameter: gradients reach it through every write (Eq. 73).
+- cross-sequence (period > context): ordinary parameters that the outer optimizer steps once per
+  period (`outer_periods()` tells the trainer which, and how often).
+- outer (a frozen level): ordinary parameters, stepped every outer step.
+
+This layer only reads: `forward(x, state)` applies the levels with the weights in force. The
+state is a `ContinuumState`; the model loop updates it between segments (`accumulate`, `advance`).
+"""
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class ContinuumState(NamedTuple):
+    weights: tuple   # per in-context level: tuple of per-sequence weight tensors [B, ...]
+    pending: tuple   # per in-context level: tuple of summed lr * gradients since its boundary
+    pos: int         # tokens of the stream seen
+
+
+class Continuum(nn.Module):
+    def __init__(self, dim, hidden, kind, act, variant, periods, regimes, lr, signal, context):
+        super().__init__()
+        self.kind, self.act, self.variant, self.lr = kind, act, variant, lr
+        self.periods, self.regimes = list(periods), list(regimes)
+        self.in_context = [i for i, r in enumerate(regimes) if r == "in_context"]
+        n_up = 2 if kind == "swiglu" else 1
+        self.levels = nn.ModuleList()
+        for _ in periods:
+            level = nn.ParameterDict({
+                # theta_0 (in-context) or the weights themselves (other regimes); row-vector
+                # convention: h @ up -> [.., hidden], a @ down -> [.., dim]
+                "up": nn.Parameter(torch.randn(dim, n_up * hidden) / math.sqrt(dim)),
+                "down": nn.Parameter(torch.zeros(hidden, dim) if kind == "residual_mlp"
+                                     else torch.randn(hidden, dim) / math.sqrt(hidden))})
+            self.levels.append(level)
+        self.agg = nn.Parameter(torch.full((len(periods),), 1.0 / len(periods))) \
+            if variant == "independent" else None
+        # nested (Eq. 72): a level restarts from theta_0 at each boundary of the next slower one
+        self.resets = {i: min((self.periods[j] for j in self.in_context
+                               if self.periods[j] > self.periods[i]), default=None)
+                       for i in self.in_context} if variant == "nested" else {}
+
+    # -- state ------------------------------------------------------------------------------
+    def init_state(self, batch: int) -> ContinuumState:
+        weights = tuple(self._theta0(i, batch) for i in self.in_context)
+        pending = tuple(tuple(torch.zeros_like(w) for w in ws) for ws in weights)
+        return ContinuumState(weights, pending, 0)
+
+    def _theta0(self, i: int, batch: int) -> tuple:
+        lv = self.levels[i]
+        return tuple(lv[name].expand(batch, *lv[name].shape) for name in ("up", "down"))
+
+    def outer_periods(self) -> dict[str, int]:
+        """Parameters the outer optimizer steps once per `period` tokens (cross-sequence levels)."""
+        return {f"levels.{i}.{name}": self.periods[i] for i, r in enumerate(self.regimes)
+                if r == "cross_sequence" for name in ("up", "down")}
+
+    # -- read -------------------------------------------------------------------------------
+    def _mlp(self, h, up, down):
+        z = h @ up if up.dim() == 2 else torch.bmm(h, up)
+        if self.kind == "swiglu":
+            gate, val = z.chunk(2, dim=-1)
+            a = F.silu(gate) * val
+        else:
+            a = getattr(F, self.act)(z)
+        y = a @ down if down.dim() == 2 else torch.bmm(a, down)
+        return h + y if self.kind == "residual_mlp" else y
+
+    def forward(self, x, state: ContinuumState | None = None):
+        if state is None:
+            state = self.init_state(x.shape[0])
+        fast = dict(zip(self.in_context, state.weights))
+        out, h = 0, x
+        for i, lv in enumerate(self.levels):
+            up, down = fast.get(i, (lv["up"], lv["down"]))
+            inp = x if self.variant == "independent" else h
+            y = self._mlp(inp, up, down)
+            if self.variant == "independent":
+                out = out + self.agg[i] * y
+            else:
+                h = y
+        return (out if self.variant == "independent" else h), state
+
+    # -- update (called by the model's segment loop) ----------------------------------------
+    def accumulate(self, state: ContinuumState, grads) -> ContinuumState:
+        """Add lr * grad (Eq. 71's sum) to each in-context level's pending update."""
+        pending = tuple(tuple(p + self.lr * g for p, g in zip(ps, gs))
+                        for ps, gs in zip(state.pending, grads))
+        return state._replace(pending=pending)
+
+    def advance(self, state: ContinuumState, n: int) -> ContinuumState:
+        """Move the stream position by n tokens (a segment never crosses a boundary) and apply
+        the updates and resets that fall on the new position."""
+        pos = state.pos + n
+        weights, pending = list(state.weights), list(state.pending)
+        for slot, i in enumerate(self.in_context):
+            if pos % self.periods[i] == 0:
+                weights[slot] = tuple(w - p for w, p in zip(weights[slot], pending[slot]))
+                pending[slot] = tuple(torch.zeros_like(p) for p in pending[slot])
+        for slot, i in enumerate(self.in_context):
+            period = self.resets.get(i)
+            if period is not None and pos % period == 0:
+                weights[slot] = self._theta0(i, weights[slot][0].shape[0])
+                pending[slot] = tuple(torch.zeros_like(p) for p in pending[slot])
+        return ContinuumState(tuple(weights), tuple(pending), pos)
