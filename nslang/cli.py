@@ -96,7 +96,27 @@ def cmd_compile(args) -> int:
 
     write_package(compiled.files, Path(args.output))
     print(f"wrote {args.output}/ ({', '.join(sorted(compiled.files))})")
-    return 0
+    return _check_compiled(compiled.plan, Path(args.output)) if args.check else 0
+
+
+def _check_compiled(plan, out: Path) -> int:
+    """Compare every sublayer's fast path with its token-by-token reference (float64)."""
+    from runtime.check import check_model
+    from runtime.package import import_package
+
+    pkg = import_package(out)
+    cfg = pkg.Config()
+    model = pkg.Model(cfg)
+    tokens = 2 * max([plan.segment] + [s.args.get("chunk") or 1 for s in plan.sublayers]) + 3
+    rows = check_model(model, tokens)
+    print(f"\n{'sublayer':<16} {'layer':<14} {'tokens':>6}  max relative error (fast vs reference)")
+    worst = 0.0
+    for r in rows:
+        err = "-" if r["rel_error"] is None else f"{r['rel_error']:.2e}"
+        print(f"{r['name']:<16} {r['layer']:<14} {r['tokens']:>6}  {err}  {r['note']}")
+        worst = max(worst, r["rel_error"] or 0.0)
+    # float64 chunk forms agree with their definitions to ~1e-12; anything near 1e-6 is a bug
+    return 0 if worst < 1e-8 else 1
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -122,6 +142,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="package directory (default: build/<spec name>)")
     p.add_argument("--model", help="which model of the file (default: the first)")
     p.add_argument("--dump", choices=["plan"], help="print the plan instead of writing files")
+    p.add_argument("--check", action="store_true", help="run each sublayer against its "
+                   "token-by-token reference on a random input and print the largest error")
     p.set_defaults(func=cmd_compile)
     return parser
 

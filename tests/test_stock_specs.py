@@ -107,7 +107,12 @@ def test_self_modifying_titans_generates_its_inputs():
     in_context = {mem.name for mem in m.memories if m.level(mem.level).kind == "every"}
     assert inits == in_context                      # every initial state is meta-learned
     assert all(m.member(name).rule.kind == "dgd" for name in in_context)
-    assert len({m.level(m.member(name).level).period for name in in_context}) == 2  # two chunks
+    assert all(m.member(name).values == "self" for name in in_context)   # Eq. 87
+    # Eq. 88: every memory of the group, the generators included, takes k, eta, alpha from them
+    for arg, gen in (("keys", "k_gen"), ("lr", "lr_gen"), ("retain", "retain_gen")):
+        fed = {t.target for t in m.transfers if t.kind == "generate" and t.arg == arg}
+        assert fed == in_context and all(t.source == gen for t in m.transfers
+                                         if t.kind == "generate" and t.arg == arg)
 
 
 def test_ablations_change_what_table_6_says():

@@ -6,11 +6,11 @@ these classes add the projections, gates and norms around them. Fast state is pe
 nothing here forces batch size 1.
 """
 from .attention import Attention
-from .common import CausalConv, RMSNorm, make_norm, rotary
+from .common import CausalConv, RMSNorm, implementation, make_norm, rotary
 from .continuum import Continuum
 from .fast import DeepMemory, LinearMemory
 from .feedforward import FeedForward
 from .selfmod import SelfModifying
 
 __all__ = ["Attention", "CausalConv", "Continuum", "DeepMemory", "FeedForward", "LinearMemory",
-           "RMSNorm", "SelfModifying", "make_norm", "rotary"]
+           "RMSNorm", "SelfModifying", "implementation", "make_norm", "rotary"]

@@ -4,8 +4,11 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import nn
 
-from ..ops.attention import attention
-from .common import _heads, rotary
+from ..ops.attention import attention as sdpa_attention
+from ..ops.attention import naive_attention
+from .common import _heads, op, rotary
+
+attention = op(sdpa_attention, naive_attention)
 
 
 class Attention(nn.Module):

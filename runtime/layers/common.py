@@ -1,9 +1,41 @@
 """Pieces shared by the layers: norms, rotary positions, head splitting."""
 from __future__ import annotations
 
+import contextlib
+
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+# Which implementation of each rule the layers call: "fast" (the chunk-parallel form; kernels
+# where they exist) or "reference" (the token-by-token definition). `nslang compile --check`
+# and tests compare the two; users force either with `implementation(...)`.
+_MODE = ["fast"]
+
+
+@contextlib.contextmanager
+def implementation(mode: str):
+    if mode not in ("fast", "reference"):
+        raise ValueError(f"implementation is 'fast' or 'reference', not {mode!r}")
+    _MODE.append(mode)
+    try:
+        yield
+    finally:
+        _MODE.pop()
+
+
+def op(fast, reference, chunk_is_semantic: bool = False):
+    """One rule with two implementations. For exact rules the chunk size is only a speed knob
+    and the token-by-token form takes none; for mini-batch rules (Titans, Eq. 90) it is part of
+    the definition and both forms take it."""
+    def call(*args, **kwargs):
+        if _MODE[-1] == "reference":
+            if not chunk_is_semantic:
+                kwargs.pop("chunk_size", None)
+            return reference(*args, **kwargs)
+        return fast(*args, **kwargs)
+    call.__name__ = fast.__name__
+    return call
 
 class RMSNorm(nn.Module):
     def __init__(self, dim: int, eps: float = 1e-6):

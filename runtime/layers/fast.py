@@ -8,11 +8,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..ops.dgd import chunk_dgd
-from ..ops.gated_delta import chunk_gated_delta
-from ..ops.hebbian import chunk_hebbian
-from ..ops.titans import chunk_titans
-from .common import CausalConv, _heads
+from ..ops.dgd import chunk_dgd, naive_dgd
+from ..ops.gated_delta import chunk_gated_delta, naive_gated_delta
+from ..ops.hebbian import chunk_hebbian, naive_hebbian
+from ..ops.titans import chunk_titans, naive_titans
+from .common import CausalConv, _heads, op
+
+hebbian = op(chunk_hebbian, naive_hebbian)
+gated_delta = op(chunk_gated_delta, naive_gated_delta)
+dgd = op(chunk_dgd, naive_dgd)
+titans = op(chunk_titans, naive_titans, chunk_is_semantic=True)
 
 
 class _Gates(nn.Module):
@@ -86,14 +91,14 @@ class LinearMemory(_FastMemory):
         if self.rule == "hebbian":
             if lr is not None:
                 v = v * lr[..., None]
-            o, state = chunk_hebbian(q, k, v, retain, initial_state=state, chunk_size=self.chunk)
+            o, state = hebbian(q, k, v, retain, initial_state=state, chunk_size=self.chunk)
         elif self.rule in ("delta", "gd"):
             # gd on the L2 objective at the current state is the delta rule with b = 2 eta.
             b = torch.sigmoid(lr) if self.rule == "delta" and lr is not None else lr
             b = b * (2.0 if self.rule == "gd" else 1.0)
-            o, state = chunk_gated_delta(q, k, v, b, retain, initial_state=state, chunk_size=self.chunk)
+            o, state = gated_delta(q, k, v, b, retain, initial_state=state, chunk_size=self.chunk)
         elif self.rule == "dgd":
-            o, state = chunk_dgd(q, k, v, lr, retain, step=self.step, initial_state=state,
+            o, state = dgd(q, k, v, lr, retain, step=self.step, initial_state=state,
                                  chunk_size=self.chunk)
         else:
             raise NotImplementedError(f"rule {self.rule} in a model")  # the planner rejects it
@@ -127,7 +132,7 @@ class DeepMemory(_FastMemory):
         momentum = self.gates(x, "momentum", torch.sigmoid)
         retain = self.gates(x, "retain", torch.sigmoid)
         alpha = 1 - retain  # Titans writes the forgetting rate, M_t = (1 - alpha) M + S
-        o, state = chunk_titans(q, k, v, momentum, theta, alpha, self.W1, self.W2,
+        o, state = titans(q, k, v, momentum, theta, alpha, self.W1, self.W2,
                                 chunk_size=self.chunk, memory=self.kind, activation=self.act,
                                 read=self.read, initial_state=state)
         return self.out(o.flatten(-2)), (state, tail)

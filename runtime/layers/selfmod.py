@@ -13,8 +13,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..ops.self_modifying_titans import chunk_self_modifying_titans, memory_names
-from .common import CausalConv, _heads
+from ..ops.self_modifying_titans import (chunk_self_modifying_titans, memory_names,
+                                        naive_self_modifying_titans)
+from .common import CausalConv, _heads, op
+
+self_modifying_titans = op(chunk_self_modifying_titans, naive_self_modifying_titans,
+                           chunk_is_semantic=True)
 
 # Gate offsets that start the rule inside its stable band (measured in the op's tests: eta ~ 0.07,
 # alpha ~ 0.993). The paper gives no parameterisation; these are ours.
@@ -56,7 +60,7 @@ class SelfModifying(nn.Module):
         h = F.normalize(_heads(h, self.heads), dim=-1)  # [B, T, H, Dh]
         weights = {n: (self.init[f"{n}_W1"], self.init[f"{n}_W2"])
                    for n in memory_names(self.adaptive_q)}
-        o, state = chunk_self_modifying_titans(
+        o, state = self_modifying_titans(
             h, weights, self.W_q, chunk_size=self.chunk, adaptive_q=self.adaptive_q,
             activation=self.act, eta_map=self.lr_gate, alpha_map=self.retain_gate,
             eta_scale=self.eta_scale, eta_bias=ETA_BIAS, alpha_bias=ALPHA_BIAS, v_l2norm=True, dgd=self.dgd, momentum=self.momentum,
