@@ -9,9 +9,10 @@ Layout in brief: levels of equal frequency share one band. The flow graph gives 
 (longest path from the input; a CMS takes one column across all the bands it spans, framed as a
 group). Any other box sits by what it is linked to: a generator below its target in the same
 band, a level's parameters or a memory of another band in (or beside) its target's column, where
-nothing stands between them. Each edge takes the cheapest of a few matplotlib connection styles
-(straight, arcs, L-shapes, arcs over or under a row), scored by the boxes it would cross, then
-the edges it would cross, then its length; its ports are then spread along each box side.
+nothing stands between them. Each edge takes the cheapest of a few shapes (straight, Bezier arcs,
+one-corner L, a bracket round the side, an arc over or under a row), scored by the boxes it
+would cross, then the edges it would cross, then its length; ports are then spread along each
+box side. Routes are our own paths in inches, drawn as they were scored.
 """
 from __future__ import annotations
 
@@ -58,6 +59,7 @@ DOT_STYLES = {
     "condition": 'style=dashed, color="#2e7d32", penwidth=1.4, arrowhead=empty',
     "backprop": 'style=solid, color="#b03a2e:invis:#b03a2e", penwidth=1.6',
 }
+GROUP_COLOURS = {"cms": "#3f7a4a", "generators": "#8a3fa8"}
 BOX_COLOURS = {  # kind -> (edge, fill)
     "input": ("#444444", "#ffffff"), "memory": ("#2f4b7c", "#ffffff"),
     "cms": ("#3f7a4a", "#f7fbf5"), "optimizer": ("#b5651d", "#fff8ef"),
@@ -102,14 +104,22 @@ class Box:
 
 @dataclass(frozen=True)
 class Group:
-    """The frame around a CMS's boxes."""
+    """A frame: a CMS's boxes (title on top), or memories that generate one another's inputs
+    (Eq. 88; title below, so the edges they send up stay clear of it)."""
 
     name: str
-    title: str
+    kind: str                 # cms | generators
+    title: str                # lines separated by "\n"
     x0: float
     y0: float
     x1: float
     y1: float
+
+    def title_rect(self) -> tuple[float, float, float, float]:
+        w, h = _lines_size(self.title)
+        cx = (self.x0 + self.x1) / 2
+        top = self.y0 + 0.08 if self.kind == "cms" else self.y1 - 0.08 - h
+        return (cx - w / 2, top, cx + w / 2, top + h)
 
 
 @dataclass(frozen=True)
@@ -118,9 +128,8 @@ class Edge:
     dst: str
     kind: str                 # a key of EDGE_STYLES
     label: str | None
-    start: tuple[float, float]
-    end: tuple[float, float]
-    style: str                # a matplotlib connection style (arc3 or angle)
+    verts: tuple[tuple[float, float], ...]   # a matplotlib Path: lines and Bezier curves
+    codes: tuple[int, ...]
     label_at: tuple[float, float] | None
     arrow: bool
     path: tuple[tuple[float, float], ...]   # points along the drawn curve
@@ -139,6 +148,7 @@ class Layout:
     edges: tuple[Edge, ...]
     legend: tuple[str, ...]   # edge kinds shown in the legend
     legend_y: float
+    links: tuple[Link, ...]   # every edge of the model (the drawing bundles some into a frame)
     notes: tuple[str, ...] = ()
 
     def box(self, id: str) -> Box:
@@ -154,6 +164,11 @@ def text_size(text: str, pt: float, bold: bool = False) -> tuple[float, float]:
     prop = FontProperties(family=FONT, size=pt, weight="bold" if bold else "normal")
     w, h, _ = TextToPath().get_text_width_height_descent(text, prop, ismath=False)
     return w / 72, max(h, pt * 1.0) / 72
+
+
+def _lines_size(text: str, pt: float = DETAIL_PT, bold: bool = True) -> tuple[float, float]:
+    sizes = [text_size(line, pt, bold) for line in text.split("\n")]
+    return max(w for w, _ in sizes), sum(h for _, h in sizes) + 0.04 * (len(sizes) - 1)
 
 
 def freq_text(level: ir.Level, context: int) -> str:
@@ -205,8 +220,8 @@ class _Item:
 
 
 @dataclass(frozen=True)
-class _Link:
-    """An edge between two boxes, before it is routed."""
+class Link:
+    """An edge between two boxes (or a box and a group frame, "group:NAME"), before routing."""
 
     src: str
     dst: str
@@ -241,19 +256,32 @@ def layout(checked: CheckedModel) -> Layout:
              f"({freq_text(b[0], ctx)}) and share one band" for b in bands if len(b) > 1]
     items, cms_boxes, flow_graph = _items(checked, band_of)
     links = _links(m, items, cms_boxes, band_of)
-    cells, blocked, ncols = _place(items, links, flow_graph, cms_boxes,
-                                   [INPUT, *(x.name for x in m.memories), *(c.name for c in m.cms)])
+    gen_groups = _self_modifying(links, items)
+    first = {f"group:{ms[0]}": ms[0] for ms, _ in gen_groups}
+    drawn = _bundle(links, gen_groups)
+    cells, blocked, ncols = _place(
+        items, [Link(first.get(ln.src, ln.src), first.get(ln.dst, ln.dst), ln.kind)
+                for ln in drawn], flow_graph, cms_boxes,
+        [INPUT, *(x.name for x in m.memories), *(c.name for c in m.cms)])
+    kept = [(ms, t) for ms, t in gen_groups if _side_by_side(ms, items, cells)]
+    if len(kept) < len(gen_groups):      # a group that did not end up side by side: no frame
+        gen_groups, drawn = kept, _bundle(links, kept)
 
     # ---- sizes: columns, rows, bands
     size = {i.id: _box_size(i.title, i.detail) for i in items.values()}
     col_w = [0.0] * ncols
     for (band, row, col), ids in cells.items():
         col_w[col] = max(col_w[col], sum(size[b][0] for b in ids) + CELL_GAP * (len(ids) - 1))
-    group_titles = {c.name: f"{c.name}: CMS, {c.variant}" + (f" ({c.agg})" if c.agg else "")
-                    for c in m.cms}
+    cms_titles = {c.name: f"{c.name}: CMS, {c.variant}" + (f" ({c.agg})" if c.agg else "")
+                  for c in m.cms}
     for c in m.cms:
         col = items[cms_boxes[c.name][0]].col
-        col_w[col] = max(col_w[col], text_size(group_titles[c.name], DETAIL_PT, True)[0] + 0.3)
+        col_w[col] = max(col_w[col], _lines_size(cms_titles[c.name])[0] + 0.3)
+    below: dict[tuple[int, int], float] = {}     # room under a row for a group's title
+    for ms, title in gen_groups:
+        it = items[ms[0]]
+        col_w[it.col] = max(col_w[it.col], _lines_size(title)[0] + 0.4)
+        below[(it.band, it.row)] = _lines_size(title)[1] + 0.2
     label_w = max(max(text_size(" · ".join(lv.name for lv in b), BAND_PT, True)[0],
                       text_size(freq_text(b[0], ctx), DETAIL_PT)[0]) for b in bands) \
         + 2 * LABEL_PAD
@@ -261,7 +289,8 @@ def layout(checked: CheckedModel) -> Layout:
     for w in col_w:
         col_x.append(x)
         x += w + COL_GAP
-    width = max(x - COL_GAP + 0.35 + MARGIN, 6.0)
+    loops = any(ln.src == ln.dst for ln in drawn)     # a loop and its label stick out right
+    width = max(x - COL_GAP + (0.8 if loops else 0.35) + MARGIN, 6.0)
 
     group_top = {min(items[b].band for b in cms_boxes[c.name]) for c in m.cms}
     y = MARGIN + text_size("Hg", HEAD_PT, True)[1] + 0.45
@@ -274,7 +303,7 @@ def layout(checked: CheckedModel) -> Layout:
             h = max((size[i.id][1] for i in items.values() if i.band == bi and i.row == r),
                     default=_box_size("x", "x")[1])
             row_y[(bi, r)] = (y, h)
-            y += h + (ROW_GAP if r < nrows - 1 else 0)
+            y += h + (ROW_GAP if r < nrows - 1 else 0) + below.get((bi, r), 0.0)
         y = max(y + BAND_PAD_BOTTOM, top + 0.95)
         band_objs.append(Band(tuple(lv.name for lv in b), freq_text(b[0], ctx), top, y))
 
@@ -292,17 +321,25 @@ def layout(checked: CheckedModel) -> Layout:
     for c in m.cms:
         bs = [boxes[b] for b in cms_boxes[c.name]]
         col = bs[0].col
-        groups.append(Group(c.name, group_titles[c.name], col_x[col] - 0.12,
+        groups.append(Group(c.name, "cms", cms_titles[c.name], col_x[col] - 0.12,
                             min(b.y for b in bs) - GROUP_HEAD - 0.08,
                             col_x[col] + col_w[col] + 0.12, max(b.y + b.h for b in bs) + 0.1))
+    frames = {}                                  # group:NAME -> its frame, an edge end
+    for ms, title in gen_groups:
+        bs = [boxes[n] for n in ms]
+        tw, th = _lines_size(title)
+        cx = (min(b.x for b in bs) + max(b.x + b.w for b in bs)) / 2
+        half = max(cx - min(b.x for b in bs), tw / 2 + 0.05) + 0.12
+        g = Group(ms[0], "generators", title, cx - half, min(b.y for b in bs) - 0.1, cx + half,
+                  max(b.y + b.h for b in bs) + th + 0.18)
+        groups.append(g)
+        frames[f"group:{ms[0]}"] = Box(f"group:{ms[0]}", "group", "", "", bs[0].band,
+                                       bs[0].row, bs[0].col, g.x0, g.y0, g.x1 - g.x0,
+                                       g.y1 - g.y0)
 
-    obstacles = [(MARGIN, 0.0, MARGIN + label_w, y)]   # the band labels
-    for g in groups:
-        tw, th = text_size(g.title, DETAIL_PT, True)
-        cx = (g.x0 + g.x1) / 2
-        obstacles.append((cx - tw / 2, g.y0 + 0.06, cx + tw / 2, g.y0 + 0.1 + th))
+    obstacles = [(MARGIN, 0.0, MARGIN + label_w, y)] + [g.title_rect() for g in groups]
     area = (MARGIN + label_w, band_objs[0].y0, width - MARGIN, y)
-    edges = _route(links, boxes, obstacles, area)
+    edges = _route(drawn, boxes, frames, obstacles, area)
     kinds = tuple(k for k in EDGE_STYLES if any(e.kind == k for e in edges))
     legend_y = y + 0.3
     height = legend_y + len(_legend_rows(kinds, width)) * 0.3 + MARGIN
@@ -310,7 +347,7 @@ def layout(checked: CheckedModel) -> Layout:
     subtitle = f"dim {s.dim} · heads {s.heads} · depth {s.depth} · context {s.context}"
     ordered = tuple(sorted(boxes.values(), key=lambda b: (b.band, b.row, b.col, b.x)))
     return Layout(m.name, subtitle, width, height, label_w, tuple(band_objs), ordered,
-                  tuple(groups), tuple(edges), kinds, legend_y, tuple(notes))
+                  tuple(groups), tuple(edges), kinds, legend_y, tuple(links), tuple(notes))
 
 
 def _items(checked: CheckedModel, band_of: dict[str, int]):
@@ -348,7 +385,7 @@ def _items(checked: CheckedModel, band_of: dict[str, int]):
     return items, cms_boxes, flow_graph
 
 
-def _links(m: ir.Model, items, cms_boxes, band_of) -> list[_Link]:
+def _links(m: ir.Model, items, cms_boxes, band_of) -> list[Link]:
     """Edges between boxes. Data enters a CMS at its fastest level and leaves at its slowest
     (Eq. 70; an independent CMS aggregates, so data leaves where it entered); a transfer
     attaches to the CMS level nearest the other end."""
@@ -367,20 +404,68 @@ def _links(m: ir.Model, items, cms_boxes, band_of) -> list[_Link]:
     links = []
     for f in m.flows:
         for a, b in zip(f.path, f.path[1:]):
-            links.append(_Link(box(a, "out"), box(b, "in"), "flow"))
+            links.append(Link(box(a, "out"), box(b, "in"), "flow"))
     for c in m.cms:
         bs = cms_boxes[c.name]
         for fast, slow in zip(bs, bs[1:]):
             if c.variant == "independent":
-                links.append(_Link(fast, slow, "aggregate", arrow=False))
+                links.append(Link(fast, slow, "aggregate", arrow=False))
             else:
-                links.append(_Link(fast, slow, "chain"))
+                links.append(Link(fast, slow, "chain"))
             if c.variant == "nested":
-                links.append(_Link(slow, fast, "init", "re-init"))
+                links.append(Link(slow, fast, "init", "re-init"))
     for t in m.transfers:
-        links.append(_Link(box(t.source, "t", t.target), box(t.target, "t", t.source), t.kind,
+        links.append(Link(box(t.source, "t", t.target), box(t.target, "t", t.source), t.kind,
                            t.arg))
     return list(dict.fromkeys(links))
+
+
+def _self_modifying(links: list[Link], items) -> list[tuple[tuple[str, ...], str]]:
+    """Sets of memories in which each generates inputs of every other (Eq. 88), with a frame
+    title saying so. Drawn as one frame rather than n^2 edges."""
+    g = nx.DiGraph()
+    for ln in links:
+        if ln.kind == "generate" and items[ln.src].kind == items[ln.dst].kind == "memory":
+            g.add_edge(ln.src, ln.dst)
+    out = []
+    for comp in nx.strongly_connected_components(g):
+        ms = tuple(n for n in items if n in comp)           # in declaration order
+        if len(ms) < 2 or not all(g.has_edge(a, b) for a in ms for b in ms if a != b):
+            continue
+        selves = all(g.has_edge(a, a) for a in ms)
+        args = {a: sorted({ln.label for ln in links if ln.kind == "generate" and ln.src == a
+                           and ln.dst in comp}) for a in ms}
+        title = ("self-modifying: each generates for every member"
+                 + (", itself included" if selves else "") + "\n"
+                 + " · ".join(f"{a} → {', '.join(args[a])}" for a in ms))
+        out.append((ms, title))
+    return sorted(out)
+
+
+def _bundle(links: list[Link], groups) -> list[Link]:
+    """The edges to draw: none inside a self-modifying group (its frame says it), and one edge
+    to the frame for an edge that reaches every member alike."""
+    gid = {m: f"group:{ms[0]}" for ms, _ in groups for m in ms}
+    inside = {f"group:{ms[0]}": set(ms) for ms, _ in groups}
+    kept = [ln for ln in links if not (ln.kind == "generate" and ln.src in gid
+                                       and gid[ln.src] == gid.get(ln.dst))]
+    out = []
+    for ln in kept:
+        g = gid.get(ln.dst)
+        if g and ln.src not in inside[g] and inside[g] <= {
+                o.dst for o in kept if (o.src, o.kind, o.label) == (ln.src, ln.kind, ln.label)}:
+            out.append(Link(ln.src, g, ln.kind, ln.label, ln.arrow))
+        else:
+            out.append(ln)
+    return list(dict.fromkeys(out))
+
+
+def _side_by_side(members, items, cells) -> bool:
+    """Whether the members fill a run of one cell, so one frame holds them and nothing else."""
+    it = items[members[0]]
+    cell = cells.get((it.band, it.row, it.col), [])
+    idx = sorted(cell.index(n) for n in members if n in cell)
+    return len(idx) == len(members) and idx == list(range(idx[0], idx[0] + len(idx)))
 
 
 def _place(items, links, flow_graph, cms_boxes, decl_order):
@@ -487,17 +572,68 @@ def _place(items, links, flow_graph, cms_boxes, decl_order):
 # ---- routing
 
 
-def _curve(p, q, style: str, step: float = 0.06):
-    """Points along matplotlib's connection `style` from p to q, in our y-down inches."""
-    from matplotlib.patches import ConnectionStyle
+MOVE, LINE, CURVE3, CURVE4 = 1, 2, 3, 4   # matplotlib's Path codes
 
-    path = ConnectionStyle(style)((p[0], -p[1]), (q[0], -q[1]), shrinkA=0, shrinkB=0)
-    pts = np.concatenate([seg(np.linspace(0, 1, 16)) for seg, _ in path.iter_bezier()]) * (1, -1)
-    seg = np.hypot(*np.diff(pts, axis=0).T)
-    s = np.concatenate([[0], np.cumsum(seg)])
+
+def _shape(family: str, param: float, p, q):
+    """The vertices and Path codes of a route from p to q (y-down inches). `arc` bends by
+    `param` times the chord; `over`/`under` bulge `param` inches above/below the higher/lower
+    end; `hv`/`vh` turn one corner; `left`/`right` go out `param` inches beside both ends."""
+    (px, py), (qx, qy) = p, q
+    if family == "arc":
+        c = ((px + qx) / 2 - param * (qy - py), (py + qy) / 2 + param * (qx - px))
+        return (p, c, q), (MOVE, CURVE3, CURVE3)
+    if family in ("over", "under"):
+        y = min(py, qy) - 2 * param if family == "over" else max(py, qy) + 2 * param
+        return (p, ((px + qx) / 2, y), q), (MOVE, CURVE3, CURVE3)
+    if family == "loop":         # p on the top, q on the right side of the same box
+        return (p, (px, py - 0.4), (qx + 0.4, qy), q), (MOVE, CURVE4, CURVE4, CURVE4)
+    x = min(px, qx) - param if family == "left" else max(px, qx) + param
+    corners = {"hv": [(qx, py)], "vh": [(px, qy)]}.get(family, [(x, py), (x, qy)])
+    return _rounded([p, *corners, q])
+
+
+def _rounded(points, r: float = 0.1):
+    """A polyline with its corners rounded."""
+    verts, codes = [points[0]], [MOVE]
+    for a, v, b in zip(points, points[1:], points[2:]):
+        a, v, b = np.asarray(a, float), np.asarray(v, float), np.asarray(b, float)
+        d1, d2 = np.hypot(*(v - a)), np.hypot(*(b - v))
+        k = min(r, d1 / 2, d2 / 2)
+        if k < 1e-6:
+            verts.append(tuple(v))
+            codes.append(LINE)
+            continue
+        verts += [tuple(v - k * (v - a) / d1), tuple(v), tuple(v + k * (b - v) / d2)]
+        codes += [LINE, CURVE3, CURVE3]
+    verts.append(points[-1])
+    codes.append(LINE)
+    return tuple((float(x), float(y)) for x, y in verts), tuple(codes)
+
+
+def _sample(verts, codes, step: float = 0.06):
+    """Points every `step` inches along a path of lines and Bezier curves."""
+    v = np.asarray(verts, float)
+    pts, i, t = [v[:1]], 1, np.linspace(0, 1, 13)[1:, None]
+    while i < len(v):
+        a = v[i - 1]
+        if codes[i] == LINE:
+            pts.append(v[i:i + 1])
+            i += 1
+        elif codes[i] == CURVE3:
+            c, b = v[i], v[i + 1]
+            pts.append((1 - t) ** 2 * a + 2 * (1 - t) * t * c + t ** 2 * b)
+            i += 2
+        else:
+            c1, c2, b = v[i], v[i + 1], v[i + 2]
+            pts.append((1 - t) ** 3 * a + 3 * (1 - t) ** 2 * t * c1 + 3 * (1 - t) * t ** 2 * c2
+                       + t ** 3 * b)
+            i += 3
+    pts = np.concatenate(pts)
+    s = np.concatenate([[0], np.cumsum(np.hypot(*np.diff(pts, axis=0).T))])
     n = max(2, int(s[-1] / step) + 1)
-    t = np.linspace(0, s[-1], n)
-    return np.stack([np.interp(t, s, pts[:, 0]), np.interp(t, s, pts[:, 1])], axis=1)
+    u = np.linspace(0, s[-1], n)
+    return np.stack([np.interp(u, s, pts[:, 0]), np.interp(u, s, pts[:, 1])], axis=1)
 
 
 def _coarse(pts, step: float = 0.1, most: int = 60):
@@ -538,17 +674,6 @@ def _port(b: Box, side: str, f: float = 0.5) -> tuple[float, float]:
             "left": (b.x, b.y + b.h * f), "right": (b.x + b.w, b.y + b.h * f)}[side]
 
 
-def _style(family: str, param: float, p, q) -> str:
-    """A matplotlib connection style. `over`/`under` arcs bulge `param` inches above/below."""
-    if family == "arc":
-        return f"arc3,rad={param:.3f}"
-    if family in ("over", "under"):
-        d = max(abs(q[0] - p[0]), 0.1)
-        sign = -1 if (q[0] > p[0]) == (family == "over") else 1
-        return f"arc3,rad={sign * min(1.0, 2 * param / d):.3f}"
-    return f"angle,angleA={0 if family == 'hv' else 90},angleB={90 if family == 'hv' else 0},rad=0"
-
-
 def _candidates(A: Box, B: Box):
     """(side of A, side of B, family, parameter, penalty) for each route worth trying."""
     out = []
@@ -568,6 +693,9 @@ def _candidates(A: Box, B: Box):
     if hgap > 0.15 and vgap > 0.15:
         out.append((h[0], v[1], "hv", 0.0, 0.35))
         out.append((v[0], h[1], "vh", 0.0, 0.35))
+    for side in ("left", "right"):   # around whatever stands between them
+        for off in (0.3, 0.6):
+            out.append((side, side, side, off, 0.8 + off))
     if A.band == B.band and abs(A.cx - B.cx) > 0.3:
         for peak in (0.22, 0.34, 0.46):
             out.append(("top", "top", "over", peak, 0.4 + peak))
@@ -577,20 +705,22 @@ def _candidates(A: Box, B: Box):
     return out
 
 
-def _route(links: list[_Link], boxes: dict[str, Box], obstacles, area) -> list[Edge]:
+def _route(links: list[Link], boxes: dict[str, Box], frames: dict[str, Box], obstacles,
+           area) -> list[Edge]:
     """Choose a route per edge (fewest boxes hit, then fewest crossings, then shortest), spread
     the ports on each side of a box, then place each label where it covers nothing. Routes stay
-    inside `area` (x0, y0, x1, y1), the bands right of their labels."""
-    rects = {b.id: (b.x, b.y, b.x + b.w, b.y + b.h) for b in boxes.values()}
-    ids = list(rects)
+    inside `area` (x0, y0, x1, y1), the bands right of their labels. `frames` are group frames
+    that edges may end at; they are not obstacles."""
+    ends = {**boxes, **frames}
+    rects = {b.id: (b.x, b.y, b.x + b.w, b.y + b.h) for b in ends.values()}
+    ids = list(boxes)
     area = np.asarray(area)
     all_rects = [rects[i] for i in ids] + list(obstacles)
 
     def cost(ln, cand, p, q, routed):
-        pts = _curve(p, q, _style(cand[2], cand[3], p, q))
+        pts = _sample(*_shape(cand[2], cand[3], p, q))
         hits = _inside(pts, all_rects, 0.05)
-        own = [ids.index(ln.src), ids.index(ln.dst)]
-        hits[own] = False
+        hits[[k for k, i in enumerate(ids) if i in (ln.src, ln.dst)]] = False
         inner = pts[3:-3] if len(pts) > 6 else pts[:0]   # not back through its own boxes
         back = _inside(inner, [rects[ln.src], rects[ln.dst]], -0.02).sum()
         out = not ((pts >= area[:2]).all() and (pts <= area[2:]).all())
@@ -605,26 +735,29 @@ def _route(links: list[_Link], boxes: dict[str, Box], obstacles, area) -> list[E
         length = float(np.hypot(*np.diff(pts, axis=0).T).sum())
         return 60 * (hits.sum() + back + out) + 3 * cross + 0.3 * along + 0.5 * length + cand[4]
 
-    order = sorted(range(len(links)), key=lambda i: (list(EDGE_STYLES).index(links[i].kind), i))
+    loops = {i for i, ln in enumerate(links) if ln.src == ln.dst}
+    order = sorted((i for i in range(len(links)) if i not in loops),
+                   key=lambda i: (list(EDGE_STYLES).index(links[i].kind), i))
     chosen: dict[int, tuple] = {}
     routed = []
     for i in order:
         ln = links[i]
-        A, B = boxes[ln.src], boxes[ln.dst]
+        A, B = ends[ln.src], ends[ln.dst]
         best = min(_candidates(A, B),
                    key=lambda c: cost(ln, c, _port(A, c[0]), _port(B, c[1]), routed))
         chosen[i] = best
         p, q = _port(A, best[0]), _port(B, best[1])
-        r = _coarse(_curve(p, q, _style(best[2], best[3], p, q))[2:-2])
+        r = _coarse(_sample(*_shape(best[2], best[3], p, q))[2:-2])
         if len(r) > 1:
             routed.append(({ln.src, ln.dst}, r, r.min(axis=0), r.max(axis=0)))
 
     # spread the ports of each side, ordered by where the other end lies
     ports: dict[tuple[str, str], list[tuple[float, int, int]]] = {}
-    for i, ln in enumerate(links):
+    for i in order:
+        ln = links[i]
         for end, (bid, side, other) in enumerate(((ln.src, chosen[i][0], ln.dst),
                                                   (ln.dst, chosen[i][1], ln.src))):
-            o, b = boxes[other], boxes[bid]
+            o, b = ends[other], ends[bid]
             if side in ("top", "bottom"):   # by direction, so edges leaving a side do not cross
                 key = (o.cx - b.cx) / max(abs(o.cy - b.cy), 0.1)
             else:
@@ -632,7 +765,7 @@ def _route(links: list[_Link], boxes: dict[str, Box], obstacles, area) -> list[E
             ports.setdefault((bid, side), []).append((key, i, end))
     at: dict[tuple[int, int], tuple[float, float]] = {}
     for (bid, side), lst in ports.items():
-        b = boxes[bid]
+        b = ends[bid]
         lst.sort()
         n = len(lst)
         length = b.w if side in ("top", "bottom") else b.h
@@ -644,9 +777,14 @@ def _route(links: list[_Link], boxes: dict[str, Box], obstacles, area) -> list[E
     edges, label_rects = [], []
     taken = [rects[i] for i in ids] + list(obstacles)
     for i, ln in enumerate(links):
-        p, q = at[(i, 0)], at[(i, 1)]
-        style = _style(chosen[i][2], chosen[i][3], p, q)
-        pts = _curve(p, q, style)
+        if i in loops:    # a memory generating its own input: a loop on its top-right corner
+            b = ends[ln.src]
+            p, q = (b.x + b.w - 0.3, b.y), (b.x + b.w, b.y + 0.35 * b.h)
+            verts, codes = _shape("loop", 0.0, p, q)
+        else:
+            p, q = at[(i, 0)], at[(i, 1)]
+            verts, codes = _shape(chosen[i][2], chosen[i][3], p, q)
+        pts = _sample(verts, codes)
         label_at = None
         if ln.label:
             w, h = text_size(ln.label, EDGE_PT)
@@ -654,15 +792,17 @@ def _route(links: list[_Link], boxes: dict[str, Box], obstacles, area) -> list[E
             best = None
             for f in (0.5, 0.42, 0.58, 0.34, 0.66, 0.26, 0.74, 0.2, 0.8):
                 x, y = pts[min(len(pts) - 1, int(f * (len(pts) - 1)))]
+                if i in loops:   # beside the loop's apex, outside the box
+                    x, y = x + w / 2 + 0.04, y - 0.02
                 r = (x - w / 2, y - h / 2, x + w / 2, y + h / 2)
                 clash = sum(_overlap(r, o) for o in taken + label_rects)
                 if best is None or clash < best[0]:
                     best = (clash, (float(x), float(y)), r)
-                if not clash:
+                if not clash or i in loops:
                     break
             label_at = best[1]
             label_rects.append(best[2])
-        edges.append(Edge(ln.src, ln.dst, ln.kind, ln.label, p, q, style, label_at, ln.arrow,
+        edges.append(Edge(ln.src, ln.dst, ln.kind, ln.label, verts, codes, label_at, ln.arrow,
                           tuple((float(x), float(y)) for x, y in pts)))
     return edges
 
@@ -721,7 +861,7 @@ def _band_colour(i: int, n: int) -> str:
 def _render(lay: Layout, out: Path) -> None:
     import matplotlib
     from matplotlib.figure import Figure
-    from matplotlib.patches import FancyArrowPatch, FancyBboxPatch, Rectangle
+    from matplotlib.patches import FancyBboxPatch, Rectangle
 
     rc = {"svg.fonttype": "none", "svg.hashsalt": "nslang", "font.family": [FONT, "sans-serif"]}
     with matplotlib.rc_context(rc):
@@ -746,12 +886,14 @@ def _render(lay: Layout, out: Path) -> None:
             ax.text(x0 + LABEL_PAD, cy + 0.03, b.freq, fontsize=DETAIL_PT, va="top",
                     color="#444444")
         for g in lay.groups:
+            colour = GROUP_COLOURS[g.kind]
             ax.add_patch(FancyBboxPatch((g.x0, g.y0), g.x1 - g.x0, g.y1 - g.y0,
                                         boxstyle="round,pad=0,rounding_size=0.1",
-                                        facecolor="#ffffff", alpha=0.5, edgecolor="#3f7a4a",
+                                        facecolor="#ffffff", alpha=0.5, edgecolor=colour,
                                         linewidth=1.1, linestyle=(0, (4, 2)), zorder=1))
-            ax.text((g.x0 + g.x1) / 2, g.y0 + 0.08, g.title, fontsize=DETAIL_PT,
-                    fontweight="bold", color="#3f7a4a", ha="center", va="top", zorder=2)
+            x, top, _, _ = g.title_rect()
+            ax.text((g.x0 + g.x1) / 2, top, g.title, fontsize=DETAIL_PT, fontweight="bold",
+                    color=colour, ha="center", va="top", linespacing=1.35, zorder=2)
         for bx in lay.boxes:
             edge, fill = BOX_COLOURS[bx.kind]
             style = "round,pad=0,rounding_size=0.08"
@@ -764,7 +906,7 @@ def _render(lay: Layout, out: Path) -> None:
             ax.text(bx.cx, bx.y + bx.h - PAD_Y, bx.detail, fontsize=DETAIL_PT, ha="center",
                     va="bottom", color="#333333", zorder=4)
         for e in lay.edges:
-            _draw_edge(ax, e.start, e.end, e.style, e.kind, e.arrow, FancyArrowPatch)
+            _draw_edge(ax, e.verts, e.codes, e.kind, e.arrow)
             if e.label:
                 ax.text(*e.label_at, e.label, fontsize=EDGE_PT, ha="center", va="center",
                         color=EDGE_STYLES[e.kind][0], zorder=6,
@@ -776,8 +918,8 @@ def _render(lay: Layout, out: Path) -> None:
         for row in _legend_rows(lay.legend, lay.width):
             x = MARGIN
             for k in row:
-                _draw_edge(ax, (x, y + 0.12), (x + 0.6, y + 0.12), "arc3,rad=0", k,
-                           k != "aggregate", FancyArrowPatch)
+                _draw_edge(ax, ((x, y + 0.12), (x + 0.6, y + 0.12)), (MOVE, LINE), k,
+                           k != "aggregate")
                 ax.text(x + 0.72, y + 0.12, EDGE_STYLES[k][3], fontsize=LEGEND_PT, va="center",
                         color="#222222")
                 x += _legend_entry_w(k)
@@ -787,15 +929,20 @@ def _render(lay: Layout, out: Path) -> None:
         fig.savefig(out, dpi=dpi, metadata=meta, facecolor="white")
 
 
-def _draw_edge(ax, p, q, conn, kind, arrow, FancyArrowPatch) -> None:
+def _draw_edge(ax, verts, codes, kind: str, arrow: bool) -> None:
+    from matplotlib.patches import FancyArrowPatch
+    from matplotlib.path import Path as MplPath
+
     colour, ls, lw, _ = EDGE_STYLES[kind]
-    head = "-|>" if arrow else "-"
-    ax.add_patch(FancyArrowPatch(p, q, connectionstyle=conn, arrowstyle=head, mutation_scale=12,
-                                 color=colour, linewidth=lw, linestyle=ls, shrinkA=0, shrinkB=0,
+    ax.add_patch(FancyArrowPatch(path=MplPath(verts, codes), arrowstyle="-|>" if arrow else "-",
+                                 mutation_scale=12, color=colour, linewidth=lw, linestyle=ls,
                                  zorder=5))
-    if kind == "backprop":   # a white core turns the thick stroke into a double line
-        ax.add_patch(FancyArrowPatch(p, q, connectionstyle=conn, arrowstyle="-", color="white",
-                                     linewidth=lw / 3, shrinkA=0, shrinkB=9, zorder=5.1))
+    if kind == "backprop":   # a white core, stopping short of the head, makes a double line
+        pts = _sample(verts, codes, 0.02)
+        keep = np.concatenate([[0], np.cumsum(np.hypot(*np.diff(pts, axis=0).T))])
+        core = pts[keep <= keep[-1] - 0.12]
+        ax.plot(core[:, 0], core[:, 1], color="white", linewidth=lw / 3,
+                solid_capstyle="butt", zorder=5.1)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -850,8 +997,8 @@ def to_dot(checked: CheckedModel, lay: Layout | None = None) -> str:
     if len(ranks) > 1:
         lines.append("  " + " -> ".join(_q(n) for n in ranks) + " [style=invis, weight=100];")
     # only the band chain ranks nodes: an edge may point up (a CMS chain, a flow into a
-    # slower level) without pulling its end below its band
-    for e in lay.edges:
+    # slower level) without pulling its end below its band. Every edge, none bundled.
+    for e in lay.links:
         label = f", label={_q(e.label)}" if e.label else ""
         head = "" if e.arrow else ", arrowhead=none"
         lines.append(f"  {_q(e.src)} -> {_q(e.dst)} [{DOT_STYLES[e.kind]}{label}{head}, "

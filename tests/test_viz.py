@@ -1,9 +1,10 @@
 """`nslang viz`: levels drawn as frequency bands, slowest on top, boxes that never overlap, edges
 styled by kind, in .svg/.png (matplotlib) and deterministic .dot.
 
-Four models: a Hope-like one (CMS over three levels, generators, an init edge, an optimizer), a
+Five models: a Hope-like one (CMS over three levels, generators, an init edge, an optimizer), a
 wide one (ten memories on one level), a tall one (eight levels, every transfer kind, nested and
-independent CMS) and a CMS alone whose initial state comes from above (an empty level between).
+independent CMS), a CMS alone whose initial state comes from above (an empty level between), and
+self-modifying generators (each generates for all, Eq. 88) beside a memory that feeds itself.
 """
 from __future__ import annotations
 
@@ -28,7 +29,10 @@ model hope {
   level cms2 every 256
   level cms3 every 1024
   level outer frozen
-  memory titans in chunk { shape = residual_mlp(hidden = 2x); objective = l2; rule = dgd; momentum = 0.9; lr = generated; retain = generated; keys = generated; values = self }
+  memory titans in chunk {
+    shape = residual_mlp(hidden = 2x); objective = l2; rule = dgd; momentum = 0.9
+    lr = generated; retain = generated; keys = generated; values = self
+  }
   memory k_gen, lr_gen, retain_gen in chunk { shape = residual_mlp; rule = dgd; values = self }
   cms continuum { variant = sequential; levels = [cms1, cms2, cms3] }
   flow x -> titans -> continuum
@@ -97,7 +101,37 @@ model cms_init {
 }
 """
 
-SPECS = {"hope": HOPE, "wide": WIDE, "tall": TALL, "cms_init": CMS_INIT}
+SELF_MOD = """\
+model selfmod {
+  dim = 64; heads = 4; context = 256
+  level c every 16
+  level outer frozen
+  memory titans, k_gen, v_gen, lr_gen in c {
+    shape = mlp; rule = dgd; keys = generated; values = generated; lr = generated
+  }
+  memory solo in c { shape = mlp; rule = gd; keys = generated }
+  flow x -> titans -> solo
+  transfer solo -> solo : generate(keys)
+  transfer k_gen -> titans : generate(keys)
+  transfer v_gen -> titans : generate(values)
+  transfer lr_gen -> titans : generate(lr)
+  transfer k_gen -> k_gen : generate(keys)
+  transfer k_gen -> v_gen : generate(keys)
+  transfer k_gen -> lr_gen : generate(keys)
+  transfer v_gen -> k_gen : generate(values)
+  transfer v_gen -> v_gen : generate(values)
+  transfer v_gen -> lr_gen : generate(values)
+  transfer lr_gen -> k_gen : generate(lr)
+  transfer lr_gen -> v_gen : generate(lr)
+  transfer lr_gen -> lr_gen : generate(lr)
+  transfer outer -> titans : init
+  transfer outer -> k_gen : init
+  transfer outer -> v_gen : init
+  transfer outer -> lr_gen : init
+}
+"""
+
+SPECS = {"hope": HOPE, "wide": WIDE, "tall": TALL, "cms_init": CMS_INIT, "selfmod": SELF_MOD}
 
 
 @pytest.fixture(scope="module")
@@ -254,15 +288,11 @@ def test_text_fits_its_box(layouts, name):
 @pytest.mark.parametrize("name", list(SPECS))
 def test_edges_avoid_boxes_and_titles_and_stay_in_the_bands(layouts, name):
     lay = layouts[name]
-    titles = {}
-    for g in lay.groups:
-        w, h = viz.text_size(g.title, viz.DETAIL_PT, True)
-        cx = (g.x0 + g.x1) / 2
-        titles[g.title] = (cx - w / 2, g.y0 + 0.08, cx + w / 2, g.y0 + 0.08 + h)
+    titles = {g.title: g.title_rect() for g in lay.groups}
     for e in lay.edges:
         pts = np.asarray(e.path)
         for b in lay.boxes:
-            if b.id not in (e.src, e.dst):
+            if b.id not in (e.src, e.dst) and not e.dst.startswith("group:"):
                 assert not viz._inside(pts, [_rect(b)])[0], f"{e.src} -> {e.dst} crosses {b.id}"
         for title, r in titles.items():
             assert not viz._inside(pts, [r])[0], f"{e.src} -> {e.dst} crosses `{title}`"
@@ -370,3 +400,46 @@ def test_dot_generate_edges_carry_their_input(models):
         assert f'"{gen}" -> "titans" [style=dotted, color="#8a3fa8", penwidth=1.8, ' \
                f'label="{arg}"' in text
     assert '{rank=same; "rank:chunk" "rank:cms1"}' in text   # one frequency, one rank
+
+
+# ---- self-modification
+
+
+def test_generators_that_generate_one_another_share_a_frame(models, layouts):
+    lay = layouts["selfmod"]
+    (group,) = [g for g in lay.groups if g.kind == "generators"]
+    assert group.title.splitlines() == [
+        "self-modifying: each generates for every member, itself included",
+        "k_gen → keys · v_gen → values · lr_gen → lr"]
+    members = [lay.box(n) for n in ("k_gen", "v_gen", "lr_gen")]
+    assert all(group.x0 < b.x and b.x + b.w < group.x1 and group.y0 < b.y < group.y1
+               for b in members)
+    outside = [b for b in lay.boxes if b.id not in ("k_gen", "v_gen", "lr_gen")]
+    assert not any(_overlap(_rect(b), (group.x0, group.y0, group.x1, group.y1)) for b in outside)
+    drawn = {(e.src, e.dst, e.kind, e.label) for e in lay.edges}
+    # the nine edges inside the group are the frame; the three inits become one to the frame
+    assert not any(s in {"k_gen", "v_gen", "lr_gen"} and d in {"k_gen", "v_gen", "lr_gen"}
+                   for s, d, _, _ in drawn)
+    assert ("level:outer", "group:k_gen", "init", None) in drawn
+    assert ("level:outer", "titans", "init", None) in drawn
+    assert {("k_gen", "titans", "generate", "keys"), ("v_gen", "titans", "generate", "values"),
+            ("lr_gen", "titans", "generate", "lr")} <= drawn
+    # the DOT keeps every edge
+    text = viz.to_dot(models["selfmod"])
+    for a in ("k_gen", "v_gen", "lr_gen"):
+        assert f'"level:outer" -> "{a}" [style=dashed' in text
+        for b in ("k_gen", "v_gen", "lr_gen"):
+            assert f'"{a}" -> "{b}" [style=dotted' in text
+
+
+def test_a_memory_generating_its_own_input_gets_a_loop(layouts, models, tmp_path):
+    lay = layouts["selfmod"]
+    (loop,) = [e for e in lay.edges if e.src == e.dst]
+    assert (loop.src, loop.kind, loop.label) == ("solo", "generate", "keys")
+    b = lay.box("solo")
+    pts = np.asarray(loop.path)[3:-3]
+    assert not viz._inside(pts, [_rect(b)])[0]            # drawn outside its box
+    lx, ly = loop.label_at
+    assert not (b.x < lx < b.x + b.w and b.y < ly < b.y + b.h)
+    viz.draw(models["selfmod"], tmp_path / "s.svg")
+    assert ">keys<" in (tmp_path / "s.svg").read_text()
