@@ -66,7 +66,7 @@ class NestedModel(nn.Module):
     def loss(self, tokens: torch.Tensor) -> torch.Tensor:
         """Mean next-token cross-entropy over tokens[:, 1:]."""
         logits = self(tokens[:, :-1])
-        return F.cross_entropy(logits.flatten(0, 1).float(), tokens[:, 1:].flatten())
+        return F.cross_entropy(_at_least_fp32(logits).flatten(0, 1), tokens[:, 1:].flatten())
 
     # -- the segment loop ---------------------------------------------------------------------
     def _cms(self, state):
@@ -95,7 +95,7 @@ class NestedModel(nn.Module):
                 n_target = min(e, T - 1) - s  # the call's last token has no target yet
                 flat = [w for ws in aliases.values() for lv in ws for w in lv]
                 if n_target > 0 and flat:
-                    loss = F.cross_entropy(logits[:, :n_target].flatten(0, 1).float(),
+                    loss = F.cross_entropy(_at_least_fp32(logits[:, :n_target]).flatten(0, 1),
                                            tokens[:, s + 1:s + 1 + n_target].flatten(),
                                            reduction="sum")
                     grads = torch.autograd.grad(loss, flat, create_graph=outer_grad,
@@ -111,6 +111,11 @@ class NestedModel(nn.Module):
                 state[b] = {**state[b], name: m.advance(st, e - s)}
             logits_all.append(logits if outer_grad else logits.detach())
         return torch.cat(logits_all, dim=1), state
+
+
+def _at_least_fp32(x: torch.Tensor) -> torch.Tensor:
+    """Losses in float32 under bf16/fp16 autocast, and in float64 for float64 models."""
+    return x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
 
 
 def _alias(w: torch.Tensor, outer_grad: bool) -> torch.Tensor:
