@@ -233,9 +233,10 @@ def new_language(english: str | Sequence[dict] = "kjv", spanish: str | Sequence[
         pool = [p for p in pairs["test"] if min(len(p[0].split()), len(p[1].split())) >= min_words]
         if len(pool) < num_choices:
             raise ValueError(f"only {len(pool)} test verses of at least {min_words} words")
-        chosen = r.sample(range(len(pool)), min(test_per_task, len(pool)))
         out = []
-        for i in chosen:
+        for i in r.sample(range(len(pool)), len(pool)):
+            if len(out) == test_per_task:
+                break
             if kind == "en-es":
                 prompt, right = f"English: {pool[i][0]}\nSpanish:", " " + pool[i][1]
                 ending = lambda k: " " + pool[k][1]  # noqa: E731
@@ -249,6 +250,8 @@ def new_language(english: str | Sequence[dict] = "kjv", spanish: str | Sequence[
                     break
                 if ending(k) not in choices:  # distinct texts (verses repeat, "Selah" and the like)
                     choices.append(ending(k))
+            if len(choices) < num_choices:
+                continue
             r.shuffle(choices)
             out.append(Example(prompt, choices, right, {"task": kind, "max_chars": len(right) + 8}))
         return out
