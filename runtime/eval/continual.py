@@ -174,7 +174,8 @@ def class_incremental(source: str | Sequence[dict] = "wiki", label_key: str = "t
         for c in group:
             texts = list(by_class[c])
             if len(texts) <= test_per_class:
-                raise ValueError(f"class {c!r} has {len(texts)} documents; needs more than test_per_class={test_per_class}")
+                raise ValueError(f"class {c!r} has {len(texts)} documents; "
+                                 f"needs more than test_per_class={test_per_class}")
             rng_for("class-split", name, seed, c).shuffle(texts)
             cut = texts[test_per_class:]
             if train_per_class is not None:
@@ -244,12 +245,11 @@ def new_language(english: str | Sequence[dict] = "kjv", spanish: str | Sequence[
                 side = 0 if kind == "en" else 1
                 prompt, right = _halves(pool[i][side])
                 ending = lambda k: _halves(pool[k][side])[1]  # noqa: E731
-            choices = [right]
-            for k in r.sample(range(len(pool)), len(pool)):
-                if len(choices) == num_choices:
-                    break
-                if ending(k) not in choices:  # distinct texts (verses repeat, "Selah" and the like)
-                    choices.append(ending(k))
+            # Distractors: of 50 random verses, the ones closest in length to the answer (so that
+            # length is no cue), with distinct texts (verses repeat, "Selah" and the like).
+            candidates = sorted({ending(k) for k in r.sample(range(len(pool)), min(50, len(pool)))} - {right},
+                                key=lambda c: (abs(len(c) - len(right)), c))
+            choices = [right] + candidates[: num_choices - 1]
             if len(choices) < num_choices:
                 continue
             r.shuffle(choices)

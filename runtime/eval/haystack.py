@@ -10,6 +10,7 @@ counted by any function (characters by default, tokens with a tokenizer's encode
 from __future__ import annotations
 
 import bisect
+import functools
 import re
 from typing import Callable, Sequence
 
@@ -33,6 +34,16 @@ def split_sentences(text: str) -> list[str]:
     return out
 
 
+@functools.lru_cache(maxsize=4)
+def _corpus_sentences(name: str) -> list[str]:
+    """A named corpus cut into sentences, once per process (every task of a run shares it)."""
+    if name == "noise":
+        return split_sentences(NOISE)
+    from runtime.data import documents  # only when a corpus is really needed
+
+    return [s for doc in documents(name, progress=False) for s in split_sentences(doc)]
+
+
 class Haystack:
     """A cyclic sentence stream. `source`: "noise", a corpus name of runtime.data, or documents."""
 
@@ -48,15 +59,9 @@ class Haystack:
     def sentences(self) -> list[str]:
         if self._sentences is None:
             if isinstance(self.source, str):
-                if self.source == "noise":
-                    docs = [NOISE]
-                else:
-                    from runtime.data import documents  # only when a corpus is really needed
-
-                    docs = documents(self.source, progress=False)
+                self._sentences = _corpus_sentences(self.source)
             else:
-                docs = list(self.source)
-            self._sentences = [s for doc in docs for s in split_sentences(doc)]
+                self._sentences = [s for doc in self.source for s in split_sentences(doc)]
             if not self._sentences:
                 raise ValueError(f"haystack {self.name!r} has no text")
         return self._sentences
