@@ -1,7 +1,7 @@
 """Continual streams: task splits, the accuracy matrix under learners with known behaviour, forgetting."""
 
 import pytest
-from _common import assert_chance, uniform_scorer
+from eval_common import assert_chance, uniform_scorer
 
 from runtime.eval.continual import ContinualResult, class_incremental, forgetting, new_language
 

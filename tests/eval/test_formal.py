@@ -4,7 +4,7 @@ import re
 from collections import Counter
 
 import pytest
-from _common import assert_chance, uniform_scorer
+from eval_common import assert_chance, uniform_scorer
 
 from runtime.eval.formal import LANGUAGES, FormalLanguage
 

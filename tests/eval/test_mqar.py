@@ -3,7 +3,7 @@
 import re
 
 import pytest
-from _common import assert_chance, scorer_from, uniform_scorer
+from eval_common import assert_chance, scorer_from, uniform_scorer
 
 from runtime.eval.mqar import MQAR
 
