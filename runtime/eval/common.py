@@ -17,7 +17,8 @@ prompt and the task's `match` function turns (example, generated text) into a sc
 (`gen_acc`). Tasks define what counts as right (an exact value, the first word, every needle).
 
 Choices are the exact continuation strings, leading space included where the prompt wants one;
-`answer` is one of them. Prompts may be bytes (byte-level tasks); they are decoded as UTF-8
+`answer` is one of them (with several answers, each of `meta["answers"]` is, and `answer` is
+them joined, the text a generator should write). Prompts may be bytes (byte-level tasks); they are decoded as UTF-8
 before they reach the model, and the byte-level tasks here are plain ASCII, so a character is a byte.
 
 `evaluate` returns a flat dict of metrics plus per-bin breakdowns: `{"n", "acc", "acc_norm",
