@@ -13,6 +13,7 @@ import networkx as nx
 
 from . import ir
 from .diagnostics import Diagnostics, did_you_mean
+from .naming import GENERATED_CLASSES, class_name, norm_attribute
 from .schema import DEEP, NONPARAMETRIC
 
 # Rules whose chunk-parallel form is exact for any chunk (the chunk is only a speed knob).
@@ -82,6 +83,7 @@ def check_model(model: ir.Model, diags: Diagnostics,
     levels = {lv.name: lv for lv in model.levels}
     members = {m.name: m for m in (*model.memories, *model.cms)}
     _check_levels(model, diags)
+    _check_python_names(model, diags)
     chunks = _check_chunks(model, levels, diags)
     _check_shapes(model, diags)
     _check_flows(model, members, failed, diags)
@@ -97,6 +99,28 @@ def check_model(model: ir.Model, diags: Diagnostics,
     if len(diags.errors) > n_before:
         return None
     return CheckedModel(model, build_graph(model), chunks)
+
+
+def _check_python_names(model: ir.Model, diags: Diagnostics) -> None:
+    """Two members must not become the same generated class or Block attribute."""
+    owners: dict[str, ir.Node] = {}
+    members = (*model.memories, *model.cms)
+    names = {m.name for m in members}
+    for m in members:
+        cls = class_name(m.name)
+        if cls in GENERATED_CLASSES:
+            diags.error("NS106", f"`{m.name}` would become class `{cls}`, which the generated "
+                        "code defines itself", span=m.span, hint=f"rename it, e.g. `{m.name}_mem`")
+        elif cls in owners:
+            other = owners[cls]
+            diags.error("NS102", f"`{m.name}` and `{other.name}` both become class `{cls}` in the "
+                        "generated code", span=m.span, notes=[("the other", other.span)],
+                        hint="rename one of them")
+        owners.setdefault(cls, m)
+        if norm_attribute(m.name) in names:
+            diags.error("NS102", f"`{norm_attribute(m.name)}` names the pre-norm of `{m.name}` in "
+                        "the generated code", span=model.member(norm_attribute(m.name)).span,
+                        hint="rename it")
 
 
 def _freq(lv: ir.Level) -> str:

@@ -15,6 +15,11 @@ from .values import CallV, Mult, Val, Word
 
 # Names that generated code uses for itself; a spec name equal to one would shadow it.
 _GENERATED_NAMES = {"x", "self", "torch", "nn", "F", "Config", "Model", "state", "tokens"}
+# nn.Module attributes: a memory becomes an attribute of a Block module
+_MODULE_ATTRS = {"forward", "training", "train", "eval", "parameters", "named_parameters",
+                 "modules", "children", "named_children", "state_dict", "load_state_dict", "to",
+                 "cuda", "cpu", "type", "float", "double", "half", "bfloat16", "apply",
+                 "zero_grad", "register_buffer", "register_parameter", "buffers", "requires_grad_"}
 _BUILTINS = set(dir(builtins))
 
 
@@ -29,6 +34,10 @@ def check_name(name: S.Name, what: str, diags: Diagnostics, allow_x: bool = Fals
     if keyword.iskeyword(text) or keyword.issoftkeyword(text):
         diags.error("NS106", f"{what} name `{text}` is a Python keyword", span=name.span,
                     hint=f"names become Python identifiers; try `{text}_`")
+        return False
+    if text.startswith("__") or text in _MODULE_ATTRS:
+        diags.error("NS106", f"{what} name `{text}` is reserved: it names a Python module "
+                    "attribute in the generated code", span=name.span, hint=f"try `{text.strip('_')}_mem`")
         return False
     if text in _BUILTINS or (text in _GENERATED_NAMES and not allow_x):
         diags.error("NS106", f"{what} name `{text}` shadows a Python builtin or a name the "

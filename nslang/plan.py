@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, field
 from . import ir
 from .checks import CheckedModel, period_tokens
 from .diagnostics import Diagnostics
+from .naming import class_name
 from .schema import DEEP
 from .source import SOURCES
 
@@ -147,10 +148,6 @@ def _flow_order(m: ir.Model) -> list[str]:
     declared = {mem.name: i for i, mem in enumerate((*m.memories, *m.cms))}
     order = nx.lexicographical_topological_sort(g, key=lambda n: declared.get(n, -1))
     return [n for n in order if n != "x"]
-
-
-def class_name(name: str) -> str:
-    return "".join(part[:1].upper() + part[1:] for part in name.split("_") if part) or "Memory"
 
 
 def _gate(g: ir.Gate) -> dict:

@@ -7,8 +7,8 @@ at the top level, call no `__import__`/`eval`/`exec`, and define each class once
 shadowing what they import. Names that pass the checks must also give a package that imports,
 builds and runs.
 
-Cases marked xfail(strict=True) are known holes (see each reason); strict, so the test says so
-the day one is fixed.
+Paths are escaped (codegen.emit._text) and names that would collide with generated code are
+diagnostics; both were holes once, and the cases below keep them closed.
 """
 from __future__ import annotations
 
@@ -177,27 +177,25 @@ def test_bad_names_are_diagnostics(tmp_path, name, code):
     assert compiled.files is None and code in codes, compiled.result.diagnostics.render()
 
 
-_BROKEN = "a name the checks accept collides with generated code (not an injection: a broken " \
-          "package); the compiler should reserve it"
+@pytest.mark.parametrize("names, code", [
+    (["block", "ffn"], "NS106"),          # class Block would be redefined (Block() recursed)
+    (["NestedModel", "ffn"], "NS106"),    # Model would subclass the memory's class
+    (["foo_bar", "fooBar"], "NS102"),     # both would become class FooBar
+    (["Os", "os_"], "NS102"),             # both would become class Os
+    (["a", "a_norm"], "NS102"),           # self.a_norm is a's pre-norm
+    (["forward", "ffn"], "NS106"),        # would replace Block.forward
+    (["training", "ffn"], "NS106"),       # an nn.Module attribute
+    (["__class__", "ffn"], "NS106"),
+], ids=lambda v: "-".join(v) if isinstance(v, list) else v)
+def test_names_that_collide_with_generated_code_are_diagnostics(tmp_path, names, code):
+    compiled = compile_spec(_spec(tmp_path, name=names[0], name2=names[1]), tmp_path / "out")
+    codes = {d.code for d in compiled.result.diagnostics.errors}
+    assert compiled.files is None and code in codes, compiled.result.diagnostics.render()
 
 
 @pytest.mark.parametrize("names", [
     ["os", "sys"], ["subprocess", "importlib"], ["layers", "dataclass"], ["cfg", "h"],
     ["new_state", "Layers"], ["embed", "head"], ["blocks", "norm"],
-    pytest.param(["block", "ffn"], marks=pytest.mark.xfail(strict=True, reason=_BROKEN + ": "
-                 "class Block redefined, Block() recurses forever")),
-    pytest.param(["NestedModel", "ffn"], marks=pytest.mark.xfail(strict=True, reason=_BROKEN +
-                 ": Model subclasses the memory's class instead of runtime's NestedModel")),
-    pytest.param(["foo_bar", "fooBar"], marks=pytest.mark.xfail(strict=True, reason=_BROKEN +
-                 ": both become class FooBar, the second silently replaces the first")),
-    pytest.param(["Os", "os_"], marks=pytest.mark.xfail(strict=True, reason=_BROKEN +
-                 ": both become class Os (class_name drops underscores)")),
-    pytest.param(["a", "a_norm"], marks=pytest.mark.xfail(strict=True, reason=_BROKEN +
-                 ": self.a_norm is both a's pre-norm and the memory a_norm")),
-    pytest.param(["forward", "ffn"], marks=pytest.mark.xfail(strict=True, reason=_BROKEN +
-                 ": self.forward replaces Block.forward")),
-    pytest.param(["training", "ffn"], marks=pytest.mark.xfail(strict=True, reason=_BROKEN +
-                 ": nn.Module attribute (likewise train, parameters, __class__, __init__, ...)")),
 ], ids=lambda names: "-".join(names))
 def test_accepted_names_give_inert_code_that_runs(tmp_path, names):
     compiled = compile_spec(_spec(tmp_path, name=names[0], name2=names[1]), tmp_path / "out")
@@ -243,19 +241,12 @@ def test_accepted_strings_give_inert_code(tmp_path, kw):
 # Not spec text, but they reach the generated code too: the spec's path goes into the header
 # comment, docstrings and `nsam_source = "..."`, the output folder into the header comment.
 
-_PATH_HOLE = "paths are pasted into the generated code unescaped (emit.render's header, " \
-             "model.py.j2's nsam_source and docstrings)"
-
-
 @pytest.mark.parametrize("filename, out", [
     ("m.nsam", "out dir"),
     ("it's here.nsam", "o'ut"),
-    pytest.param('a" + str(__import__("os").getpid()) + ".nsam', "out",
-                 marks=pytest.mark.xfail(strict=True, reason=_PATH_HOLE)),
-    pytest.param("m.nsam", "o\nimport sys\n#",
-                 marks=pytest.mark.xfail(strict=True, reason=_PATH_HOLE)),
-    pytest.param("x\nimport os\n#.nsam", "out",
-                 marks=pytest.mark.xfail(strict=True, reason=_PATH_HOLE)),
+    ('a" + str(__import__("os").getpid()) + ".nsam', "out"),
+    ("m.nsam", "o\nimport sys\n#"),
+    ("x\nimport os\n#.nsam", "out"),
 ], ids=["plain", "single_quote", "double_quote", "newline_out", "newline_spec"])
 def test_paths_cannot_inject(tmp_path, filename, out):
     compiled = compile_spec(_spec(tmp_path, filename=filename), tmp_path / out)

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from runtime.optim import OPTIMIZERS, build_optimizer
-from _common import _plain, _roundtrip
+from optim_common import _plain, _roundtrip
 
 
 # Learning rates that suit a tiny regression (the defaults are tuned for real models).

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from runtime.optim import DeepMomentum, SGDMomentum, build_optimizer
-from _common import init_params, grads, ns5, assert_traj_close, _plain, _roundtrip
+from optim_common import init_params, grads, ns5, assert_traj_close, _plain, _roundtrip
 
 
 def run(make_opt, steps, dtype=torch.float64):

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from runtime.optim import M3, build_optimizer
-from _common import init_params, grads, ns5, assert_traj_close, _plain, _roundtrip
+from optim_common import init_params, grads, ns5, assert_traj_close, _plain, _roundtrip
 
 
 def run(make_opt, steps, dtype=torch.float64, on_step=None):

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from runtime.optim import SGDMomentum, build_optimizer
-from _common import init_params, grads, assert_traj_close, _roundtrip
+from optim_common import init_params, grads, assert_traj_close, _roundtrip
 
 
 def run(make_opt, steps, dtype=torch.float64, lrs=None):
