@@ -10,13 +10,7 @@ import pytest
 from runtime.data import Package, Source, register, unregister
 
 # Ten small documents with non-ASCII text, one of them duplicated (the split must keep copies together).
-FAKE_DOCS = [f"Document {i}: le café de Zoë — naïve façade, 日本語 {i}.\n" + "Some words here. " * (i + 1)
-             for i in range(10)]
-FAKE_DOCS.append(FAKE_DOCS[3])
-
-
-def pytest_configure(config):
-    config.addinivalue_line("markers", "network: fetches from a package registry (runs by default)")
+from data_fake_docs import FAKE_DOCS  # a plain module: conftests cannot be imported reliably
 
 
 @pytest.fixture

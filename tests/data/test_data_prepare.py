@@ -4,7 +4,7 @@ import json
 
 import numpy as np
 import pytest
-from conftest import FAKE_DOCS
+from data_fake_docs import FAKE_DOCS
 
 from runtime.data import DataError, documents, open_corpus, prepare
 from runtime.data.prepare import content_hash, dtype_for, split_documents
