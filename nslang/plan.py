@@ -214,12 +214,18 @@ def _plan_self_modifying(mem: ir.Memory, m: ir.Model, lv: ir.Level, chunk: int, 
         diags.error("NS211", message, span=span, hint=hint)
         return None
 
-    missing = [a for a in ("keys", "values", "lr", "retain") if a not in gens]
+    # Without a retention generator the group keeps everything: alpha_t = 1 (Table 6's "w/o
+    # weight decay"), which every member must then say.
+    retention = "retain" in gens
+    needed = ("keys", "values", "lr") + (("retain",) if retention else ())
+    missing = [a for a in needed if a not in gens]
+    if not retention and not (mem.retain.mode == "const" and mem.retain.value == 1.0):
+        missing.append("retain")
     if missing:
         return refuse(f"`{mem.name}` has generated inputs but no generator for "
                       f"{', '.join(missing)}; the compiled self-modifying layer needs keys, "
-                      "values, lr and retain generated (Eqs. 84-86)",
-                      "generate all four, or use `project` / `data` inputs")
+                      "values and lr generated, and retain generated or 1 (Eqs. 84-86)",
+                      "generate them, or use `project` / `data` inputs")
     members = {"mem": mem} | {op: m.member(gens[arg]) for op, arg in _GROUP.items() if arg in gens}
     for op, g in members.items():
         if g.values != "self":
@@ -231,7 +237,10 @@ def _plan_self_modifying(mem: ir.Memory, m: ir.Model, lv: ir.Level, chunk: int, 
                           f"`{mem.name}`: the group shares one update rule (Eq. 88)",
                           "match the shape and rule", g.span)
         if op != "mem":
-            for arg in ("keys", "lr", "retain"):
+            if not retention and not (g.retain.mode == "const" and g.retain.value == 1.0):
+                return refuse(f"`{g.name}` must keep everything (`retain = 1`) like `{mem.name}`",
+                              "set `retain = 1`", g.retain.span)
+            for arg in ("keys", "lr") + (("retain",) if retention else ()):
                 src = next((t.source for t in m.transfers if t.kind == "generate"
                             and t.target == g.name and t.arg == arg), None)
                 if src != gens[arg]:
@@ -268,7 +277,7 @@ def _plan_self_modifying(mem: ir.Memory, m: ir.Model, lv: ir.Level, chunk: int, 
                 adaptive_q="queries" in gens, dgd="input" if mem.rule.kind == "dgd" else "none",
                 momentum=mem.momentum.value or None, read=mem.read, lr_gate=mem.lr_gate,
                 retain_gate=mem.retain_gate, act=mem.shape.act or "silu", conv=mem.conv,
-                learn_init=learn)
+                learn_init=learn, retention=retention)
     return SublayerPlan(mem.name, class_name(mem.name), "SelfModifying", "in_context", sched,
                         _where(mem.span), args)
 

@@ -2,10 +2,6 @@
 config (dim 32, depth 1) a forward and backward on a random batch gives a finite loss near
 log(vocab) and a finite, non-zero gradient on every trainable parameter. An unused parameter is
 a bug (a wrong flow, a generator whose output is dropped), so there is no allow-list.
-
-The one spec that does not compile yet is `hope_no_retention.nsam` (a self-modifying layer
-needs all four of keys, values, lr and retain generated); it must fail with exactly NS211, so
-this test notices the day it starts compiling and it can join the others.
 """
 from __future__ import annotations
 
@@ -23,7 +19,6 @@ from nslang.compile import compile_spec
 
 ROOT = Path(__file__).resolve().parent.parent
 SPECS = sorted((ROOT / "specs").glob("*.nsam"))
-NOT_YET = {"hope_no_retention": ["NS211"]}   # spec stem -> the exact error codes it gives today
 SMALL_DIM, SMALL_DEPTH = 32, 1
 
 
@@ -48,18 +43,13 @@ def _import(tmp_path: Path, files: dict[str, str], name: str):
 
 
 def test_the_stock_specs_are_there():
-    assert len(SPECS) >= 18 and set(NOT_YET) <= {p.stem for p in SPECS}
+    assert len(SPECS) >= 18
 
 
 @pytest.mark.parametrize("path", SPECS, ids=lambda p: p.stem)
 def test_stock_spec_compiles_and_trains(tmp_path, path):
     compiled = compile_spec(path, tmp_path / "pkg")
     diags = compiled.result.diagnostics
-    if path.stem in NOT_YET:
-        assert compiled.plan is None and compiled.files is None, \
-            f"{path.name} compiles now: remove it from NOT_YET"
-        assert [d.code for d in diags.errors] == NOT_YET[path.stem], diags.render()
-        return
     assert compiled.plan is not None, diags.render()
     assert not diags.errors, diags.render()
 

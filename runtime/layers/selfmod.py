@@ -28,10 +28,10 @@ ALPHA_BIAS = 5.0
 
 class SelfModifying(nn.Module):
     def __init__(self, dim, heads, hidden, chunk, adaptive_q, dgd, momentum, read, lr_gate,
-                 retain_gate, act, conv, learn_init):
+                 retain_gate, act, conv, learn_init, retention=True):
         super().__init__()
         self.heads, self.chunk, self.adaptive_q, self.dgd = heads, chunk, adaptive_q, dgd
-        self.momentum, self.read, self.act = momentum, read, act
+        self.momentum, self.read, self.act, self.retention = momentum, read, act, retention
         self.lr_gate, self.retain_gate = lr_gate, retain_gate
         # With momentum m the steps add up to eta / (1 - m); scaling eta by (1 - m) keeps the
         # long-run step inside the stable band (ours: the paper has no momentum here, Table 6
@@ -43,7 +43,7 @@ class SelfModifying(nn.Module):
         self.conv = CausalConv(dim, conv) if conv else None
         self.W_q = None if adaptive_q else nn.Parameter(torch.eye(dh).repeat(heads, 1, 1))
         self.init = nn.ParameterDict()
-        for name in memory_names(adaptive_q):
+        for name in memory_names(adaptive_q, retention):
             d_out = 1 if name in ("eta", "alpha") else dh  # gates: one number per head
             w1 = torch.randn(heads, d_out, hidden[name]) / math.sqrt(hidden[name])
             w2 = torch.randn(heads, hidden[name], dh) / math.sqrt(dh)
@@ -59,10 +59,10 @@ class SelfModifying(nn.Module):
         # the v memory's target M_v(M_v(x)) feeds any gain above 1 back into itself).
         h = F.normalize(_heads(h, self.heads), dim=-1)  # [B, T, H, Dh]
         weights = {n: (self.init[f"{n}_W1"], self.init[f"{n}_W2"])
-                   for n in memory_names(self.adaptive_q)}
+                   for n in memory_names(self.adaptive_q, self.retention)}
         o, state = self_modifying_titans(
             h, weights, self.W_q, chunk_size=self.chunk, adaptive_q=self.adaptive_q,
             activation=self.act, eta_map=self.lr_gate, alpha_map=self.retain_gate,
             eta_scale=self.eta_scale, eta_bias=ETA_BIAS, alpha_bias=ALPHA_BIAS, v_l2norm=True, dgd=self.dgd, momentum=self.momentum,
-            read=self.read, initial_state=state)
+            read=self.read, retention=self.retention, initial_state=state)
         return self.out(o.flatten(-2)), (state, tail)

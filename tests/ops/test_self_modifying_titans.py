@@ -62,6 +62,8 @@ OPTIONS = {
     "no_dgd_chunk_start_maps": dict(dgd="none", read="chunk_start", eta_map="sigmoid",
                                     alpha_map="softplus", alpha_bias=0.45, qk_l2norm=False,
                                     eta_scale=0.2),
+    # what compiled models use: unit-norm values; and Table 6's "w/o weight decay" (no alpha)
+    "unit_values_no_retention": dict(v_l2norm=True, retention=False, momentum=0.5),
 }
 
 

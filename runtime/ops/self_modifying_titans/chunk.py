@@ -55,12 +55,13 @@ def _shifted(rep):
 def chunk_self_modifying_titans(x, init_weights=None, W_q=None, chunk_size=16, adaptive_q=False,
                                 activation="silu", eta_map="softplus", alpha_map="sigmoid",
                                 eta_scale=1.0, eta_bias=0.0, alpha_bias=0.0, qk_l2norm=True, v_l2norm=False,
-                                dgd="input", momentum=None, read="previous", initial_state=None):
+                                dgd="input", momentum=None, read="previous", retention=True,
+                                initial_state=None):
     """Same arguments and result as `naive_self_modifying_titans`; only the chunk loop is
     sequential."""
     check_options(activation, eta_map, alpha_map, dgd, read)
     B, T = x.shape[:2]
-    names = memory_names(adaptive_q)
+    names = memory_names(adaptive_q, retention)
     state = initial_self_mod_state(init_weights, B, names, initial_state)
     mom = momentum_gate(momentum, x)  # [B, H, T] or None
     xs = x.transpose(1, 2)  # [B, H, T, D]

@@ -65,10 +65,12 @@ GATE_MAPS = ("softplus", "sigmoid")
 READS = ("previous", "current", "chunk_start")
 
 
-def memory_names(adaptive_q):
-    """The memories of the op, in state order (no q memory unless adaptive_q)."""
+def memory_names(adaptive_q, retention=True):
+    """The memories of the op, in state order (no q memory unless adaptive_q; no alpha memory
+    without retention, Table 6's "w/o weight decay": alpha_t = 1)."""
     q = ("q",) if adaptive_q else ()
-    return ("k", "v", *q, "eta", "alpha", "mem")
+    alpha = ("alpha",) if retention else ()
+    return ("k", "v", *q, "eta", *alpha, "mem")
 
 
 def is_residual(W1, W2):
@@ -129,20 +131,24 @@ def generate(xi, x, W_q, activation, eta_map, alpha_map, eta_scale, eta_bias, al
     if v_l2norm:
         v = F.normalize(v, dim=-1)
     eta = eta_scale * gate(run("eta", x).mean(-1) + head_bias(eta_bias), eta_map)  # [B, H, N]
-    alpha = gate(run("alpha", x).mean(-1) + head_bias(alpha_bias), alpha_map)
+    if "alpha" in xi:
+        alpha = gate(run("alpha", x).mean(-1) + head_bias(alpha_bias), alpha_map)
+    else:  # no retention: alpha_t = 1
+        alpha = torch.ones_like(eta)
     return k, v, q, eta, alpha
 
 
 def naive_self_modifying_titans(x, init_weights=None, W_q=None, chunk_size=16, adaptive_q=False,
                                 activation="silu", eta_map="softplus", alpha_map="sigmoid",
                                 eta_scale=1.0, eta_bias=0.0, alpha_bias=0.0, qk_l2norm=True, v_l2norm=False,
-                                dgd="input", momentum=None, read="previous", initial_state=None):
+                                dgd="input", momentum=None, read="previous", retention=True,
+                                initial_state=None):
     """x [B, T, H, D]; init_weights {name: (W1 [(B,) H, D_out, D_hid], W2 [(B,) H, D_hid, D])}
     for the names of `memory_names(adaptive_q)`; W_q [H, D, D] when not adaptive_q.
     Returns o [B, T, H, D] and the final state {name: (W1, W2, S1, S2)}."""
     check_options(activation, eta_map, alpha_map, dgd, read)
     B, T = x.shape[:2]
-    names = memory_names(adaptive_q)
+    names = memory_names(adaptive_q, retention)
     state = initial_self_mod_state(init_weights, B, names, initial_state)
     mom = momentum_gate(momentum, x)  # [B, H, T] or None
     outputs = []
