@@ -130,13 +130,13 @@ def test_dispatch():
 
 # ---------------------------------------------------------------------------------------------
 # GPU: real shapes, against the fp32 chunk reference computed from the same (rounded) inputs.
-# fp32 kernels use exact fp32 products, so they stay close (1e-4: a 2048-token recurrence in a
-# different order). bf16 kernels round q, k, v, W, U, E and the per-chunk states to bf16
-# (8 bits of mantissa, ~4e-3 relative per rounding) between fp32 accumulations: 2e-2 on values
-# and 3e-2 on gradients (the backward chains more rounded tensors) is fla's range for this op.
+# fp32 kernels use exact fp32 products: measured ~3e-7 (H200), limit 1e-5. bf16 kernels round
+# q, k, v, W, U, E and the per-chunk states to bf16 (8 bits of mantissa, ~4e-3 relative per
+# rounding) between fp32 accumulations: measured 3e-3 to 3.6e-3 on values and every gradient at
+# D = 64 and 128; limits 1e-2 (values) and 1.5e-2 (gradients chain more rounded tensors).
 # ---------------------------------------------------------------------------------------------
 
-GPU_TOL = {torch.float32: (1e-4, 1e-4), torch.bfloat16: (2e-2, 3e-2)}
+GPU_TOL = {torch.float32: (1e-5, 1e-5), torch.bfloat16: (1e-2, 1.5e-2)}
 
 
 @pytest.mark.gpu

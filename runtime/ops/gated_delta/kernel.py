@@ -74,10 +74,9 @@ def _inv_unit_lower(a, C: tl.constexpr, PREC: tl.constexpr):
     t = tl.reshape(tl.where(same, x[:, :, None, :], 0.0), (C, C))  # block-diagonal inverse
     # Merge pairs of s-blocks into 2s-blocks: T <- T - T L T, L = a between the two halves.
     for lvl in tl.static_range(4):
-        if (16 << lvl) < C:
-            s: tl.constexpr = 16 << lvl
-            m = ((o[:, None] // s) != (o[None, :] // s)) & (
-                (o[:, None] // (2 * s)) == (o[None, :] // (2 * s))
+        if (16 << lvl) < C:  # s = 16 << lvl: pairs of s-blocks inside each 2s-block
+            m = ((o[:, None] // (16 << lvl)) != (o[None, :] // (16 << lvl))) & (
+                (o[:, None] // (32 << lvl)) == (o[None, :] // (32 << lvl))
             )
             lm = tl.where(m, a, 0.0)
             t = t - tl.dot(tl.dot(t, lm, input_precision=PREC), t, input_precision=PREC)

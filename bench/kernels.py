@@ -1,0 +1,186 @@
+"""Speed of the gated delta / delta rule kernels against the chunk reference and (if installed) fla.
+
+    python bench/kernels.py [--iters 20] [--warmup 5] [--no-reference] [--tune]
+                            [--fla-ignore-triton-guard]
+
+Times, on one CUDA device in bf16 (CUDA events, warm-up runs, median of --iters runs):
+our Triton kernel, our PyTorch chunk form (on fp32 copies: it has no bf16 solve), and fla's chunk_gated_delta_rule / chunk_delta_rule,
+forward and forward+backward, at B=8, T=2048, H=8, D=128 and B=2, T=8192, H=8, D=128. Prints one
+table; "vs fla" is fla's time over ours (> 1: ours is faster) and "|o - o_fla|" the relative
+difference of the outputs (same inputs, fla with scale=1), a check that both compute one thing.
+--tune also times a few launch configurations of our kernel and prints the best per shape.
+fla refuses the gated backward on Hopper with Triton in [3.4, 3.7.1) (a Triton miscompile, fla
+issue 640); --fla-ignore-triton-guard lifts that check to time it anyway (its gradients may then
+be wrong, its time is still representative).
+No assertion: this is a benchmark.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from runtime.ops.gated_delta import chunk_gated_delta  # noqa: E402
+from runtime.ops.gated_delta import kernel as K  # noqa: E402
+
+SHAPES = [(8, 2048, 8, 128), (2, 8192, 8, 128)]
+
+try:  # fla is optional: compare against it only where it is installed
+    from fla.ops.delta_rule import chunk_delta_rule
+    from fla.ops.gated_delta_rule import chunk_gated_delta_rule
+except Exception:  # noqa: BLE001 (any import failure means: no fla column)
+    chunk_gated_delta_rule = chunk_delta_rule = None
+
+
+def _time(fn, iters: int, warmup: int) -> float:
+    """Median milliseconds of fn() over iters runs, after warmup runs."""
+    for _ in range(warmup):
+        fn()
+    torch.cuda.synchronize()
+    times = []
+    for _ in range(iters):
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        fn()
+        end.record()
+        torch.cuda.synchronize()
+        times.append(start.elapsed_time(end))
+    return statistics.median(times)
+
+
+def _inputs(B, T, H, D, gated, seed=0):
+    g = torch.Generator(device="cuda").manual_seed(seed)
+    kw = dict(device="cuda", generator=g)
+    q = (torch.randn(B, T, H, D, **kw) / D**0.5).bfloat16()
+    k = F.normalize(torch.randn(B, T, H, D, **kw), dim=-1).bfloat16()
+    v = torch.randn(B, T, H, D, **kw).bfloat16()
+    b = torch.sigmoid(torch.randn(B, T, H, **kw)).bfloat16()
+    log_a = F.logsigmoid(torch.randn(B, T, H, **kw) + 3).float() if gated else None
+    do = torch.randn(B, T, H, D, **kw).bfloat16()
+    return q, k, v, b, log_a, do
+
+
+def _impls(gated):
+    """name -> fn(q, k, v, b, log_a) returning o."""
+    impls = {
+        "kernel": lambda q, k, v, b, la: K.chunk_gated_delta_kernel(q, k, v, b, log_a=la)[0],
+        # the PyTorch form has no bf16 triangular solve: it runs on fp32 copies
+        "ref(fp32)": lambda q, k, v, b, la: chunk_gated_delta(
+            *(x.float() for x in (q, k, v, b)), log_a=la
+        )[0],
+    }
+    if gated and chunk_gated_delta_rule is not None:
+        impls["fla"] = lambda q, k, v, b, la: chunk_gated_delta_rule(
+            q, k, v, la, b, scale=1.0, output_final_state=True
+        )[0]
+    if not gated and chunk_delta_rule is not None:
+        impls["fla"] = lambda q, k, v, b, la: chunk_delta_rule(
+            q, k, v, b, scale=1.0, output_final_state=True
+        )[0]
+    return impls
+
+
+def _measure(fn, inputs, iters, warmup):
+    q, k, v, b, la, do = inputs
+    leaves = [x.detach().requires_grad_() for x in (q, k, v, b)]
+    la_leaf = None if la is None else la.detach().requires_grad_()
+
+    def fwd():
+        with torch.no_grad():
+            fn(q, k, v, b, la)
+
+    def fwd_bwd():
+        fn(*leaves, la_leaf).backward(do)
+
+    return _time(fwd, iters, warmup), _time(fwd_bwd, iters, warmup)
+
+
+def _tune(shape, iters, warmup):
+    """Time our fwd+bwd under a few launch configurations; prints the best few."""
+    B, T, H, D = shape
+    inputs = _inputs(B, T, H, D, gated=True)
+    base = K._cfg
+    results = []
+    for bvs in (16, 32, 64):
+        for ws in (4, 8):
+            for wc in (4, 8):
+                for st in (1, 2, 3):
+                    cfg = dict(BV_STATE=bvs, BV=64, BK=64, warps_state=ws, warps_chunk=wc, stages=st)
+                    K._cfg = lambda *a, _c=cfg: dict(_c)
+                    try:
+                        f, fb = _measure(_impls(True)["kernel"], inputs, iters, warmup)
+                    except Exception as e:  # noqa: BLE001 (an invalid config: skip it)
+                        print("  skip", cfg, type(e).__name__)
+                        continue
+                    finally:
+                        K._cfg = base
+                    results.append((fb, f, cfg))
+    for fb, f, cfg in sorted(results, key=lambda r: r[0])[:5]:
+        print(f"  {shape}: fwd {f:.3f} ms, fwd+bwd {fb:.3f} ms  {cfg}")
+    print(f"  default: {base(B, H, D, D, 64, torch.device('cuda'))}")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--iters", type=int, default=20)
+    p.add_argument("--warmup", type=int, default=5)
+    p.add_argument("--no-reference", action="store_true", help="skip the (slow) PyTorch chunk form")
+    p.add_argument("--tune", action="store_true", help="also sweep launch configurations")
+    p.add_argument("--fla-ignore-triton-guard", action="store_true")
+    args = p.parse_args()
+    if args.fla_ignore_triton_guard and chunk_gated_delta_rule is not None:
+        import fla.ops.common.chunk_o as fla_chunk_o
+
+        fla_chunk_o.TRITON_ABOVE_3_7_1 = True
+    if not torch.cuda.is_available():
+        sys.exit("bench/kernels.py needs a CUDA device")
+    import triton
+
+    print(f"# {torch.cuda.get_device_name()}, torch {torch.__version__}, triton {triton.__version__}"
+          f", fla {'yes' if chunk_gated_delta_rule is not None else 'not installed'}; bf16, ms")
+    head = f"{'B,T,H,D':<16}{'rule':<12}{'impl':<11}{'fwd':>9}{'fwd+bwd':>10}{'vs fla':>15}{'|o - o_fla|':>13}"
+    print(head)
+    print("-" * len(head))
+    for shape in SHAPES:
+        for gated in (True, False):
+            inputs = _inputs(*shape, gated=gated)
+            impls = _impls(gated)
+            if args.no_reference:
+                impls.pop("ref(fp32)")
+            rows = {}
+            for n, fn in impls.items():
+                try:
+                    rows[n] = _measure(fn, inputs, args.iters, args.warmup)
+                except Exception as e:  # noqa: BLE001 (report and go on with the others)
+                    print(f"{str(shape):<16}{n}: {type(e).__name__}: {str(e)[:100]}")
+            ref_o = None
+            if "fla" in rows:
+                with torch.no_grad():
+                    ref_o = impls["fla"](*inputs[:5]).float()
+            for name, (f, fb) in rows.items():
+                vs = ""
+                if "fla" in rows and name != "fla":
+                    vs = f"{rows['fla'][0] / f:.2f}x/{rows['fla'][1] / fb:.2f}x"
+                diff = ""
+                if ref_o is not None and name != "fla":
+                    with torch.no_grad():
+                        o = impls[name](*inputs[:5]).float()
+                    diff = f"{((o - ref_o).norm() / ref_o.norm()).item():.1e}"
+                rule = "gated_delta" if gated else "delta"
+                print(f"{str(shape):<16}{rule:<12}{name:<11}{f:>9.3f}{fb:>10.3f}{vs:>15}{diff:>13}")
+            del inputs
+            torch.cuda.empty_cache()
+    if args.tune:
+        for shape in SHAPES:
+            _tune(shape, args.iters, args.warmup)
+
+
+if __name__ == "__main__":
+    main()
