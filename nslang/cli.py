@@ -145,6 +145,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--check", action="store_true", help="run each sublayer against its "
                    "token-by-token reference on a random input and print the largest error")
     p.set_defaults(func=cmd_compile)
+    from .cli_train import register; register(sub)
     return parser
 
 

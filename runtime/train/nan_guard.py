@@ -1,0 +1,132 @@
+"""Find where a NaN or inf first appeared, and say it in the spec's terms.
+
+When a step's loss or gradient norm is not finite, the trainer reruns that step's forward pass
+with a forward hook on every module. Hooks fire as modules finish, inner modules first, so the
+first hook that sees a non-finite output names the innermost module where the value went bad. That
+module is then placed in the spec: the nearest enclosing generated sublayer class carries its
+.nsam line (`nsam_source = "file:line"`, or the "`name` (file:line). schedule." docstring), and
+the plan's schedule names its level. When the forward pass is finite, the gradients are searched
+instead (the backward produced the first NaN).
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch
+from torch import nn
+
+_DOC = re.compile(r"^`(\w+)` \(([^()]+:\d+)\)\.\s*(.*)$", re.S)
+_TOP = {"embed": "the token embedding", "norm": "the final norm", "head": "the output head"}
+
+
+def has_nonfinite(x) -> bool:
+    """True when any floating tensor inside x (tensors, tuples, lists, dicts, named tuples) is NaN/inf."""
+    if isinstance(x, torch.Tensor):
+        if not x.is_floating_point() and not x.is_complex():
+            return False
+        if hasattr(x, "full_tensor"):
+            x = x.full_tensor()
+        return not bool(torch.isfinite(x).all())
+    if isinstance(x, dict):
+        return any(has_nonfinite(v) for v in x.values())
+    if isinstance(x, (tuple, list)):
+        return any(has_nonfinite(v) for v in x)
+    return False
+
+
+@dataclass
+class Place:
+    """Where a module sits in the spec."""
+
+    module: str                 # qualified module name, e.g. blocks.1.continuum.levels.2
+    memory: str | None = None   # the spec's memory / cms name
+    source: str | None = None   # file:line of its declaration
+    schedule: str | None = None  # its level(s) and frequency, from the plan
+    block: int | None = None
+
+    def describe(self) -> str:
+        if self.memory is None:
+            top = _TOP.get(self.module.split(".")[0])
+            return f"{self.module} ({top})" if top else self.module
+        where = f"memory `{self.memory}`" + (f" of block {self.block}" if self.block is not None else "")
+        text = f"{self.module}, in {where} ({self.source})"
+        return text + (f"; level: {self.schedule}" if self.schedule else "")
+
+
+def locate(model: nn.Module, name: str, sublayers: dict | None = None) -> Place:
+    """Place the module called `name` inside its nearest generated sublayer."""
+    modules = dict(model.named_modules())
+    parts = name.split(".") if name else []
+    block = int(parts[1]) if len(parts) > 1 and parts[0] == "blocks" and parts[1].isdigit() else None
+    for cut in range(len(parts), 0, -1):
+        cls = type(modules.get(".".join(parts[:cut])))
+        source = getattr(cls, "nsam_source", None)
+        doc = _DOC.match((cls.__doc__ or "").strip())
+        if source or doc:
+            memory = doc.group(1) if doc else parts[cut - 1]
+            source = source or doc.group(2)
+            plan = (sublayers or {}).get(cls.__name__, {})
+            schedule = plan.get("schedule") or (doc.group(3).rstrip(".") if doc else None)
+            return Place(name, memory, source, schedule, block)
+    return Place(name, block=block)
+
+
+@dataclass
+class Finding:
+    stage: str                                   # "forward", "backward" or "weights"
+    place: Place | None = None
+    bad_weights: list[str] = field(default_factory=list)
+    bad_grads: list[str] = field(default_factory=list)
+
+    def describe(self) -> str:
+        if self.stage == "weights":
+            return f"the weights already hold NaN/inf: {', '.join(self.bad_weights[:4])}"
+        if self.stage == "forward":
+            return f"the first non-finite value came out of {self.place.describe()}"
+        if self.bad_grads:
+            return (f"the forward pass is finite; the backward pass gave non-finite gradients to "
+                    f"{self.place.describe() if self.place else self.bad_grads[0]}"
+                    + (f" (and {len(self.bad_grads) - 1} more parameter(s))" if len(self.bad_grads) > 1 else ""))
+        return "it did not recur when the step's forward pass was run again (a non-deterministic overflow?)"
+
+
+def first_nonfinite_module(model: nn.Module, run: Callable[[], object]) -> str | None:
+    """Run `run()` with a forward hook on every submodule of `model`; return the name of the first
+    module to finish with a non-finite output, or None."""
+    found: list[str] = []
+    handles = []
+
+    def hook_for(name):
+        def hook(_module, _inputs, output):
+            if not found and has_nonfinite(output):
+                found.append(name)
+        return hook
+
+    for name, module in model.named_modules():
+        handles.append(module.register_forward_hook(hook_for(name)))
+    try:
+        run()
+    finally:
+        for h in handles:
+            h.remove()
+    return found[0] if found else None
+
+
+def diagnose(model: nn.Module, rerun: Callable[[], object], sublayers: dict | None = None) -> Finding:
+    """Explain a non-finite loss or gradient norm. `rerun()` repeats the step's forward pass(es);
+    gradients are read as they are (from the failed step's backward)."""
+    bad_grads = [n for n, p in model.named_parameters() if p.grad is not None and has_nonfinite(p.grad)]
+    bad_weights = [n for n, p in model.named_parameters() if has_nonfinite(p.detach())]
+    with torch.no_grad():
+        name = first_nonfinite_module(model, rerun)
+    if name is not None:
+        return Finding("forward", locate(model, name, sublayers), bad_weights, bad_grads)
+    if bad_weights:
+        return Finding("weights", None, bad_weights, bad_grads)
+    place = None
+    if bad_grads:
+        module = bad_grads[0].rsplit(".", 1)[0]
+        place = locate(model, module, sublayers)
+    return Finding("backward", place, bad_weights, bad_grads)
