@@ -130,7 +130,7 @@ def compile_package(spec: str | Path, out: Path, model: str | None = None, overr
         raise
     checked = next(c for c in compiled.result.checked if c.model.name == plan.model)
     names = [checked.model.span.file, *checked.model.extends]
-    spec_files = {f: SOURCES[f].text for f in names if f in SOURCES}
+    spec_files = {os.path.normpath(f): SOURCES[f].text for f in names if f in SOURCES}
 
     from codegen.emit import write_package
 
@@ -223,7 +223,7 @@ def _recover_plan(path: Path, spec_hash: str) -> tuple[dict | None, dict]:
             if compiled.plan is not None and compiled.plan.spec_hash == spec_hash:
                 checked = next(c for c in compiled.result.checked if c.model.name == compiled.plan.model)
                 names = [checked.model.span.file, *checked.model.extends]
-                return compiled.plan.to_dict(), {f: SOURCES[f].text for f in names if f in SOURCES}
+                return compiled.plan.to_dict(), {os.path.normpath(f): SOURCES[f].text for f in names if f in SOURCES}
     return None, {}
 
 

@@ -91,12 +91,15 @@ def load(path: Path) -> dict:
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        if "weights only" in str(err).lower() or "weights_only" in str(err):
-            raise TrainError(f"{path} holds Python objects other than tensors and plain values; "
-                             f"refusing to unpickle it ({first[:160]})",
+        text = str(err)
+        found = re.search(r"Unsupported global: GLOBAL (\S+)", text)
+        if found:
+            raise TrainError(f"{path} holds a Python object ({found.group(1)}), not only tensors and plain "
+                             "values; refusing to unpickle it",
                              "nslang checkpoints never do: this file was not written by `nslang train`") from None
-        raise TrainError(f"checkpoint {path} is corrupt ({first[:160]})", _earlier_hint(path)) from None
+        reason = re.search(r"WeightsUnpickler error:\s*(.+)", text)
+        reason = reason.group(1).strip() if reason else (text.strip().splitlines() or [type(err).__name__])[0]
+        raise TrainError(f"checkpoint {path} is truncated or corrupt ({reason[:160]})", _earlier_hint(path)) from None
     except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile, IndexError, KeyError) as err:
         reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise TrainError(f"checkpoint {path} is truncated or corrupt ({reason[:160]})",

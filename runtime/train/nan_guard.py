@@ -10,6 +10,7 @@ instead (the backward produced the first NaN).
 """
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass, field
 from typing import Callable
@@ -66,11 +67,17 @@ def locate(model: nn.Module, name: str, sublayers: dict | None = None) -> Place:
         doc = _DOC.match((cls.__doc__ or "").strip())
         if source or doc:
             memory = doc.group(1) if doc else parts[cut - 1]
-            source = source or doc.group(2)
+            source = _tidy(source or doc.group(2))
             plan = (sublayers or {}).get(cls.__name__, {})
             schedule = plan.get("schedule") or (doc.group(3).rstrip(".") if doc else None)
             return Place(name, memory, source, schedule, block)
     return Place(name, block=block)
+
+
+def _tidy(source: str) -> str:
+    """`spec/../../specs/x.nsam:24` -> `../specs/x.nsam:24` (an extends chain joins relative paths)."""
+    file, sep, line = source.rpartition(":")
+    return os.path.normpath(file) + sep + line if sep and line.isdigit() else source
 
 
 @dataclass
@@ -84,7 +91,10 @@ class Finding:
         if self.stage == "weights":
             return f"the weights already hold NaN/inf: {', '.join(self.bad_weights[:4])}"
         if self.stage == "forward":
-            return f"the first non-finite value came out of {self.place.describe()}"
+            text = f"the first non-finite value came out of {self.place.describe()}"
+            if self.bad_weights:
+                text += f" (weights that already held NaN/inf: {', '.join(self.bad_weights[:3])})"
+            return text
         if self.bad_grads:
             return (f"the forward pass is finite; the backward pass gave non-finite gradients to "
                     f"{self.place.describe() if self.place else self.bad_grads[0]}"

@@ -64,7 +64,7 @@ class PeriodicGrads:
     def state_dict(self) -> dict:
         from .distributed import local
 
-        return {"every": dict(self.every), "acc": {n: local(t).detach().cpu() for n, t in self.acc.items()}}
+        return {"every": dict(self.every), "acc": {n: local(t).detach().cpu().clone() for n, t in self.acc.items()}}
 
     def load_state_dict(self, state: dict) -> None:
         if dict(state.get("every", {})) != self.every and state.get("acc"):
