@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import sys
 
 # RunConfig fields the train command takes in its own way (positional, repeatable or optional).
@@ -48,7 +49,8 @@ def cmd_train(args) -> int:
         overrides["resume"] = args.resume
     cfg = load_run_config(args.config, overrides)
     result = train(cfg)
-    print(f"run: {result.out}  step {result.step}  checkpoint {result.checkpoint}  plot {result.plot}")
+    if os.environ.get("RANK", "0") == "0":  # under torchrun, one summary
+        print(f"run: {result.out}  step {result.step}  checkpoint {result.checkpoint}  plot {result.plot}")
     return 0
 
 
