@@ -1,13 +1,14 @@
 """Speed of the gated delta / delta rule kernels against the chunk reference and (if installed) fla.
 
     python bench/kernels.py [--iters 20] [--warmup 5] [--no-reference] [--tune]
-                            [--fla-ignore-triton-guard]
+                            [--profile] [--only-extras] [--fla-ignore-triton-guard]
 
-Times, on one CUDA device in bf16 (CUDA events, warm-up runs, median of --iters runs):
-our Triton kernel, our PyTorch chunk form (on fp32 copies: it has no bf16 solve), and fla's chunk_gated_delta_rule / chunk_delta_rule,
-forward and forward+backward, at B=8, T=2048, H=8, D=128 and B=2, T=8192, H=8, D=128. Prints one
-table; "vs fla" is fla's time over ours (> 1: ours is faster) and "|o - o_fla|" the relative
-difference of the outputs (same inputs, fla with scale=1), a check that both compute one thing.
+Times, on one CUDA device in bf16 (CUDA events, warm-up runs, median of --iters runs): our
+Triton kernel, our PyTorch chunk form (on fp32 copies: it has no bf16 solve) and fla's
+chunk_gated_delta_rule / chunk_delta_rule, forward and forward+backward, at B=8, T=2048, H=8,
+D=128 and B=2, T=8192, H=8, D=128. Prints one table: "vs fla" is fla's time over ours, fwd/fwd+bwd
+(> 1: ours is faster); "|o - o_fla|" is the relative difference of the outputs (same inputs, fla
+with scale=1), a check that both compute the same thing.
 --tune also times a few launch configurations of our kernel and prints the best per shape.
 fla refuses the gated backward on Hopper with Triton in [3.4, 3.7.1) (a Triton miscompile, fla
 issue 640); --fla-ignore-triton-guard lifts that check to time it anyway (its gradients may then
@@ -111,8 +112,10 @@ def _tune(shape, iters, warmup):
     for bvs in (16, 32, 64):
         for ws in (4, 8):
             for wc in (4, 8):
-                for st in (1, 2, 3):
-                    cfg = dict(BV_STATE=bvs, BV=64, BK=64, warps_state=ws, warps_chunk=wc, stages=st)
+                for st in (2, 3):
+                    cfg = dict(
+                        BV_STATE=bvs, BV=64, BK=64, warps_state=ws, warps_chunk=wc, stages=st
+                    )
                     K._cfg = lambda *a, _c=cfg: dict(_c)
                     try:
                         f, fb = _measure(_impls(True)["kernel"], inputs, iters, warmup)
@@ -127,12 +130,31 @@ def _tune(shape, iters, warmup):
     print(f"  default: {base(B, H, D, D, 64, torch.device('cuda'))}")
 
 
+def _profile(shape):
+    """Per-kernel CUDA time of our fwd+bwd (torch.profiler), to see where the time goes."""
+    from torch.profiler import ProfilerActivity, profile
+
+    inputs = _inputs(*shape, gated=True)
+    fn = _impls(True)["kernel"]
+    _measure(fn, inputs, 2, 2)  # compile first
+    q, k, v, b, la, do = inputs
+    leaves = [x.detach().requires_grad_() for x in (q, k, v, b, la)]
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        for _ in range(5):
+            fn(*leaves).backward(do)
+        torch.cuda.synchronize()
+    print(f"# {shape}, gated, fwd+bwd x5")
+    print(prof.key_averages().table(sort_by="cuda_time_total", row_limit=14))
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--iters", type=int, default=20)
     p.add_argument("--warmup", type=int, default=5)
     p.add_argument("--no-reference", action="store_true", help="skip the (slow) PyTorch chunk form")
     p.add_argument("--tune", action="store_true", help="also sweep launch configurations")
+    p.add_argument("--profile", action="store_true", help="also print per-kernel times (ours)")
+    p.add_argument("--only-extras", action="store_true", help="skip the table (--tune/--profile)")
     p.add_argument("--fla-ignore-triton-guard", action="store_true")
     args = p.parse_args()
     if args.fla_ignore_triton_guard and chunk_gated_delta_rule is not None:
@@ -143,12 +165,14 @@ def main() -> None:
         sys.exit("bench/kernels.py needs a CUDA device")
     import triton
 
-    print(f"# {torch.cuda.get_device_name()}, torch {torch.__version__}, triton {triton.__version__}"
-          f", fla {'yes' if chunk_gated_delta_rule is not None else 'not installed'}; bf16, ms")
-    head = f"{'B,T,H,D':<16}{'rule':<12}{'impl':<11}{'fwd':>9}{'fwd+bwd':>10}{'vs fla':>15}{'|o - o_fla|':>13}"
+    fla = "yes" if chunk_gated_delta_rule is not None else "not installed"
+    print(f"# {torch.cuda.get_device_name()}, torch {torch.__version__}, "
+          f"triton {triton.__version__}, fla {fla}; bf16, ms")
+    head = (f"{'B,T,H,D':<18}{'rule':<12}{'impl':<11}{'fwd':>9}{'fwd+bwd':>10}{'vs fla':>15}"
+            f"{'|o - o_fla|':>13}")
     print(head)
     print("-" * len(head))
-    for shape in SHAPES:
+    for shape in [] if args.only_extras else SHAPES:
         for gated in (True, False):
             inputs = _inputs(*shape, gated=gated)
             impls = _impls(gated)
@@ -159,7 +183,7 @@ def main() -> None:
                 try:
                     rows[n] = _measure(fn, inputs, args.iters, args.warmup)
                 except Exception as e:  # noqa: BLE001 (report and go on with the others)
-                    print(f"{str(shape):<16}{n}: {type(e).__name__}: {str(e)[:100]}")
+                    print(f"{str(shape):<18}{n}: {type(e).__name__}: {str(e)[:100]}")
             ref_o = None
             if "fla" in rows:
                 with torch.no_grad():
@@ -174,9 +198,12 @@ def main() -> None:
                         o = impls[name](*inputs[:5]).float()
                     diff = f"{((o - ref_o).norm() / ref_o.norm()).item():.1e}"
                 rule = "gated_delta" if gated else "delta"
-                print(f"{str(shape):<16}{rule:<12}{name:<11}{f:>9.3f}{fb:>10.3f}{vs:>15}{diff:>13}")
+                print(f"{str(shape):<18}{rule:<12}{name:<11}{f:>9.3f}{fb:>10.3f}{vs:>15}{diff:>13}")
             del inputs
             torch.cuda.empty_cache()
+    if args.profile:
+        for shape in SHAPES:
+            _profile(shape)
     if args.tune:
         for shape in SHAPES:
             _tune(shape, args.iters, args.warmup)

@@ -120,10 +120,11 @@ def test_dispatch():
         o, S = gated_delta(*args, **kw, impl=impl)
         assert _rel(o, ref[0]) < TOL_FP32 and _rel(S, ref[1]) < TOL_FP32, impl
     # chunk sizes the kernel does not take: "auto" falls back, "kernel" refuses
-    o, _ = gated_delta(*args, **{**kw, "chunk_size": 12}, impl="auto")
-    assert _rel(o, ref[0]) < TOL_FP32
-    with pytest.raises(ValueError):
-        gated_delta(*args, **{**kw, "chunk_size": 12}, impl="kernel")
+    for c in (12, 128):
+        o, _ = gated_delta(*args, **{**kw, "chunk_size": c}, impl="auto")
+        assert _rel(o, ref[0]) < TOL_FP32
+        with pytest.raises(ValueError):
+            gated_delta(*args, **{**kw, "chunk_size": c}, impl="kernel")
     with pytest.raises(ValueError):
         gated_delta(*args, **kw, impl="fast")
 

@@ -28,7 +28,7 @@ The backward recomputes W, U (from the stored T) and the per-chunk states instea
 
 T = (I + A)^-1 is computed in registers: the 16 x 16 diagonal blocks by forward substitution (all
 blocks at once, as a [C/16, 16, 16] tensor), then merged pairwise, doubling the block size:
-for lower block-triangular [[X1, 0], [L21, X2]], the inverse is T - T L T with T = diag(X1^-1, X2^-1).
+for lower block-triangular [[X1, 0], [L21, X2]] the inverse is T - T L T, T = diag(X1^-1, X2^-1).
 Specialisation is by tl.constexpr: head widths DK/DV, chunk size C, block widths, HAS_GATE,
 HAS_H0, HAS_DHT and the fp32 matmul precision, so codegen picks configurations without new bodies.
 Tokens past T inside the last chunk load as zeros (k = v = q = 0, b = 0, log a = 0), which is
@@ -59,7 +59,7 @@ def _gates(la, tok, m_t, C: tl.constexpr):
 
 @triton.jit
 def _inv_unit_lower(a, C: tl.constexpr, PREC: tl.constexpr):
-    """(I + a)^-1 for a strictly lower [C, C] fp32 block, C = 16 * 2^m."""
+    """(I + a)^-1 for a strictly lower [C, C] fp32 block, C in {16, 32, 64}."""
     NB: tl.constexpr = C // 16
     o = tl.arange(0, C)
     ib = tl.arange(0, NB)
@@ -67,13 +67,15 @@ def _inv_unit_lower(a, C: tl.constexpr, PREC: tl.constexpr):
     same = ib[:, None, None, None] == ib[None, None, :, None]  # block row == block column
     ad = tl.sum(tl.where(same, tl.reshape(a, (NB, 16, NB, 16)), 0.0), axis=2)  # [NB, 16, 16]
     # Forward substitution on every diagonal block at once: row i -= sum_s a_is row_s.
-    x = tl.zeros([NB, 16, 16], dtype=tl.float32) + tl.where(r[:, None] == r[None, :], 1.0, 0.0)[None]
+    eye = tl.where(r[:, None] == r[None, :], 1.0, 0.0)
+    x = tl.zeros([NB, 16, 16], dtype=tl.float32) + eye[None]
     for i in tl.static_range(1, 16):
         a_i = tl.sum(tl.where(r[None, :, None] == i, ad, 0.0), axis=1)  # [NB, 16]: row i of each
-        x = x - tl.where(r[None, :, None] == i, tl.sum(a_i[:, :, None] * x, axis=1)[:, None, :], 0.0)
+        upd = tl.sum(a_i[:, :, None] * x, axis=1)  # [NB, 16]: sum_s a_is row_s
+        x = x - tl.where(r[None, :, None] == i, upd[:, None, :], 0.0)
     t = tl.reshape(tl.where(same, x[:, :, None, :], 0.0), (C, C))  # block-diagonal inverse
     # Merge pairs of s-blocks into 2s-blocks: T <- T - T L T, L = a between the two halves.
-    for lvl in tl.static_range(4):
+    for lvl in tl.static_range(2):
         if (16 << lvl) < C:  # s = 16 << lvl: pairs of s-blocks inside each 2s-block
             m = ((o[:, None] // (16 << lvl)) != (o[None, :] // (16 << lvl))) & (
                 (o[:, None] // (32 << lvl)) == (o[None, :] // (32 << lvl))
@@ -404,7 +406,8 @@ def _wy_bwd(
         b_dk = tl.load(dKp + rows[:, None] * DK + o_k[None, :]) + b_tdw * bk[:, None]
         b_dk += tl.dot(b_dkk, b_k, input_precision=PREC)
         b_dk += tl.dot(tl.trans(b_dkk), b_k, input_precision=PREC)
-        tl.store(dk + tok[:, None] * DK + o_k[None, :], b_dk.to(dk.dtype.element_ty), mask=m_t[:, None])
+        p_dk = dk + tok[:, None] * DK + o_k[None, :]
+        tl.store(p_dk, b_dk.to(dk.dtype.element_ty), mask=m_t[:, None])
     tl.store(db + tok, b_db, mask=m_t)
     if HAS_GATE:
         for i_k in range(DK // BK):
@@ -428,25 +431,25 @@ def _prec(dtype: torch.dtype) -> str:
 
 
 def _cfg(B: int, H: int, DK: int, DV: int, C: int, device: torch.device) -> dict:
-    """Block widths and warps: BV for the sequential kernels trades registers for parallelism."""
+    """Launch configuration; measured on an H200 at D = 128 (bench/kernels.py --tune).
+
+    The two state loops are latency-bound and get one program per (b, h, value block): BV is
+    halved until they fill one wave of SMs (B=8, H=8: BV=32; B=2, H=8: BV=16). Everything else
+    is fastest with 4 warps and 64-wide blocks (8 warps cost 30-60% in the chunk kernels).
+    """
     n_sm = 132 if _INTERPRET or device.type != "cuda" else torch.cuda.get_device_properties(
         device
     ).multi_processor_count
     bv = min(64, DV)
-    while bv > 16 and B * H * (DV // bv) < 2 * n_sm:
-        bv //= 2  # the state loops are latency-bound: more, smaller programs
-    big = DK * DV >= 128 * 128
+    while bv > 16 and B * H * (DV // bv) < n_sm:
+        bv //= 2
     return dict(
-        BV_STATE=bv,
-        BV=min(64, DV),
-        BK=min(64, DK),
-        warps_state=8 if DK >= 128 and bv >= 64 else 4,
-        warps_chunk=8 if big or C > 64 else 4,
-        stages=2,
-    )
+        BV_STATE=bv, BV=min(64, DV), BK=min(64, DK), warps_state=4,
+        warps_chunk=4, stages=2,
+    )  # fmt: skip
 
 
-def _forward(q, k, v, b, log_a, h0, C, store_out=True):
+def _forward(q, k, v, b, log_a, h0, C):
     B, T, H, DK = k.shape
     DV = v.shape[-1]
     N = triton.cdiv(T, C)
@@ -576,7 +579,7 @@ def supports(k: torch.Tensor, v: torch.Tensor, chunk_size: int) -> bool:
     """Whether the kernel takes these shapes (else use the chunk reference)."""
     c = chunk_size
     return (
-        c >= 16 and c <= 128 and c & (c - 1) == 0
+        c in (16, 32, 64)
         and _width(k.shape[-1]) <= 256 and _width(v.shape[-1]) <= 256
         and k.dtype in (torch.float32, torch.bfloat16, torch.float16)
     )  # fmt: skip
@@ -599,7 +602,7 @@ def chunk_gated_delta_kernel(
         q, k: [B, T, H, Dk]; v: [B, T, H, Dv]; b: [B, T, H].
         a: retention in (0, 1], [B, T, H] (default 1: the delta rule). Or ``log_a``, not both.
         initial_state: M_0, [B, H, Dv, Dk] (default zeros).
-        chunk_size: C, a power of two in [16, 128].
+        chunk_size: C in {16, 32, 64} (larger chunks compile slowly and spill registers).
     Returns:
         o: [B, T, H, Dv] (dtype of q); final_state: [B, H, Dv, Dk] (dtype of the initial state,
         else of v), accumulated in fp32.
@@ -608,7 +611,7 @@ def chunk_gated_delta_kernel(
         raise ValueError("pass the retention as `a` or as `log_a`, not both")
     if not supports(k, v, chunk_size):
         raise ValueError(
-            f"kernel needs chunk_size a power of two in [16, 128] and head widths <= 256, "
+            f"kernel needs chunk_size 16, 32 or 64 and head widths <= 256, "
             f"got chunk_size={chunk_size}, Dk={k.shape[-1]}, Dv={v.shape[-1]}, dtype={k.dtype}"
         )
     if a is not None:
