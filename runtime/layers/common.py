@@ -7,16 +7,20 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-# Which implementation of each rule the layers call: "fast" (the chunk-parallel form; kernels
-# where they exist) or "reference" (the token-by-token definition). `nslang compile --check`
-# and tests compare the two; users force either with `implementation(...)`.
+# Which implementation of each rule the layers call:
+#   "fast"      Triton kernels on CUDA where a rule has one, else the chunk-parallel form;
+#   "kernel"    the Triton kernel (an error for rules without one, or without CUDA);
+#   "chunk"     the PyTorch chunk-parallel form;
+#   "reference" the token-by-token definition.
+# `nslang compile --check` and the tests compare them; users force one with `implementation()`.
+MODES = ("fast", "kernel", "chunk", "reference")
 _MODE = ["fast"]
 
 
 @contextlib.contextmanager
 def implementation(mode: str):
-    if mode not in ("fast", "reference"):
-        raise ValueError(f"implementation is 'fast' or 'reference', not {mode!r}")
+    if mode not in MODES:
+        raise ValueError(f"implementation is one of {', '.join(MODES)}, not {mode!r}")
     _MODE.append(mode)
     try:
         yield
@@ -24,17 +28,24 @@ def implementation(mode: str):
         _MODE.pop()
 
 
-def op(fast, reference, chunk_is_semantic: bool = False):
-    """One rule with two implementations. For exact rules the chunk size is only a speed knob
-    and the token-by-token form takes none; for mini-batch rules (Titans, Eq. 90) it is part of
-    the definition and both forms take it."""
+def op(chunk, reference, chunk_is_semantic: bool = False, auto=None, kernel=None):
+    """One rule with its implementations. `auto` picks the kernel when it can run (default: the
+    chunk form). For exact rules the chunk size is only a speed knob and the token-by-token form
+    takes none; for mini-batch rules (Titans, Eq. 90) it is part of the definition."""
     def call(*args, **kwargs):
-        if _MODE[-1] == "reference":
+        mode = _MODE[-1]
+        if mode == "reference":
             if not chunk_is_semantic:
                 kwargs.pop("chunk_size", None)
             return reference(*args, **kwargs)
-        return fast(*args, **kwargs)
-    call.__name__ = fast.__name__
+        if mode == "kernel":
+            if kernel is None:
+                raise RuntimeError(f"{chunk.__name__} has no Triton kernel yet")
+            return kernel(*args, **kwargs)
+        if mode == "fast" and auto is not None:
+            return auto(*args, **kwargs)
+        return chunk(*args, **kwargs)
+    call.__name__ = chunk.__name__
     return call
 
 class RMSNorm(nn.Module):

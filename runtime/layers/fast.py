@@ -3,20 +3,23 @@ mini-batch GD with momentum and retention (Titans). Fast state is per sequence."
 from __future__ import annotations
 
 import math
+from functools import partial
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..ops.dgd import chunk_dgd, naive_dgd
+from ..ops.dgd import dgd_step_size
 from ..ops.gated_delta import chunk_gated_delta, naive_gated_delta
+from ..ops.gated_delta.dispatch import gated_delta as dispatch_gated_delta
 from ..ops.hebbian import chunk_hebbian, naive_hebbian
 from ..ops.titans import chunk_titans, naive_titans
 from .common import CausalConv, _heads, op
 
 hebbian = op(chunk_hebbian, naive_hebbian)
-gated_delta = op(chunk_gated_delta, naive_gated_delta)
-dgd = op(chunk_dgd, naive_dgd)
+gated_delta = op(chunk_gated_delta, naive_gated_delta,
+                 auto=partial(dispatch_gated_delta, impl="auto"),
+                 kernel=partial(dispatch_gated_delta, impl="kernel"))
 titans = op(chunk_titans, naive_titans, chunk_is_semantic=True)
 
 
@@ -98,8 +101,9 @@ class LinearMemory(_FastMemory):
             b = b * (2.0 if self.rule == "gd" else 1.0)
             o, state = gated_delta(q, k, v, b, retain, initial_state=state, chunk_size=self.chunk)
         elif self.rule == "dgd":
-            o, state = dgd(q, k, v, lr, retain, step=self.step, initial_state=state,
-                                 chunk_size=self.chunk)
+            # Eq. 57 is the gated delta rule with write strength eta' (runtime/ops/dgd)
+            b = dgd_step_size(lr, k, self.step)
+            o, state = gated_delta(q, k, v, b, retain, initial_state=state, chunk_size=self.chunk)
         else:
             raise NotImplementedError(f"rule {self.rule} in a model")  # the planner rejects it
         return self.out(o.flatten(-2)), (state, tail)

@@ -43,6 +43,7 @@ class Titans(layers.SelfModifying):
             act='silu',
             conv=4,
             learn_init=True,
+            retention=True,
         )
 
 
