@@ -6,7 +6,10 @@ model is used as it is. Under torchrun:
 - `ddp`: every rank holds the whole model; gradients are averaged after each backward (skipped
   on the micro-batches of an accumulation with `no_sync`).
 - `fsdp`: FSDP2 (`fully_shard`): each block is sharded across ranks, and the root module (the
-  embedding, the head and the final norm) last. Parameters stay float32; the forward runs under
+  embedding, the head and the final norm) last. A model whose initial fast state is built from
+  its parameters before the blocks run (in-context CMS levels) is sharded as one unit instead:
+  all its parameters are gathered for the forward, so FSDP then saves optimizer and gradient
+  memory but not parameter memory. Parameters stay float32; the forward runs under
   the same bf16 autocast as single-process training.
 
 Nothing of nslang is switched off: fast state is per sequence and lives inside the forward, so each
@@ -127,11 +130,25 @@ def wrap(module: nn.Module, model: nn.Module, dist: Dist) -> nn.Module:
             from torch.distributed.fsdp import fully_shard
         except ImportError:  # torch < 2.6 keeps FSDP2 under _composable
             from torch.distributed._composable.fsdp import fully_shard
-        for block in getattr(model, "blocks", []):
-            fully_shard(block)
+        if not state_from_parameters(model):
+            for block in getattr(model, "blocks", []):
+                fully_shard(block)
         fully_shard(module)
         return module
     raise TrainError(f"unknown parallel strategy {dist.strategy!r}", "use ddp or fsdp")
+
+
+def state_from_parameters(model: nn.Module) -> bool:
+    """True when the model's initial fast state holds tensors (in-context CMS weights start from
+    their meta-learned parameters). `Model.forward` builds that state before any block runs, so
+    per-block shards would still be sharded then: such a model is sharded as one unit."""
+    init = getattr(model, "init_state", None)
+    if init is None:
+        return False
+    from .nan_guard import has_tensor
+
+    with torch.no_grad():
+        return has_tensor(init(1))
 
 
 def no_sync(wrapped: nn.Module, dist: Dist, skip: bool):

@@ -236,6 +236,9 @@ def train(cfg: RunConfig, callbacks: Sequence[Callable[[StepInfo], None]] = (), 
         n_params = sum(p.numel() for p in model.parameters())
         say(f"{pkg.model_name}: {n_params / 1e6:.2f}M parameters, optimizer {pkg.optimizer.get('kind')}, "
             f"{tokens_per_step} tokens/step on {dist.world} x {device}, corpus {corpus.name}")
+        if dist.active and dist.strategy == "fsdp" and distributed.state_from_parameters(model):
+            say("note: the initial fast state is built from parameters before the blocks run: FSDP shards "
+                "the model as one unit (optimizer and gradient memory are sharded, parameters are gathered)")
         for note in pkg.notes + periodic.notes:
             say(f"note: {note}")
         if periodic.summary():
@@ -302,7 +305,7 @@ def train(cfg: RunConfig, callbacks: Sequence[Callable[[StepInfo], None]] = (), 
                     for micro in range(cfg.accumulation):
                         batch = sampler.next_batch()
                         batches.append(batch)
-                        with distributed.no_sync(train_module, dist, skip=micro < cfg.accumulation - 1), autocast():
+                        with distributed.no_sync(loss_module, dist, skip=micro < cfg.accumulation - 1), autocast():
                             loss = train_module(batch)
                         (loss / cfg.accumulation).backward()
                         loss_sum += loss.detach().float() / cfg.accumulation
@@ -372,7 +375,9 @@ def train(cfg: RunConfig, callbacks: Sequence[Callable[[StepInfo], None]] = (), 
         result.step, result.tokens = step, tokens
         if device.type == "cuda":
             result.peak_memory = torch.cuda.max_memory_allocated(device)
-        say(f"done: step {step}, train loss {last_loss:.4f}"
+        if not result.losses:
+            say(f"{out} is already at step {step} of {cfg.steps}: nothing to train (raise --steps to go on)")
+        say(f"done: step {step}" + (f", train loss {last_loss:.4f}" if math.isfinite(last_loss) else "")
             + (f", val loss {result.val_loss:.4f}" if result.val_loss is not None else "")
             + (f", {result.tokens_per_s:,.0f} tokens/s" if math.isfinite(result.tokens_per_s) else ""))
         return result

@@ -37,6 +37,16 @@ def has_nonfinite(x) -> bool:
     return False
 
 
+def has_tensor(x) -> bool:
+    if isinstance(x, torch.Tensor):
+        return True
+    if isinstance(x, dict):
+        return any(has_tensor(v) for v in x.values())
+    if isinstance(x, (tuple, list)):
+        return any(has_tensor(v) for v in x)
+    return False
+
+
 @dataclass
 class Place:
     """Where a module sits in the spec."""

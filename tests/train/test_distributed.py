@@ -1,6 +1,7 @@
 """Data parallel under torchrun (2 CPU processes, gloo): DDP and FSDP2 reproduce the one-process
-losses with every feature on (M3, a cross-sequence level), and their checkpoints resume on one
-process. The same code runs NCCL on GPUs."""
+losses with every feature on (M3, a cross-sequence level, a delta-rule memory, an in-context CMS
+level learning inside the forward pass), and their checkpoints resume on one process. The same
+code runs NCCL on GPUs."""
 from __future__ import annotations
 
 import json
@@ -10,14 +11,15 @@ import sys
 
 import pytest
 
-from _train_common import TINY
+from _train_common import TINY, TINY_RECURRENT
 from runtime.train import train
 from runtime.train.metrics import read, series
 
 
-@pytest.mark.parametrize("strategy", ["ddp", "fsdp"])
-def test_two_processes_match_one(spec, run_config, tmp_path, strategy):
-    path = spec(TINY)
+@pytest.mark.parametrize("strategy, text", [("ddp", TINY_RECURRENT), ("fsdp", TINY), ("fsdp", TINY_RECURRENT)],
+                         ids=["ddp-segment-loop", "fsdp-per-block", "fsdp-one-unit"])
+def test_two_processes_match_one(spec, run_config, tmp_path, strategy, text):
+    path = spec(text)
     one = train(run_config(path, out=str(tmp_path / "one"), steps=4, batch_size=4, save_every=4))
     out = tmp_path / strategy
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "nslang.cli",

@@ -1,0 +1,147 @@
+"""Training throughput and peak memory of compiled specs: one table comparing several specs.
+
+    python bench/train_throughput.py [SPEC ...] [--dim 1024] [--depth 12] [--context 2048]
+        [--batch-size 8] [--steps 10] [--warmup-steps 3] [--device auto] [--precision auto] [--compile]
+
+Each spec is compiled with `dim`, `depth` and `context` overridden (a derived spec that
+`extends` it, as `nslang train --set` does), built with its own outer optimizer, and trained on
+random tokens for `warmup-steps` untimed and `steps` timed optimizer steps, each step exactly
+as `nslang train` runs it: bf16 autocast on CUDA, gradient clipping, the per-step read-back of
+loss and gradient norm, cross-sequence levels gated, then the optimizer. Tokens/s counts
+training tokens (batch x context) per second of wall time with the device synchronised; peak
+memory is `torch.cuda.max_memory_allocated` over the timed steps. A spec that runs out of
+memory or fails to compile gets a row saying so, and the run goes on with the next.
+
+No assertion: this is a benchmark. Default specs: the stock baselines and Hope.
+"""
+from __future__ import annotations
+
+import argparse
+import gc
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import torch  # noqa: E402
+
+from runtime.train.build import compile_package  # noqa: E402
+from runtime.train.distributed import pick_device  # noqa: E402
+from runtime.train.errors import TrainError  # noqa: E402
+from runtime.train.loop import LossModule, _autocast, make_optimizer  # noqa: E402
+from runtime.train.periodic import PeriodicGrads  # noqa: E402
+
+DEFAULT_SPECS = ["transformer_pp", "gated_deltanet", "titans", "hope_attention", "hope"]
+
+
+def measure(spec: Path, args, device: torch.device, workdir: Path) -> dict:
+    overrides = {"dim": args.dim, "depth": args.depth, "context": args.context}
+    if args.heads:
+        overrides["heads"] = args.heads
+    pkg = compile_package(spec, workdir / spec.stem, overrides=overrides)
+    torch.manual_seed(0)
+    model = pkg.Model(pkg.Config()).to(device)
+    optimizer, _ = make_optimizer(pkg.optimizer, model, None)
+    periodic = PeriodicGrads(model, args.batch_size * args.context)
+    step_fn = LossModule(model)
+    if args.compile:
+        step_fn = torch.compile(step_fn)
+    autocast = _autocast(device, args.precision)
+    vocab = pkg.Config().vocab
+    tokens = torch.randint(0, vocab, (args.batch_size, args.context + 1), device=device)
+    row = {"spec": spec.stem, "params": sum(p.numel() for p in model.parameters()),
+           "optimizer": pkg.optimizer.get("kind")}
+
+    def one_step(step: int) -> float:
+        with autocast():
+            loss = step_fn(tokens)
+        loss.backward()
+        norm = torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.grad is not None], 1.0)
+        value, _ = torch.stack([loss.detach().float(), norm.float()]).tolist()  # the trainer's one sync
+        periodic.gate(step)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        return value
+
+    for step in range(1, args.warmup_steps + 1):
+        one_step(step)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+    start = time.perf_counter()
+    for step in range(args.warmup_steps + 1, args.warmup_steps + args.steps + 1):
+        loss = one_step(step)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    elapsed = time.perf_counter() - start
+    row.update(tokens_per_s=args.steps * args.batch_size * args.context / elapsed,
+               step_ms=1000 * elapsed / args.steps, loss=loss,
+               peak_gib=torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None)
+    return row
+
+
+def _find(name: str) -> Path:
+    path = Path(name)
+    if path.is_file():
+        return path
+    stock = ROOT / "specs" / f"{name}.nsam"
+    if stock.is_file():
+        return stock
+    raise SystemExit(f"error: no spec {name} (neither a file nor specs/{name}.nsam)")
+
+
+def _table(rows: list[dict], args, device: torch.device) -> str:
+    head = (f"dim {args.dim}, depth {args.depth}, context {args.context}, batch {args.batch_size}, "
+            f"{args.steps} timed steps after {args.warmup_steps}, {device} "
+            f"({torch.cuda.get_device_name(device) if device.type == 'cuda' else 'CPU'}), precision "
+            f"{args.precision}{', torch.compile' if args.compile else ''}, torch {torch.__version__}")
+    lines = [head, "", "| spec | params | optimizer | tokens/s | ms/step | peak GiB | loss |",
+             "| --- | ---: | --- | ---: | ---: | ---: | ---: |"]
+    for r in rows:
+        if "error" in r:
+            lines.append(f"| {r['spec']} | | | {r['error']} | | | |")
+            continue
+        peak = f"{r['peak_gib']:.2f}" if r["peak_gib"] is not None else "-"
+        lines.append(f"| {r['spec']} | {r['params'] / 1e6:.1f}M | {r['optimizer']} | {r['tokens_per_s']:,.0f} | "
+                     f"{r['step_ms']:.1f} | {peak} | {r['loss']:.3f} |")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("specs", nargs="*", default=DEFAULT_SPECS, help="spec files or stock spec names")
+    p.add_argument("--dim", type=int, default=512)
+    p.add_argument("--depth", type=int, default=8)
+    p.add_argument("--heads", type=int, default=None, help="default: the spec's")
+    p.add_argument("--context", type=int, default=2048)
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--steps", type=int, default=10)
+    p.add_argument("--warmup-steps", type=int, default=3)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--precision", default="auto", choices=["auto", "bf16", "fp32"])
+    p.add_argument("--compile", action="store_true")
+    args = p.parse_args(argv)
+    device = pick_device(args.device)
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in args.specs:
+            spec = _find(name)
+            try:
+                rows.append(measure(spec, args, device, Path(tmp)))
+            except TrainError as err:
+                rows.append({"spec": spec.stem, "error": f"does not compile: {err.message.splitlines()[0]}"})
+            except torch.OutOfMemoryError:
+                rows.append({"spec": spec.stem, "error": "out of memory"})
+            print(f"{rows[-1]['spec']}: done", file=sys.stderr, flush=True)
+            gc.collect()
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
+    print(_table(rows, args, device))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
