@@ -25,7 +25,9 @@ from .config import render_value
 from .errors import TrainError
 
 PLAN_FILE = "plan.json"
-DEFAULT_OPTIMIZER = {"name": "adamw", "kind": "adamw"}
+# A spec without an `optimizer` trains with AdamW and the defaults docs/language.md gives it.
+DEFAULT_OPTIMIZER = {"name": "adamw", "kind": "adamw", "lr": 3e-4, "beta1": 0.9, "beta2": 0.95, "eps": 1e-8,
+                     "weight_decay": 0.1}
 
 
 @dataclass

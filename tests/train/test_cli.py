@@ -1,6 +1,8 @@
 """The train / generate / data commands: exit status and a clear message, never a traceback."""
 from __future__ import annotations
 
+import importlib.util
+
 import pytest
 import torch
 
@@ -30,6 +32,7 @@ def test_train_and_resume_exit_zero(spec, tmp_path, corpus, capsys):
     ("resume nothing", "holds no checkpoint"),
     ("bad device", "no CUDA device"),
     ("context too long", "longer than the model's context"),
+    ("no tensorboard", "needs the `tensorboard` package"),
 ])
 def test_bad_input_exits_1_with_a_message(spec, tmp_path, corpus, capsys, case, message):
     path = spec(TINY_ATTN)
@@ -42,9 +45,12 @@ def test_bad_input_exits_1_with_a_message(spec, tmp_path, corpus, capsys, case, 
         "resume nothing": [str(path), "--resume"],
         "bad device": [str(path), "--device", "cuda:0"],
         "context too long": [str(path), "--context", "4096"],
+        "no tensorboard": [str(path), "--tensorboard"],
     }[case]
     if torch.cuda.is_available() and case == "bad device":
         pytest.skip("this machine has CUDA")
+    if case == "no tensorboard" and importlib.util.find_spec("tensorboard") is not None:
+        pytest.skip("tensorboard is installed")
     data = [] if "--data" in args else ["--data", str(corpus)]
     device = [] if "--device" in args else ["--device", "cpu"]
     status = main(["train", *args, *data, *device, "--out", str(tmp_path / "run"), "--no-progress"])
