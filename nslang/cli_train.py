@@ -66,8 +66,12 @@ def cmd_generate(args) -> int:
 def cmd_data_list(args) -> int:
     from runtime.data import list_sources
 
-    rows = [(("* " if s.default else "  ") + s.name, s.registry, s.package, "yes" if s.cached else "no",
-             s.size_note + (f" (needs {', '.join(s.needs)})" if s.needs else "")) for s in list_sources()]
+    def short(text: str, width: int = 40) -> str:
+        return text if len(text) <= width else text[:width - 3] + "..."
+
+    rows = [(("* " if s.default else "  ") + s.name, s.registry, short(s.package), "yes" if s.cached else "no",
+             s.size_note + (f" (needs {', '.join(s.needs)})" if s.needs and "needs" not in s.size_note else ""))
+            for s in list_sources()]
     header = ("  corpus", "registry", "package", "cached", "size")
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(4)]
     for r in [header, *rows]:

@@ -349,9 +349,11 @@ def train(cfg: RunConfig, callbacks: Sequence[Callable[[StepInfo], None]] = (), 
                 bar.update(step, loss_value, window_tokens / window_time if window_time else float("nan"))
                 if step % cfg.log_every == 0 or step == cfg.steps:
                     tput = window_tokens / window_time if window_time else float("nan")
-                    log_.write({"kind": "train", "step": step, "tokens": tokens,
-                                "loss": window_loss / window_steps, "lr": lr, "grad_norm": norm_value,
-                                "tokens_per_s": tput, "time": time.time()})
+                    record = {"kind": "train", "step": step, "tokens": tokens, "loss": window_loss / window_steps,
+                              "lr": lr, "grad_norm": norm_value, "tokens_per_s": tput, "time": time.time()}
+                    if device.type == "cuda":
+                        record["peak_memory_gib"] = torch.cuda.max_memory_allocated(device) / 2**30
+                    log_.write(record)
                     result.tokens_per_s = tput
                     window_loss, window_steps, window_tokens, window_time = 0.0, 0, 0, 0.0
                 if cfg.eval_every and step % cfg.eval_every == 0 and step != cfg.steps:

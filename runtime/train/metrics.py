@@ -2,6 +2,7 @@
 
 `metrics.jsonl` holds one JSON object per line:
     {"kind": "train", "step", "tokens", "loss", "lr", "grad_norm", "tokens_per_s", "time"}
+        (+ "peak_memory_gib" on CUDA)
     {"kind": "val", "step", "tokens", "val_loss", "val_bits_per_token"}
     {"kind": "event", "step", "event": "start" | "resume" | "end" | "nonfinite" | ..., ...}
 
