@@ -70,7 +70,7 @@ def derive_spec(spec: Path, overrides: dict, folder: Path) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     name = derived_name(spec)[:-len(".nsam")]
     parent = os.path.relpath(spec.resolve(), folder.resolve()).replace(os.sep, "/")
-    lines = [f"# Written by `nslang train` from the run's `set` overrides.",
+    lines = ["# Written by `nslang train` from the run's `set` overrides.",
              f'model {name} extends "{parent}" {{']
     lines += [f"  {key} = {render_value(value)}" for key, value in overrides.items()]
     lines.append("}")

@@ -84,6 +84,8 @@ def load_run(run: str | Path, ckpt: str | Path | None = None, device: str = "aut
     payload = checkpoint.load(path)
     info = json.loads((run_dir / "run.json").read_text()) if (run_dir / "run.json").is_file() else {}
     package = Path(info.get("package", run_dir / "package"))
+    if not package.is_dir() and (run_dir / "package").is_dir():  # the run directory was moved, or cwd differs
+        package = run_dir / "package"
     pkg = build.open_package(package)
     checkpoint.check_spec(payload, pkg.spec_hash, path)
     model = pkg.Model(pkg.Config())

@@ -368,11 +368,9 @@ def train(cfg: RunConfig, callbacks: Sequence[Callable[[StepInfo], None]] = (), 
                     say(f"interrupted: saved {result.checkpoint}; continue with --resume")
                     raise KeyboardInterrupt
         bar.close()
-        if step >= cfg.steps:
-            result.val_loss = _log_val(log_, evaluate(), step, tokens, say)
-        if result.checkpoint is None and step > 0:
-            last = checkpoint.latest(ckpt_dir)
-            result.checkpoint = last
+        result.val_loss = _log_val(log_, evaluate(), step, tokens, say)
+        if result.checkpoint is None:  # a resumed run that had nothing left to do
+            result.checkpoint = checkpoint.latest(ckpt_dir)
         log_.write({"kind": "event", "step": step, "event": "end", "time": time.time()})
         result.step, result.tokens = step, tokens
         if device.type == "cuda":

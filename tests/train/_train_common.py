@@ -41,7 +41,9 @@ model tiny_recurrent {
   level fast token
   level chunk every 16
   level outer frozen
-  memory delta in fast { shape = matrix; rule = delta; objective = l2; lr = data; lr_gate = sigmoid; retain = 1; conv = 4 }
+  memory delta in fast {
+    shape = matrix; rule = delta; objective = l2; lr = data; lr_gate = sigmoid; retain = 1; conv = 4
+  }
   cms mlp { levels = [chunk]; shape = swiglu }
   flow x -> delta -> mlp
 }
