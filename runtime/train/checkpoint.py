@@ -57,11 +57,15 @@ def save(payload: dict, path: Path, keep: int | None = None) -> Path:
     """Write `payload` atomically to `path`; then delete all but the newest `keep` checkpoints."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as fh:
-        torch.save({"format": FORMAT, "version": VERSION, **payload}, fh)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as fh:
+            torch.save({"format": FORMAT, "version": VERSION, **payload}, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # a disk-full or interrupted write leaves nothing behind
+        raise
     _fsync_dir(path.parent)
     if keep is not None:
         for _, old in list_checkpoints(path.parent)[:-keep]:

@@ -263,7 +263,12 @@ def train(cfg: RunConfig, callbacks: Sequence[Callable[[StepInfo], None]] = (), 
             }
             path = checkpoint.path_for(ckpt_dir, at_step)
             if dist.is_main:
-                checkpoint.save(state, path, keep=cfg.keep)
+                try:
+                    checkpoint.save(state, path, keep=cfg.keep)
+                except OSError as err:
+                    raise TrainError(f"cannot write checkpoint {path}: {err.strerror or err}",
+                                     "free disk space or fix permissions; the earlier checkpoints are intact, "
+                                     "continue with --resume") from None
             distributed.barrier(dist)
             result.checkpoint = path
             return path
@@ -381,6 +386,13 @@ def train(cfg: RunConfig, callbacks: Sequence[Callable[[StepInfo], None]] = (), 
             + (f", val loss {result.val_loss:.4f}" if result.val_loss is not None else "")
             + (f", {result.tokens_per_s:,.0f} tokens/s" if math.isfinite(result.tokens_per_s) else ""))
         return result
+    except Exception as err:
+        if _is_oom(err):  # outside a step: moving the model, evaluating, gathering a checkpoint
+            where = locals()
+            raise _oom_error(err, cfg, where.get("seq_len") or cfg.context, dist.device,
+                             where.get("step", 0) + 1, "" if "model" in where else "moving the model to the device") \
+                from None
+        raise
     finally:
         if "log_" in locals():
             log_.close()
@@ -402,15 +414,16 @@ def _log_val(log_, value: float | None, step: int, tokens: int, say) -> float | 
     return value
 
 
-def _oom_error(err: BaseException, cfg: RunConfig, seq_len: int, device: torch.device, step: int) -> OutOfMemory:
+def _oom_error(err: BaseException, cfg: RunConfig, seq_len, device: torch.device, step: int,
+               doing: str = "") -> OutOfMemory:
     detail = ""
     if device.type == "cuda":
-        free, total = torch.cuda.mem_get_info(device)
+        _, total = torch.cuda.mem_get_info(device)
         peak = torch.cuda.max_memory_allocated(device)
         detail = f"; peak {peak / 2**30:.1f} GiB allocated of {total / 2**30:.1f} GiB"
     return OutOfMemory(
-        f"out of {'GPU ' if device.type == 'cuda' else ''}memory at step {step} with batch {cfg.batch_size} x "
-        f"{seq_len} tokens (accumulation {cfg.accumulation}){detail}",
+        f"out of {'GPU ' if device.type == 'cuda' else ''}memory {doing or f'at step {step}'} with batch "
+        f"{cfg.batch_size} x {seq_len or 'context'} tokens (accumulation {cfg.accumulation}){detail}",
         f"lower --batch-size and raise --accumulation (the same tokens per step: e.g. --batch-size "
         f"{max(1, cfg.batch_size // 2)} --accumulation {cfg.accumulation * 2}), shorten --context, "
         "or shard the model with torchrun ... --parallel fsdp")
