@@ -146,6 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "token-by-token reference on a random input and print the largest error")
     p.set_defaults(func=cmd_compile)
     from .cli_train import register; register(sub)
+    from .cli_eval import register as register_eval; register_eval(sub)
     return parser
 
 

@@ -1,0 +1,384 @@
+"""A trained run seen through the evaluation interfaces (common.py): `score_fn` and `generate_fn`.
+
+    model = RunModel.load("runs/hope")        # the run's package + newest checkpoint (runtime.train.load_run)
+    model.loglikelihoods([(context, continuation), ...])    # batched; [(log-likelihood, is_greedy)]
+    model.score_fn(context, continuation) -> float          # one request (from the cache when prefetched)
+    model.generate_fn(prompt, max_chars) -> str             # greedy, carrying the fast state
+    metrics = run_task(model, make("mqar"), n=100)          # the task's requests scored in batches
+
+Tokens. A request is read as a document of the training stream: the end-of-document token, then
+the context, then the continuation, in the run's tokenizer (bytes, GPT-2 or the corpus's BPE).
+The continuation's tokens are those of `encode(context + continuation)` after the context's own
+tokens (lm-evaluation-harness's convention, so a BPE merge across the boundary is not lost);
+where the context's tokens are not a prefix of the whole, the two parts are encoded separately.
+The score is the sum of the natural-log probabilities of the continuation's tokens.
+
+Long contexts. A sequence is fed in calls of `chunk` tokens with `state=` (1024, or the model's
+context if longer), so attention carries its KV cache and recurrent memories their state from
+call to call: a 16K-token haystack costs one chunk of activations at a time, never a 16K x 16K
+attention matrix. Requests that share a long context (the choices of one example) read its whole chunks
+once; that state is then copied for each continuation. Requests whose whole sequence fits in one
+chunk are read in one call each, batched across examples (`batch_size` rows, right-padded: the
+models are causal, so padding after a row's last token changes nothing before it).
+
+Models with an in-context CMS level (a `segment` loop, runtime/model_base.py): `chunk` is a
+multiple of the segment, so every call starts on a segment boundary. Their in-context levels
+learn from the next-token loss inside each call, and the last token of a call has no target yet,
+so a sequence longer than one chunk gets slightly different CMS updates than the same sequence
+in one call would (every other memory carries its state exactly). Generation reads the same way.
+
+Generation feeds the prompt the same way, then one token at a time with the state, greedily,
+until `max_chars` characters, the end-of-document token, or a stop string.
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+import random
+from pathlib import Path
+from typing import Callable, Iterable, Sequence, TypeVar
+
+import torch
+import torch.nn.functional as F
+
+from .common import ScoreFn
+
+T = TypeVar("T")
+Request = tuple[str, str]
+# Tokens per call on long inputs: big enough that the KV-cache copies of attention (one per call)
+# stay cheap, small enough for one chunk of activations per request.
+DEFAULT_CHUNK = 1024
+
+
+class RunModel:
+    """A model with its tokenizer, scoring and generating text (see the module docstring)."""
+
+    def __init__(self, model, tokenizer, package=None, *, batch_size: int = 8, chunk: int | None = None,
+                 precision: str = "auto", info: dict | None = None):
+        self.model = model.eval()
+        self.tokenizer = tokenizer
+        self.package = package
+        self.info = dict(info or {})
+        self.batch_size = max(1, int(batch_size))
+        self.align = int(getattr(model, "segment", 0) or 0) or 1
+        cfg = getattr(model, "cfg", None)
+        chunk = int(chunk or max(DEFAULT_CHUNK, getattr(cfg, "context", None) or 0))
+        self.chunk = max(self.align, chunk // self.align * self.align)
+        self.device = next(model.parameters()).device
+        use_bf16 = precision == "bf16" or (precision == "auto" and self.device.type == "cuda")
+        self._autocast = (lambda: torch.autocast(self.device.type, dtype=torch.bfloat16)) if use_bf16 \
+            else contextlib.nullcontext
+        self._cache: dict[Request, tuple[float, bool]] = {}
+        self.calls = 0  # forward calls, for tests and throughput notes
+
+    # -- loading ------------------------------------------------------------------------------
+    @classmethod
+    def load(cls, run: str | Path, checkpoint: str | Path | None = None, device: str = "auto",
+             **kw) -> "RunModel":
+        """A run directory (or one of its checkpoint files) through runtime.train's loader."""
+        from runtime.train.generate import _resolve, load_run
+
+        run_dir, path = _resolve(run, checkpoint)
+        model, tokenizer, pkg = load_run(run, checkpoint, device)
+        step = None
+        name = path.stem
+        if name.startswith("step_") and name[5:].isdigit():
+            step = int(name[5:])
+        info = {"run": str(run_dir), "checkpoint": str(path), "step": step,
+                "model": getattr(pkg, "model_name", None), "spec_hash": getattr(pkg, "spec_hash", None),
+                "tokenizer": getattr(tokenizer, "kind", None)}
+        return cls(model, tokenizer, pkg, info=info, **kw)
+
+    # -- tokens -------------------------------------------------------------------------------
+    @property
+    def eod(self) -> int:
+        return int(self.tokenizer.eod_id)
+
+    def encode(self, text: str) -> list[int]:
+        return [int(i) for i in self.tokenizer.encode(text)] if text else []
+
+    def encode_pair(self, context: str, continuation: str) -> tuple[list[int], list[int]]:
+        """(context tokens, continuation tokens), the continuation's as `encode(whole)` has them."""
+        ctx = self.encode(context)
+        whole = self.encode(context + continuation)
+        if whole[:len(ctx)] == ctx:
+            return ctx, whole[len(ctx):]
+        return ctx, self.encode(continuation)
+
+    # -- scoring ------------------------------------------------------------------------------
+    def score_fn(self, context: str, continuation: str) -> float:
+        """Log-likelihood of `continuation` after `context` (natural log, summed over tokens)."""
+        key = (context, continuation)
+        if key not in self._cache:
+            self._cache[key] = self.loglikelihoods([key])[0]
+        return self._cache[key][0]
+
+    def clear_cache(self) -> None:
+        """Forget scored requests (call it after the weights change)."""
+        self._cache.clear()
+
+    def prefetch(self, requests: Iterable[Request]) -> None:
+        """Score requests in batches now; later score_fn calls for them are cache hits."""
+        todo = list(dict.fromkeys(r for r in requests if r not in self._cache))
+        for req, result in zip(todo, self.loglikelihoods(todo)):
+            self._cache[req] = result
+
+    def batched(self, run: Callable[[ScoreFn], T]) -> T:
+        """`run(score_fn)` twice: first with a recorder that collects the requests (and returns
+        0.0), then, after scoring them all in batches, with the real score_fn (cache hits)."""
+        seen: list[Request] = []
+
+        def record(context: str, continuation: str) -> float:
+            seen.append((context, continuation))
+            return 0.0
+
+        run(record)
+        self.prefetch(seen)
+        return run(self.score_fn)
+
+    @torch.no_grad()
+    def loglikelihoods(self, requests: Sequence[Request]) -> list[tuple[float, bool]]:
+        """[(sum of log-probs of the continuation's tokens, whether greedy decoding gives them)]."""
+        out: list[tuple[float, bool] | None] = [None] * len(requests)
+        groups: dict[tuple[int, ...], list[tuple[int, list[int]]]] = {}
+        for i, (context, continuation) in enumerate(requests):
+            ctx, cont = self.encode_pair(context, continuation)
+            if not cont:
+                out[i] = (0.0, True)
+                continue
+            groups.setdefault(tuple([self.eod] + ctx), []).append((i, cont))
+        short: list[tuple[int, list[int], list[int]]] = []  # (index, sequence, continuation)
+        for full, items in groups.items():
+            longest = len(full) - 1 + max(len(c) for _, c in items)
+            if longest <= self.chunk:
+                short += [(i, list(full), cont) for i, cont in items]
+                continue
+            # A long shared context: run its whole chunks once, then each continuation from there.
+            cut = (len(full) - 1) // self.chunk * self.chunk
+            state = self._prefill(list(full[:cut]))
+            tail = list(full[cut:])
+            for start in range(0, len(items), self.batch_size):
+                part = items[start:start + self.batch_size]
+                st = _repeat_state(state, len(part)) if state is not None else None
+                for (i, _), res in zip(part, self._score_rows([(tail, c) for _, c in part], st)):
+                    out[i] = res
+        short.sort(key=lambda r: len(r[1]) + len(r[2]))
+        for start in range(0, len(short), self.batch_size):
+            part = short[start:start + self.batch_size]
+            for (i, *_), res in zip(part, self._score_rows([(ctx, c) for _, ctx, c in part], None)):
+                out[i] = res
+        return out  # type: ignore[return-value]
+
+    def loglikelihood_rolling(self, text: str) -> float:
+        """Log-likelihood of a whole text after the end-of-document token (perplexity)."""
+        return self.loglikelihoods([("", text)])[0][0] if text else 0.0
+
+    def _forward(self, tokens: list[list[int]], state):
+        x = torch.tensor(tokens, dtype=torch.long, device=self.device)
+        if state is None:
+            state = self.model.init_state(x.shape[0])
+        self.calls += 1
+        with self._autocast():
+            logits, state = self.model(x, state=state)
+        if logits.dtype in (torch.float16, torch.bfloat16):
+            logits = logits.float()
+        return logits, state
+
+    def _prefill(self, tokens: list[int]):
+        """The fast state after reading `tokens` (one sequence), in calls of `chunk` tokens."""
+        if not tokens:
+            return None
+        state = None
+        for s in range(0, len(tokens), self.chunk):
+            _, state = self._forward([tokens[s:s + self.chunk]], state)
+        return state
+
+    def _score_rows(self, rows: list[tuple[list[int], list[int]]], state) -> list[tuple[float, bool]]:
+        """rows: (prefix, continuation), the prefix non-empty; `state` is the state before the
+        prefix (None: fresh). The input is prefix + continuation[:-1]; the continuation's token j
+        is the target of input position len(prefix) - 1 + j."""
+        inputs = [p + c[:-1] for p, c in rows]
+        width = max(len(x) for x in inputs)
+        inputs = [x + [self.eod] * (width - len(x)) for x in inputs]
+        # (row, position, target) of every scored token, as tensors
+        rk = torch.tensor([k for k, (p, c) in enumerate(rows) for _ in c])
+        pos = torch.tensor([len(p) - 1 + j for p, c in rows for j in range(len(c))])
+        tgt = torch.tensor([t for _, c in rows for t in c])
+        logp_all = torch.empty(len(tgt), dtype=torch.float64)
+        hit_all = torch.empty(len(tgt), dtype=torch.bool)
+        for s in range(0, width, self.chunk):
+            logits, state = self._forward([x[s:s + self.chunk] for x in inputs], state)
+            sel = (pos >= s) & (pos < s + logits.shape[1])
+            if not bool(sel.any()):
+                continue
+            rows_, cols, toks = rk[sel].to(self.device), (pos[sel] - s).to(self.device), tgt[sel].to(self.device)
+            picked = logits[rows_, cols]  # [n, vocab]
+            logp = torch.log_softmax(picked, dim=-1).gather(1, toks[:, None])[:, 0]
+            logp_all[sel] = logp.double().cpu()
+            hit_all[sel] = (picked.argmax(dim=-1) == toks).cpu()
+        sums = torch.zeros(len(rows), dtype=torch.float64).index_add_(0, rk, logp_all)
+        greedy = torch.ones(len(rows), dtype=torch.bool)
+        for k in rk[~hit_all].tolist():
+            greedy[k] = False
+        return [(float(a), bool(b)) for a, b in zip(sums, greedy)]
+
+    # -- generation ---------------------------------------------------------------------------
+    def generate_fn(self, prompt: str, max_chars: int) -> str:
+        """Greedy text after `prompt`, at most `max_chars` characters (common.py's interface)."""
+        return self.generate(prompt, max_chars=max_chars)
+
+    @torch.no_grad()
+    def generate(self, prompt: str, max_chars: int | None = None, max_tokens: int | None = None,
+                 until: Sequence[str] = ()) -> str:
+        """Greedy continuation of `prompt` with the fast state: stops at `max_chars` characters,
+        `max_tokens` tokens, the end-of-document token, or the first of the `until` strings
+        (which is cut off, as lm-evaluation-harness expects)."""
+        if max_chars is None and max_tokens is None:
+            raise ValueError("give max_chars or max_tokens")
+        limit = max_tokens if max_tokens is not None else max(1, 4 * max_chars)
+        new: list[int] = []
+        text = ""
+        for token in self.greedy_tokens([self.eod] + self.encode(prompt), limit):
+            if token == self.eod:
+                break
+            new.append(token)
+            text = self.tokenizer.decode(new)
+            if max_chars is not None and len(text) >= max_chars:
+                break
+            if until and any(u and u in text for u in until):
+                break
+        for u in until:
+            if u and u in text:
+                text = text[:text.index(u)]
+        return text if max_chars is None else text[:max_chars]
+
+    @torch.no_grad()
+    def greedy_tokens(self, ids: list[int], limit: int) -> Iterable[int]:
+        """Greedy token ids after `ids` (up to `limit`), each computed from the carried state: the
+        prompt in calls of `chunk` tokens, then one token per call."""
+        cut = (len(ids) - 1) // self.chunk * self.chunk
+        state = self._prefill(ids[:cut])
+        tail = ids[cut:]
+        for _ in range(limit):
+            logits, state = self._forward([tail], state)
+            token = int(logits[0, -1].argmax())
+            yield token
+            tail = [token]
+
+
+def _repeat_state(state, n: int):
+    """A batch-1 fast state copied for n sequences (every tensor's batch dimension is the first)."""
+    if isinstance(state, torch.Tensor):
+        return state.repeat(n, *([1] * (state.dim() - 1))) if state.dim() and state.shape[0] == 1 else state
+    if isinstance(state, dict):
+        return {k: _repeat_state(v, n) for k, v in state.items()}
+    if isinstance(state, tuple) and hasattr(state, "_fields"):
+        return type(state)(*(_repeat_state(v, n) for v in state))
+    if isinstance(state, (list, tuple)):
+        return type(state)(_repeat_state(v, n) for v in state)
+    return state
+
+
+# -- tasks, streams --------------------------------------------------------------------------------
+
+MODES = ("auto", "ll", "gen", "both")
+# Families whose answers are short strings that a generator writes (the rest rank choices).
+GENERATIVE = ("mqar", "niah_", "babi_qa", "formal_", "lambada")
+
+
+def task_mode(name: str, mode: str = "auto") -> str:
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
+    if mode != "auto":
+        return mode
+    return "both" if name.startswith(GENERATIVE) else "ll"
+
+
+def run_task(model: RunModel, task, n: int, seed: int = 0, mode: str = "auto") -> dict:
+    """Draw n examples of `task` and score them: log-likelihoods in batches, then generation."""
+    mode = task_mode(task.name, mode)
+    examples = task.examples(n, seed)
+    out: dict = {}
+    if mode in ("ll", "both"):
+        out = model.batched(lambda fn: task.score(examples, score_fn=fn))
+    if mode in ("gen", "both"):
+        gen = task.score(examples, generate_fn=model.generate_fn)
+        out = _merge(out, gen)
+    out["mode"] = mode
+    return out
+
+
+def _merge(a: dict, b: dict) -> dict:
+    """Metrics of a log-likelihood pass and a generation pass of the same examples, in one dict."""
+    if not a:
+        return dict(b)
+    out = dict(a)
+    for key, value in b.items():
+        if key == "bins":
+            bins = out.setdefault("bins", {})
+            for bkey, groups in value.items():
+                mine = bins.setdefault(bkey, {})
+                for label, metrics in groups.items():
+                    mine[label] = {**mine.get(label, {}), **metrics}
+        elif key not in out:
+            out[key] = value
+    return out
+
+
+def finetune(model: RunModel, texts: Sequence[str], steps: int, lr: float | None = None, batch_size: int = 4,
+             seq_len: int | None = None, seed: int = 0) -> list[float]:
+    """Train the weights on `texts` (each read as a document: EOD + text) for `steps` steps of the
+    spec's outer optimizer (runtime.train.loop.make_optimizer), on random windows of the
+    concatenated token stream. Returns the losses; clears the score cache."""
+    from runtime.train.loop import make_optimizer
+
+    if steps <= 0 or not texts:
+        return []
+    stream: list[int] = []
+    for text in texts:
+        stream += [model.eod] + model.encode(text)
+    cfg = getattr(model.model, "cfg", None)
+    seq_len = int(seq_len or getattr(cfg, "context", None) or 256)
+    seq_len = max(2, min(seq_len, len(stream) - 1)) if len(stream) > 2 else len(stream)
+    if len(stream) < 2:
+        return []
+    spec_opt = model.package.optimizer if model.package is not None else {"name": "adamw", "kind": "adamw"}
+    optimizer, _ = make_optimizer(spec_opt, model.model, lr)
+    rng = random.Random(seed)
+    data = torch.tensor(stream, dtype=torch.long)
+    losses = []
+    model.model.train()
+    try:
+        for _ in range(steps):
+            starts = [rng.randrange(0, len(stream) - seq_len + 1) for _ in range(batch_size)]
+            batch = torch.stack([data[s:s + seq_len] for s in starts]).to(model.device)
+            with model._autocast():
+                loss = model.model.loss(batch)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_([p for p in model.model.parameters() if p.grad is not None], 1.0)
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            value = float(loss.detach())
+            if not math.isfinite(value):
+                raise FloatingPointError(f"the fine-tuning loss became {value}; lower lr")
+            losses.append(value)
+    finally:
+        model.model.eval()
+        model.clear_cache()
+    return losses
+
+
+def run_continual(model: RunModel, stream, steps: int = 20, lr: float | None = None, batch_size: int = 4,
+                  seq_len: int | None = None, seed: int = 0):
+    """Run a continual stream (continual.py): train on each task's examples (`finetune`), then
+    test every task seen so far, with its requests scored in batches. Returns the
+    ContinualResult (accuracy matrix, forgetting, backward transfer)."""
+    from .common import evaluate
+
+    def train_fn(i: int, task) -> None:
+        finetune(model, [ex.text + ex.answer for ex in task.train], steps, lr, batch_size, seq_len, seed + i)
+        # score every test request of the tasks seen so far in batches, before stream.run asks
+        for j in range(i + 1):
+            model.batched(lambda fn: evaluate(stream.test_examples(j, i), score_fn=fn))
+
+    return stream.run(train_fn, score_fn=model.score_fn)
