@@ -152,7 +152,8 @@ def plot_context(panels: dict[str, dict[str, dict]], out: Path, title: str = "")
     n = len(series)
     cols = min(3, n)
     rows = math.ceil(n / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(5.2 * cols, 3.8 * rows), squeeze=False)
+    fig, axes = plt.subplots(rows, cols, figsize=(5.2 * cols, 3.8 * rows + 0.4), squeeze=False,
+                             layout="constrained")
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for ax, (panel, lines) in zip(axes.flat, series.items()):
         xs_all = sorted({x for s in lines.values() for xs, _ in s.values() for x in xs})
@@ -176,7 +177,6 @@ def plot_context(panels: dict[str, dict[str, dict]], out: Path, title: str = "")
         ax.axis("off")
     if title:
         fig.suptitle(title)
-    fig.tight_layout()
     path = _save(fig, out)
     plt.close(fig)
     return path
@@ -202,7 +202,8 @@ def plot_forgetting(panels: dict[str, dict], out: Path, title: str = "") -> Path
     rows = math.ceil(n / cols)
     size = max(len(r["names"]) for r in panels.values())
     side = 1.2 + 0.9 * size
-    fig, axes = plt.subplots(rows, cols, figsize=(side * cols + 1.0, side * rows), squeeze=False)
+    fig, axes = plt.subplots(rows, cols, figsize=(side * cols + 1.6, side * rows + 0.8), squeeze=False,
+                             layout="constrained")
     image = None
     for ax, (panel, r) in zip(axes.flat, panels.items()):
         names = r["names"]

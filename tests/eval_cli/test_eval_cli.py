@@ -1,0 +1,92 @@
+"""`nslang eval`: exit codes, the table, the JSON file, the plots (context length; forgetting)."""
+from __future__ import annotations
+
+import json
+import random
+
+import pytest
+from eval_cli_common import run_cli, trained_run
+
+from nslang.cli import main
+
+
+@pytest.fixture(scope="session")
+def run_dir(tmp_path_factory):
+    return trained_run(tmp_path_factory)
+
+
+def test_eval_writes_table_json_and_context_plot(run_dir, tmp_path, capsys):
+    out = tmp_path / "res" / "mqar.json"
+    status = main(["eval", str(run_dir), "--task", "mqar,formal_parity", "--n", "4", "--seed", "1",
+                   "--param", "mqar.num_pairs=2", "--param", "mqar.seq_len=48,64", "--param", "mqar.num_queries=1",
+                   "--device", "cpu", "-q", "--out", str(out)])
+    text = capsys.readouterr().out
+    assert status == 0
+    assert "mqar" in text and "formal_parity" in text and "acc" in text and "wrote" in text
+    doc = json.loads(out.read_text())
+    assert doc["format"] == "nslang-eval" and doc["step"] == 3 and doc["n"] == 4 and doc["seed"] == 1
+    mqar = doc["tasks"]["mqar"]
+    assert mqar["kind"] == "task" and mqar["n"] == 4 and mqar["mode"] == "both"
+    assert 0.0 <= mqar["acc"] <= 1.0 and 0.0 <= mqar["gen_acc"] <= 1.0 and mqar["chance"] == 0.5
+    assert set(mqar["bins"]["seq_len"]) == {"48", "64"} and mqar["params"]["seq_len"] == [48, 64]
+    assert doc["tasks"]["formal_parity"]["n"] == 4
+    png = tmp_path / "res" / "mqar_context.png"
+    assert png.is_file() and png.read_bytes()[:4] == b"\x89PNG"
+    assert not (tmp_path / "res" / "mqar_forgetting.png").exists()
+
+
+def test_default_out_is_the_run_and_accumulates(run_dir, capsys):
+    for task in ("formal_parity", "babi_qa1"):
+        args = ["eval", str(run_dir), "--task", task, "--n", "2", "--mode", "ll", "--no-plot", "-q", "--device", "cpu"]
+        if task == "babi_qa1":
+            args += ["--param", "lengths=0"]
+        assert main(args) == 0
+    capsys.readouterr()
+    doc = json.loads((run_dir / "eval.json").read_text())
+    assert {"formal_parity", "babi_qa1"} <= set(doc["tasks"])
+
+
+def test_eval_continual_stream_draws_the_forgetting_heatmap(run_dir, tmp_path, capsys):
+    rng = random.Random(0)
+    topics = {"sea": "ship wave salt tide", "war": "sword army siege blood", "farm": "wheat plough barn cow"}
+    with open(tmp_path / "records.jsonl", "w") as fh:
+        for topic, words in topics.items():
+            for _ in range(4):
+                text = " ".join(rng.choice(words.split()) for _ in range(12))
+                fh.write(json.dumps({"text": text, "topic": topic}) + "\n")
+    out = tmp_path / "cl.json"
+    status = main(["eval", str(run_dir), "--task", "class_incremental", "--param", f"source=@{tmp_path / 'records.jsonl'}",
+                   "--param", "classes_per_task=1", "--param", "test_per_class=2", "--param", "train_per_class=2",
+                   "--param", "train_steps=1", "--param", "train_batch=2", "--param", "train_seq_len=16",
+                   "--device", "cpu", "-q", "--out", str(out)])
+    text = capsys.readouterr().out
+    assert status == 0, text
+    doc = json.loads(out.read_text())["tasks"]["class_incremental"]
+    assert doc["kind"] == "continual" and len(doc["names"]) == 3
+    matrix = doc["matrix"]
+    assert [sum(v is not None for v in row) for row in matrix] == [1, 2, 3]
+    assert "forgetting" in doc and "bwt" in doc and "final_accuracy" in text
+    assert doc["params"]["source"] == "<12 records>"
+    assert (tmp_path / "cl_forgetting.png").is_file()
+
+
+def test_exit_codes(run_dir, tmp_path, capsys):
+    # unknown task, with a suggestion (exit 1, no traceback), before any model is loaded
+    assert main(["eval", str(run_dir), "--task", "mqra"]) == 1
+    assert "did you mean 'mqar'" in capsys.readouterr().err
+    # a parameter that no named task takes
+    assert main(["eval", str(run_dir), "--task", "mqar", "--param", "lengths=1024"]) == 1
+    assert "no task of mqar takes it" in capsys.readouterr().err
+    # a parameter the task rejects
+    assert main(["eval", str(run_dir), "--task", "mqar", "--param", "seq_len=8", "-q"]) == 1
+    assert "too short" in capsys.readouterr().err
+    # no run there
+    assert main(["eval", str(tmp_path / "nowhere"), "--task", "mqar"]) == 1
+    assert "no run at" in capsys.readouterr().err
+    # a bad command line: argparse's exit status 2
+    with pytest.raises(SystemExit) as info:
+        main(["eval", str(run_dir)])
+    assert info.value.code == 2
+    # and the same through the real entry point
+    status, out, err = run_cli("eval", run_dir, "--task", "nope")
+    assert status == 1 and "unknown evaluation task 'nope'" in err and "Traceback" not in err

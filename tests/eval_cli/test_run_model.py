@@ -1,0 +1,143 @@
+"""runtime.eval.run_model: scores equal a hand computation from the logits, batching and carried
+state change nothing, a 16K haystack is read in chunks, greedy generation with state equals
+recomputing the whole sequence."""
+from __future__ import annotations
+
+import itertools
+
+import pytest
+import torch
+from eval_cli_common import TINY, TINY_DELTA, trained_run
+
+from runtime.data.tokenizers import ByteTokenizer
+from runtime.eval import make
+from runtime.eval.common import Example, Task
+from runtime.eval.run_model import MODES, RunModel, _repeat_state, run_task, task_mode
+from runtime.train.build import compile_package
+from runtime.train.generate import greedy_recompute
+
+EOD = 256
+
+
+@pytest.fixture(scope="session")
+def run_dir(tmp_path_factory):
+    return trained_run(tmp_path_factory)
+
+
+class TwoExamples(Task):
+    """Two examples with two choices each (one with a bytes prompt, as the byte-level tasks have)."""
+
+    name = "two"
+
+    def example(self, index, seed):
+        return [Example("the king", [" is dead", " lives"], " lives"),
+                Example(b"thou art", [" fair", " foul"], " fair")][index]
+
+
+def hand_ll(model, context: str, continuation: str) -> float:
+    """Sum of log-probs of the continuation's bytes after EOD + context, from one forward pass."""
+    ids = [EOD] + list(context.encode()) + list(continuation.encode())
+    with torch.no_grad():
+        logits = model(torch.tensor([ids]))
+    logp = torch.log_softmax(logits[0].double(), dim=-1)
+    n = 1 + len(context.encode())
+    return sum(float(logp[n - 1 + j, ids[n + j]]) for j in range(len(continuation.encode())))
+
+
+def test_score_fn_equals_hand_computation(run_dir):
+    rm = RunModel.load(run_dir, device="cpu")
+    assert rm.info["step"] == 3 and rm.info["tokenizer"] == "byte"
+    task = TwoExamples()
+    examples = task.examples(2)
+    hand = {(ex.text, c): hand_ll(rm.model, ex.text, c) for ex in examples for c in ex.choices}
+    for (ctx, cont), expected in hand.items():
+        assert rm.score_fn(ctx, cont) == pytest.approx(expected, abs=1e-4)
+    metrics = run_task(RunModel.load(run_dir, device="cpu"), task, 2, mode="ll")
+    right = [max(ex.choices, key=lambda c: hand[(ex.text, c)]) == ex.answer for ex in examples]
+    assert metrics["n"] == 2 and metrics["acc"] == sum(right) / 2 and metrics["mode"] == "ll"
+
+
+def test_batching_changes_nothing_and_saves_calls(run_dir):
+    requests = [("the king", " is dead"), ("the king", " lives"), ("thou", " art"), ("", "hello"),
+                ("a" * 40, " b"), ("x", "")]
+    one = RunModel.load(run_dir, device="cpu", batch_size=1)
+    many = RunModel.load(run_dir, device="cpu", batch_size=8)
+    a, b = one.loglikelihoods(requests), many.loglikelihoods(requests)
+    assert [x[1] for x in a] == [x[1] for x in b]
+    assert [x[0] for x in a] == pytest.approx([x[0] for x in b], abs=1e-4)
+    assert a[-1] == (0.0, True)  # an empty continuation
+    assert many.calls == 1 < one.calls == 5
+    # score_fn after prefetch is a cache hit: no new forward call
+    many.prefetch(requests)
+    calls = many.calls
+    assert many.score_fn("the king", " lives") == pytest.approx(a[1][0], abs=1e-4) and many.calls == calls
+
+
+def _random_model(tmp_path, text, name):
+    path = tmp_path / f"{name}.nsam"
+    path.write_text(text)
+    pkg = compile_package(path, tmp_path / name)
+    torch.manual_seed(0)
+    model = pkg.Model(pkg.Config()).double().eval()
+    with torch.no_grad():  # sharper logits than at init, so greedy decoding is no near tie
+        for p in model.parameters():
+            if p.ndim >= 2:
+                p.normal_(0.0, 0.3)
+    return model
+
+
+@pytest.mark.parametrize("text", [TINY, TINY_DELTA], ids=["attention", "delta"])
+def test_long_context_in_chunks_equals_one_call(tmp_path, text):
+    model = _random_model(tmp_path, text, "m")
+    requests = [("to be or not " * 12, " to be"), ("to be or not " * 12, " that"), ("short", " one"),
+                ("", "a whole text of several words read from the start " * 2)]
+    whole = RunModel(model, ByteTokenizer(), chunk=4096)
+    chunked = RunModel(model, ByteTokenizer(), chunk=16, batch_size=2)
+    a, b = whole.loglikelihoods(requests), chunked.loglikelihoods(requests)
+    assert [x[0] for x in a] == pytest.approx([x[0] for x in b], abs=1e-9, rel=1e-9)
+    for (ctx, cont), (ll, _) in zip(requests, a):
+        assert ll == pytest.approx(hand_ll(model, ctx, cont), abs=1e-9, rel=1e-9)
+    assert chunked.calls >= 10  # the 157-token context went in 16-token calls, read once for both
+
+
+def test_repeat_state_copies_batch_one():
+    state = [{"attn": ((torch.ones(1, 3, 2), torch.zeros(1, 3, 2)), 7), "x": None}]
+    out = _repeat_state(state, 4)
+    assert out[0]["attn"][0][0].shape == (4, 3, 2) and out[0]["attn"][1] == 7 and out[0]["x"] is None
+
+
+@pytest.mark.parametrize("text", [TINY, TINY_DELTA], ids=["attention", "delta"])
+def test_greedy_generation_with_state_equals_recompute(tmp_path, text):
+    model = _random_model(tmp_path, text, "g")
+    rm = RunModel(model, ByteTokenizer(), chunk=16)
+    prompt = [EOD] + list(b"To be, or not to be, that is")  # 30 tokens: two prompt calls
+    new = list(itertools.islice(rm.greedy_tokens(prompt, 16), 16))
+    assert new == greedy_recompute(model, prompt, 16)
+    assert len(set(new)) > 1
+    text_out = rm.generate_fn("To be, or not to be, that is", 10)
+    assert len(text_out) <= 10
+    assert text_out == ByteTokenizer().decode([t for t in new if t != EOD])[:10] or EOD in new[:10]
+    stop = text_out[3:5]
+    if stop and EOD not in new[:10]:
+        cut = rm.generate("To be, or not to be, that is", max_tokens=16, until=[stop])
+        assert cut == text_out[:text_out.index(stop)]
+
+
+def test_a_16k_haystack_is_read_in_chunks(run_dir):
+    task = make("niah_single_1", lengths=(16384,), depths=(0.5,))
+    rm = RunModel.load(run_dir, device="cpu")
+    assert rm.chunk == 1024
+    metrics = run_task(rm, task, 1, seed=0, mode="ll")
+    assert len(task.examples(1)[0].text) > 16000
+    assert metrics["n"] == 1 and 0.0 <= metrics["acc"] <= 1.0
+    assert rm.calls == 16  # 15 whole chunks of the context read once, then its 4 choices in one call
+    assert set(metrics["bins"]["length"]) == {"16384"}
+
+
+def test_modes():
+    assert task_mode("mqar") == "both" and task_mode("piqa") == "ll" and task_mode("piqa", "gen") == "gen"
+    with pytest.raises(ValueError):
+        task_mode("mqar", "sample")
+    from nslang.cli_eval import MODES as CLI_MODES
+
+    assert CLI_MODES == MODES
