@@ -157,21 +157,22 @@ def _plain(value):
 
 
 def build_task(name: str, params: dict, tokenizer):
+    """The task with its parameters; `tokenizer()` gives the run's tokenizer (for count=tokens)."""
     from runtime.eval import make
 
     params = dict(params)
     if params.get("count") is not None:
         count = params["count"]
         if count in ("tokens", "token"):
-            params["count"] = lambda s: len(tokenizer.encode(s))
+            params["count"] = lambda s: len(tokenizer().encode(s))
         elif count in ("chars", "characters"):
             params["count"] = len
         else:
             raise _error(f"--param count={count}: use count=tokens or count=chars")
     if isinstance(params.get("haystack"), list):  # @file: documents, or records with "text"
         params["haystack"] = [d["text"] if isinstance(d, dict) else str(d) for d in params["haystack"]]
-    for key in ("lengths", "depths", "num_pairs", "seq_len"):
-        if isinstance(params.get(key), (int, float)) and key in ("lengths", "depths"):
+    for key in ("lengths", "depths"):
+        if isinstance(params.get(key), (int, float)):
             params[key] = (params[key],)
     try:
         return make(name, **params)
@@ -199,24 +200,27 @@ def cmd_eval(args) -> int:
     routed = route_params(names, parse_params(args.param))
     if args.n < 1:
         raise _error(f"--n must be at least 1, got {args.n}")
-    model = RunModel.load(args.run, args.checkpoint, args.device, batch_size=args.batch_size, chunk=args.chunk)
+    # Tasks first (a bad parameter fails before the model loads); count=tokens reads the tokenizer late.
+    loaded: dict = {}
+    tasks = {name: build_stream(name, routed[name]) if name in CONTINUAL else
+             build_task(name, routed[name], lambda: loaded["model"].tokenizer) for name in names}
+    model = loaded["model"] = RunModel.load(args.run, args.checkpoint, args.device, batch_size=args.batch_size,
+                                            chunk=args.chunk)
     run_dir = Path(model.info["run"])
     say = (lambda text: print(text, file=sys.stderr)) if not args.quiet else (lambda text: None)
     say(f"{model.info.get('model')}: {model.info['checkpoint']} (step {model.info.get('step')}), "
         f"{model.info.get('tokenizer')} tokens, chunk {model.chunk}, batch {model.batch_size}")
     results: dict[str, dict] = {}
-    for name in names:
+    for name, task in tasks.items():
         params = routed[name]
         t0 = time.perf_counter()
         if name in CONTINUAL:
-            stream = build_stream(name, params)
             train = {k: params.get(k, d) for k, d in CONTINUAL_TRAIN.items()}
-            res = run_continual(model, stream, steps=int(train["train_steps"]), lr=train["train_lr"],
+            res = run_continual(model, task, steps=int(train["train_steps"]), lr=train["train_lr"],
                                 batch_size=int(train["train_batch"]), seq_len=train["train_seq_len"],
                                 seed=args.seed)
             record = {"kind": "continual", **res.to_dict()}
         else:
-            task = build_task(name, params, model.tokenizer)
             try:
                 record = {"kind": "task", **run_task(model, task, args.n, args.seed, args.mode)}
             except ValueError as err:
@@ -388,8 +392,8 @@ def register(sub) -> None:
 
     p = sub.add_parser("sweep", help="train every variant of a `nslang variants` folder",
                        description="Train the variants listed in DIR/index.json one after another into "
-                       "DIR/runs/<variant>; a run that has checkpoints is resumed. The options are "
-                       "`nslang train`'s, applied to every run.")
+                       "DIR/runs/<variant> (--out: another folder for the runs); a run that has checkpoints "
+                       "is resumed. The options are `nslang train`'s, applied to every run.")
     p.add_argument("dir", metavar="DIR", help="a folder written by `nslang variants` (or its index.json)")
     p.add_argument("-c", "--config", metavar="RUN_FILE", help="a run file (.toml or .json) for every run")
     p.add_argument("--only", action="append", metavar="NAME", help="train only these variants (repeatable)")

@@ -36,14 +36,15 @@ def test_eval_writes_table_json_and_context_plot(run_dir, tmp_path, capsys):
 
 
 def test_default_out_is_the_run_and_accumulates(run_dir, capsys):
-    for task in ("formal_parity", "babi_qa1"):
+    extra = {"formal_parity": [], "babi_qa1": ["--param", "lengths=0"],
+             "niah_single_1": ["--param", "lengths=300", "--param", "count=tokens"]}  # tokens of the run
+    for task, params in extra.items():
         args = ["eval", str(run_dir), "--task", task, "--n", "2", "--mode", "ll", "--no-plot", "-q", "--device", "cpu"]
-        if task == "babi_qa1":
-            args += ["--param", "lengths=0"]
-        assert main(args) == 0
+        assert main(args + params) == 0
     capsys.readouterr()
     doc = json.loads((run_dir / "eval.json").read_text())
-    assert {"formal_parity", "babi_qa1"} <= set(doc["tasks"])
+    assert set(extra) <= set(doc["tasks"])
+    assert doc["tasks"]["niah_single_1"]["params"] == {"lengths": 300, "count": "tokens"}
 
 
 def test_eval_continual_stream_draws_the_forgetting_heatmap(run_dir, tmp_path, capsys):
