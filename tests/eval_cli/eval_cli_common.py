@@ -14,6 +14,8 @@ import sys
 import tarfile
 from pathlib import Path
 
+import pytest
+
 # The cheapest model: one block of attention + a SwiGLU MLP, AdamW.
 TINY = """\
 model tiny_eval {
@@ -117,3 +119,15 @@ def run_cli(*args: str, cwd=None, timeout: int = 120):
     proc = subprocess.run([sys.executable, "-m", "nslang.cli", *map(str, args)], capture_output=True, text=True,
                           cwd=cwd, timeout=timeout, env={**os.environ, "PYTHONUNBUFFERED": "1"})
     return proc.returncode, proc.stdout, proc.stderr
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny models run fastest on one thread, and stay fast when the machine is shared (two OpenMP
+    threads that wait for a busy core make some ops hundreds of times slower)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

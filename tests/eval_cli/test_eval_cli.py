@@ -5,7 +5,7 @@ import json
 import random
 
 import pytest
-from eval_cli_common import run_cli, trained_run
+from eval_cli_common import run_cli, trained_run, one_thread  # noqa: F401  (autouse)
 
 from nslang.cli import main
 

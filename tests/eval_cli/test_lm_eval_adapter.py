@@ -9,7 +9,7 @@ import os
 from dataclasses import dataclass
 
 import pytest
-from eval_cli_common import trained_run
+from eval_cli_common import trained_run, one_thread  # noqa: F401  (autouse)
 
 from runtime.eval.lm_eval_adapter import NslangModel
 from runtime.eval.run_model import RunModel

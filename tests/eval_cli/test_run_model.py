@@ -7,7 +7,7 @@ import itertools
 
 import pytest
 import torch
-from eval_cli_common import TINY, TINY_DELTA, trained_run
+from eval_cli_common import TINY, TINY_DELTA, trained_run, one_thread  # noqa: F401  (autouse)
 
 from runtime.data.tokenizers import ByteTokenizer
 from runtime.eval import make

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from eval_cli_common import TINY, corpus
+from eval_cli_common import TINY, corpus, one_thread  # noqa: F401  (autouse)
 
 from nslang.cli import main
 from nslang.frontend import check_file
