@@ -60,7 +60,14 @@ class NslangModel:
         else:
             if not run:
                 raise ValueError("the nslang model needs model_args run=RUN_DIR (a trained run or a checkpoint)")
-            self.model = RunModel.load(run, checkpoint, device or "auto",
+            device = str(device or "auto")
+            if device.startswith("cuda"):
+                import torch
+
+                if not torch.cuda.is_available():  # lm-eval asks for cuda unless told otherwise
+                    log.warning("nslang model: device %s is not available; using the CPU", device)
+                    device = "cpu"
+            self.model = RunModel.load(run, checkpoint, device,
                                        batch_size=_int(batch_size, "batch_size") or 8, chunk=_int(chunk, "chunk"))
         self.max_gen_toks = _int(max_gen_toks, "max_gen_toks") or 256
 
@@ -119,6 +126,18 @@ def register():
         def __init__(self, **kwargs):
             LM.__init__(self)
             NslangModel.__init__(self, **kwargs)
+
+        # model_args win over lm-eval's own --batch_size / --device (which it always passes)
+        @classmethod
+        def create_from_arg_string(cls, arg_string: str, additional_config: dict | None = None):
+            from lm_eval.utils import simple_parse_args_string
+
+            return cls.create_from_arg_obj(simple_parse_args_string(arg_string), additional_config)
+
+        @classmethod
+        def create_from_arg_obj(cls, arg_dict: dict, additional_config: dict | None = None):
+            extra = {k: v for k, v in (additional_config or {}).items() if v is not None and k not in arg_dict}
+            return cls(**arg_dict, **extra)
 
     NslangLM.__module__ = __name__
     register_model(NAME)(NslangLM)

@@ -95,4 +95,10 @@ def test_lm_eval_runs_local_tasks(run_dir, tmp_path, monkeypatch):
     assert results["nslang_t_rolling"]["bits_per_byte,none"] == pytest.approx(-sum(lls) / nbytes / math.log(2),
                                                                               rel=1e-4)
     assert 0.0 <= results["nslang_t_gen"]["exact_match,none"] <= 1.0
+    # as lm-eval's command line builds it: model_args win over its --batch_size, and its default
+    # device (cuda) falls back to the CPU where there is none
+    from lm_eval.api.registry import get_model
+
+    lm = get_model("nslang").create_from_arg_string(f"run={run_dir},batch_size=4", {"batch_size": 1, "device": "cuda"})
+    assert lm.model.batch_size == 4 and lm.model.device.type in ("cpu", "cuda")
     assert os.environ.get("HF_DATASETS_OFFLINE") == "1"
