@@ -10,7 +10,6 @@ variant does not compile or a sweep's run fails; 2 for a bad command line (argpa
 """
 from __future__ import annotations
 
-import argparse
 import inspect
 import json
 import os

@@ -16,19 +16,20 @@ The score is the sum of the natural-log probabilities of the continuation's toke
 Long contexts. A sequence is fed in calls of `chunk` tokens with `state=` (1024, or the model's
 context if longer), so attention carries its KV cache and recurrent memories their state from
 call to call: a 16K-token haystack costs one chunk of activations at a time, never a 16K x 16K
-attention matrix. Requests that share a long context (the choices of one example) read its whole chunks
-once; that state is then copied for each continuation. Requests whose whole sequence fits in one
-chunk are read in one call each, batched across examples (`batch_size` rows, right-padded: the
-models are causal, so padding after a row's last token changes nothing before it).
+attention matrix. Requests that share a long context (the choices of one example) read its whole
+chunks once; that state is then copied for each continuation. Requests whose whole sequence fits
+in one chunk are read in one call each, batched across examples (`batch_size` rows, right-padded:
+the models are causal, so padding after a row's last token changes nothing before it).
 
 Models with an in-context CMS level (a `segment` loop, runtime/model_base.py): `chunk` is a
-multiple of the segment, so every call starts on a segment boundary. Their in-context levels
-learn from the next-token loss inside each call, and the last token of a call has no target yet,
-so a sequence longer than one chunk gets slightly different CMS updates than the same sequence
-in one call would (every other memory carries its state exactly). Generation reads the same way.
+multiple of the segment, so every call of more than one token starts on a segment boundary (the
+segment loop expects that). Their in-context levels learn from the next-token loss inside each
+call, and the last token of a call has no target yet, so a sequence longer than one chunk gets
+slightly different CMS updates than the same sequence in one call would; every other memory
+carries its state exactly.
 
-Generation feeds the prompt the same way, then one token at a time with the state, greedily,
-until `max_chars` characters, the end-of-document token, or a stop string.
+Generation reads the prompt the same way, then one token per call with the state, greedily,
+until `max_chars` characters, the end-of-document token, or a stop string. It is not batched.
 """
 from __future__ import annotations
 
@@ -39,7 +40,6 @@ from pathlib import Path
 from typing import Callable, Iterable, Sequence, TypeVar
 
 import torch
-import torch.nn.functional as F
 
 from .common import ScoreFn
 
