@@ -135,6 +135,8 @@ def main(argv=None) -> int:
                 rows.append({"spec": spec.stem, "error": f"does not compile: {err.message.splitlines()[0]}"})
             except torch.OutOfMemoryError:
                 rows.append({"spec": spec.stem, "error": "out of memory"})
+            except Exception as err:  # one failing spec must not hide the others' numbers
+                rows.append({"spec": spec.stem, "error": f"{type(err).__name__}: {str(err)[:80]}"})
             print(f"{rows[-1]['spec']}: done", file=sys.stderr, flush=True)
             gc.collect()
             if device.type == "cuda":
