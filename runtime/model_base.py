@@ -79,7 +79,8 @@ class NestedModel(nn.Module):
         T = tokens.shape[1]
         outer_grad = torch.is_grad_enabled()  # training: keep the graph through the writes
         logits_all = []
-        for s in range(0, T, self.segment):
+        s = 0
+        while s < T:  # segments end on the fastest level's boundaries, wherever the call starts
             e = min(T, s + self.segment - state_pos(state, self) % self.segment)
             aliases = {}
             for b, name, m in self._cms(state):
@@ -110,6 +111,7 @@ class NestedModel(nn.Module):
                 st = m.accumulate(state[b][name], level_grads)
                 state[b] = {**state[b], name: m.advance(st, e - s)}
             logits_all.append(logits if outer_grad else logits.detach())
+            s = e
         return torch.cat(logits_all, dim=1), state
 
 

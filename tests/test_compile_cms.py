@@ -112,3 +112,13 @@ def test_in_context_learning_runs_under_no_grad(tmp_path):
 
 def _fast_weights(state):
     return [w.detach() for level in state[0]["continuum"].weights for w in level]
+
+
+def test_a_call_may_start_inside_a_segment(tmp_path):
+    model = _build(tmp_path, "sequential")
+    tokens = torch.randint(0, 23, (2, 30))
+    state = model.init_state(2)
+    first, state = model(tokens[:, :6], state=state)     # ends 2 tokens into a segment
+    second, state = model(tokens[:, 6:], state=state)
+    assert first.shape[1] == 6 and second.shape[1] == 24   # every token gets its logits
+    assert state[0]["continuum"].pos == 30
