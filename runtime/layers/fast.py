@@ -27,11 +27,15 @@ class _Gates(nn.Module):
     """Per-head scalar gates (learning rate, retention, momentum): constant, or data-dependent
     (a learned projection of the input through softplus / sigmoid)."""
 
-    def __init__(self, dim: int, heads: int, specs: dict[str, dict]):
+    def __init__(self, dim: int, heads: int, specs: dict[str, dict], bias: dict | None = None):
         super().__init__()
         self.heads, self.specs = heads, specs
         self.proj = nn.ModuleDict({name: nn.Linear(dim, heads) for name, g in specs.items()
                                    if g["mode"] == "data"})
+        with torch.no_grad():  # start data-dependent gates where the rule is stable
+            for name, b in (bias or {}).items():
+                if name in self.proj:
+                    self.proj[name].bias.fill_(b)
 
     def forward(self, x, name: str, squash) -> torch.Tensor | None:
         g = self.specs[name]
@@ -45,13 +49,14 @@ class _Gates(nn.Module):
 class _FastMemory(nn.Module):
     """Projections, optional short convolution and L2-normalised q/k shared by fast memories."""
 
-    def __init__(self, dim, heads, conv, qk_norm, lr, retain, momentum):
+    def __init__(self, dim, heads, conv, qk_norm, lr, retain, momentum, gate_bias=None):
         super().__init__()
         self.heads, self.qk_norm = heads, qk_norm
         self.qkv = nn.Linear(dim, 3 * dim, bias=False)
         self.out = nn.Linear(dim, dim, bias=False)
         self.conv = CausalConv(3 * dim, conv) if conv else None
-        self.gates = _Gates(dim, heads, {"lr": lr, "retain": retain, "momentum": momentum})
+        self.gates = _Gates(dim, heads, {"lr": lr, "retain": retain, "momentum": momentum},
+                            gate_bias)
 
     def project(self, x, tail):
         """q, k, v [B, T, H, Dh] and the conv tail to carry: the last (window - 1) projected
@@ -89,16 +94,17 @@ class LinearMemory(_FastMemory):
         B = x.shape[0]
         if state is None and self.init is not None:
             state = self.init.expand(B, *self.init.shape)
-        lr = self.gates(x, "lr", F.softplus)
+        # the delta rule's write strength is in (0, 1) (DeltaNet's beta); other rules scale freely
+        lr = self.gates(x, "lr", torch.sigmoid if self.rule in ("delta", "gd") else F.softplus)
         retain = self.gates(x, "retain", self.retain_map)
         if self.rule == "hebbian":
             if lr is not None:
                 v = v * lr[..., None]
             o, state = hebbian(q, k, v, retain, initial_state=state, chunk_size=self.chunk)
         elif self.rule in ("delta", "gd"):
-            # gd on the L2 objective at the current state is the delta rule with b = 2 eta.
-            b = torch.sigmoid(lr) if self.rule == "delta" and lr is not None else lr
-            b = b * (2.0 if self.rule == "gd" else 1.0)
+            # gd on ||M k - v||^2 at the current state is the delta rule with b = 2 eta; a
+            # data-dependent eta is sigmoid / 2, so b stays in (0, 1)
+            b = 2 * lr if self.rule == "gd" and self.gates.specs["lr"]["mode"] == "const" else lr
             o, state = gated_delta(q, k, v, b, retain, initial_state=state, chunk_size=self.chunk)
         elif self.rule == "dgd":
             # Eq. 57 is the gated delta rule with write strength eta' (runtime/ops/dgd)
@@ -114,7 +120,10 @@ class DeepMemory(_FastMemory):
 
     def __init__(self, dim, heads, rule, objective, chunk, lr, retain, momentum, conv, qk_norm,
                  learn_init, detach_writes, kind, hidden, act, read):
-        super().__init__(dim, heads, conv, qk_norm, lr, retain, momentum)
+        # GD on an MLP memory diverges at init with lr ~ softplus(0) = 0.7 and half retention:
+        # start at lr ~ 0.01, momentum ~ 0.9, retention ~ 0.99 (Titans' regime)
+        super().__init__(dim, heads, conv, qk_norm, lr, retain, momentum,
+                         gate_bias={"lr": -4.6, "momentum": 2.2, "retain": 4.6})
         self.chunk, self.kind, self.act, self.read = chunk, kind, act, read
         self.detach_writes = detach_writes
         dh = dim // heads
@@ -136,6 +145,11 @@ class DeepMemory(_FastMemory):
         momentum = self.gates(x, "momentum", torch.sigmoid)
         retain = self.gates(x, "retain", torch.sigmoid)
         alpha = 1 - retain  # Titans writes the forgetting rate, M_t = (1 - alpha) M + S
+        if momentum is not None:
+            # The steps of S_t = m S_{t-1} - theta grad add up to theta / (1 - m): with a data-
+            # dependent m near 1 that diverges. Scaling theta by (1 - m) keeps the long-run step
+            # at theta (ours; the same choice as the self-modifying layer).
+            theta = theta * (1 - momentum)
         o, state = titans(q, k, v, momentum, theta, alpha, self.W1, self.W2,
                                 chunk_size=self.chunk, memory=self.kind, activation=self.act,
                                 read=self.read, initial_state=state)
