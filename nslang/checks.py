@@ -79,7 +79,6 @@ def check_model(model: ir.Model, diags: Diagnostics,
     """Run every check. `failed` names declarations that did not lower (already reported):
     references to them are not reported again."""
     n_before = len(diags.errors)
-    ctx = model.settings.context
     levels = {lv.name: lv for lv in model.levels}
     members = {m.name: m for m in (*model.memories, *model.cms)}
     _check_levels(model, diags)

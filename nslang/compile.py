@@ -4,7 +4,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from .diagnostics import Diagnostics
 from .frontend import Result, check_file
 from .plan import Plan, plan_model, spec_hash
 from .source import SOURCES

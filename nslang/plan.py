@@ -85,7 +85,6 @@ def plan_model(checked: CheckedModel, spec_text_hash: str, diags: Diagnostics) -
     s = m.settings
     levels = {lv.name: lv for lv in m.levels}
     order = _flow_order(m)
-    generators = {t.source for t in m.transfers if t.kind == "generate"}
     inits = {t.target for t in m.transfers if t.kind == "init"}
     sublayers = []
     for name in order:
@@ -198,7 +197,22 @@ def _plan_memory(mem: ir.Memory, m: ir.Model, lv: ir.Level, chunk: int, inits: s
         args.update(kind=kind, hidden=_hidden(mem, mem.dim // common["heads"]),
                     act=mem.shape.act or "silu", read=mem.read)
         return SublayerPlan(mem.name, class_name(mem.name), "DeepMemory", regime, sched, where, args)
-    args.update(step=mem.rule.step or "exact", retain_gate=mem.retain_gate)
+    period = lv.period if lv.kind == "every" else 1
+    if mem.rule.kind == "ggd":
+        diags.error("NS211", f"`{mem.name}`: the GGD rule is not compiled yet", span=mem.rule.span,
+                    hint="use `dgd`, `delta` or `omega(window = ...)`")
+        return None
+    if mem.rule.kind == "gd" and period > 1 and (mem.retain.mode != "const" or mem.retain.value
+                                                  != 1.0 or mem.momentum.mode != "const"
+                                                  or mem.momentum.value):
+        diags.error("NS211", f"`{mem.name}`: mini-batch gd on a matrix memory (TTT-linear) is "
+                    "compiled without retention or momentum so far", span=mem.span,
+                    hint="set `retain = 1` and `momentum = 0`, or use `dgd`")
+        return None
+    # gd takes its gradients at the start of each update period (TTT's mini-batch, Titans'
+    # chunk): with a period of one token that is the delta rule with b = 2 eta.
+    args.update(step=mem.rule.step or "exact", retain_gate=mem.retain_gate, lr_gate=mem.lr_gate,
+                window=mem.rule.window, minibatch=period if mem.rule.kind == "gd" else None)
     return SublayerPlan(mem.name, class_name(mem.name), "LinearMemory", regime, sched, where, args)
 
 

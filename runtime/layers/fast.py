@@ -13,6 +13,8 @@ from ..ops.dgd import dgd_step_size
 from ..ops.gated_delta import chunk_gated_delta, naive_gated_delta
 from ..ops.gated_delta.dispatch import gated_delta as dispatch_gated_delta
 from ..ops.hebbian import chunk_hebbian, naive_hebbian
+from ..ops.omega import chunk_omega, naive_omega
+from ..ops.ttt_linear import chunk_ttt_linear, naive_ttt_linear
 from ..ops.titans import chunk_titans, naive_titans
 from .common import CausalConv, _heads, op
 
@@ -21,6 +23,8 @@ gated_delta = op(chunk_gated_delta, naive_gated_delta,
                  auto=partial(dispatch_gated_delta, impl="auto"),
                  kernel=partial(dispatch_gated_delta, impl="kernel"))
 titans = op(chunk_titans, naive_titans, chunk_is_semantic=True)
+omega = op(chunk_omega, naive_omega)
+ttt_linear = op(chunk_ttt_linear, naive_ttt_linear, chunk_is_semantic=True)  # mini_batch_size
 
 
 class _Gates(nn.Module):
@@ -78,9 +82,11 @@ class LinearMemory(_FastMemory):
     """A matrix memory M [B, H, Dv, Dk] written by a linear rule, read as y = M q."""
 
     def __init__(self, dim, heads, rule, objective, chunk, lr, retain, momentum, conv, qk_norm,
-                 learn_init, detach_writes, step, retain_gate):
+                 learn_init, detach_writes, step, retain_gate, lr_gate, window, minibatch):
         super().__init__(dim, heads, conv, qk_norm, lr, retain, momentum)
         self.rule, self.chunk, self.step, self.detach_writes = rule, chunk, step, detach_writes
+        self.window, self.minibatch = window, minibatch
+        self.lr_map = torch.sigmoid if lr_gate == "sigmoid" else F.softplus
         # exp(-softplus(z)) is Gated DeltaNet's decay; sigmoid(z) the plain gate
         self.retain_map = torch.sigmoid if retain_gate == "sigmoid" else _exp_decay
         dh = dim // heads
@@ -94,18 +100,22 @@ class LinearMemory(_FastMemory):
         B = x.shape[0]
         if state is None and self.init is not None:
             state = self.init.expand(B, *self.init.shape)
-        # the delta rule's write strength is in (0, 1) (DeltaNet's beta); other rules scale freely
-        lr = self.gates(x, "lr", torch.sigmoid if self.rule in ("delta", "gd") else F.softplus)
+        lr = self.gates(x, "lr", self.lr_map)
         retain = self.gates(x, "retain", self.retain_map)
         if self.rule == "hebbian":
             if lr is not None:
                 v = v * lr[..., None]
             o, state = hebbian(q, k, v, retain, initial_state=state, chunk_size=self.chunk)
+        elif self.rule == "gd" and self.minibatch > 1:
+            # TTT-linear: gradients of ||M k - v||^2 at the start of each mini-batch
+            o, state = ttt_linear(q, k, v, lr, mini_batch_size=self.minibatch, initial_state=state)
         elif self.rule in ("delta", "gd"):
-            # gd on ||M k - v||^2 at the current state is the delta rule with b = 2 eta; a
-            # data-dependent eta is sigmoid / 2, so b stays in (0, 1)
-            b = 2 * lr if self.rule == "gd" and self.gates.specs["lr"]["mode"] == "const" else lr
+            # per token, gd on ||M k - v||^2 is the delta rule with b = 2 eta
+            b = 2 * lr if self.rule == "gd" else lr
             o, state = gated_delta(q, k, v, b, retain, initial_state=state, chunk_size=self.chunk)
+        elif self.rule == "omega":
+            o, state = omega(q, k, v, lr, retain, window=self.window, initial_state=state,
+                             chunk_size=self.chunk)
         elif self.rule == "dgd":
             # Eq. 57 is the gated delta rule with write strength eta' (runtime/ops/dgd)
             b = dgd_step_size(lr, k, self.step)

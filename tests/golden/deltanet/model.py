@@ -41,6 +41,9 @@ class Delta(layers.LinearMemory):
             detach_writes=False,
             step='exact',
             retain_gate='sigmoid',
+            lr_gate='sigmoid',
+            window=None,
+            minibatch=None,
         )
 
 
