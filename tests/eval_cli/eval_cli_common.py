@@ -6,15 +6,18 @@ data layer's own `prepare`, from a local tarball: no network) and a tiny trained
 """
 from __future__ import annotations
 
-import io
 import os
-import random
 import subprocess
 import sys
-import tarfile
 from pathlib import Path
 
 import pytest
+
+_TESTS = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if _TESTS not in sys.path:  # tiny_corpus lives in tests/
+    sys.path.insert(0, _TESTS)
+
+from tiny_corpus import documents, prepare_tiny_corpus  # noqa: E402
 
 # The cheapest model: one block of attention + a SwiGLU MLP, AdamW.
 TINY = """\
@@ -41,53 +44,15 @@ model tiny_delta {
 }
 """
 
-WORDS = ("the king queen night day love death sword crown speak hear heart blood fair lord lady "
-         "thou thee thy art hath doth come go stay fly time world").split()
-
 _CACHE: dict[str, Path] = {}
-
-
-def documents(n: int = 12, words: int = 300) -> list[str]:
-    rng = random.Random(1)
-    return [" ".join(rng.choice(WORDS) for _ in range(words)).capitalize() + "." for _ in range(n)]
 
 
 def corpus(factory) -> Path:
     """A prepared byte-level corpus (runtime.data.prepare from a local source), once per session."""
-    if "corpus" in _CACHE:
-        return _CACHE["corpus"]
-    from runtime.data import Package, Source, prepare, register, unregister
-
-    root = factory.mktemp("eval_cli_corpus")
-    tarball = root / "eval-cli-corpus-1.0.tar.gz"
-    with tarfile.open(tarball, "w:gz") as tf:
-        for i, text in enumerate(documents()):
-            data = text.encode()
-            info = tarfile.TarInfo(f"tiny/doc{i:02d}.txt")
-            info.size = len(data)
-            tf.addfile(info, io.BytesIO(data))
-
-    def load(paths):
-        tar = next(p for p in paths[0].iterdir() if p.name.endswith(".tar.gz"))
-        with tarfile.open(tar) as tf:
-            members = sorted((m for m in tf.getmembers() if m.isfile()), key=lambda m: m.name)
-            return [{"text": tf.extractfile(m).read().decode()} for m in members]
-
-    old = os.environ.get("NSLANG_CACHE")
-    os.environ["NSLANG_CACHE"] = str(root / "cache")
-    try:
-        register(Source(name="eval-cli-corpus", description="test", licence="CC0", size_note="tiny",
-                        packages=(Package("local", "eval-cli-corpus", "1.0", path=str(tarball)),), load=load),
-                 replace=True)
-        prepared = prepare("eval-cli-corpus", val_fraction=0.2, progress=False)
-    finally:
-        unregister("eval-cli-corpus")
-        if old is None:
-            os.environ.pop("NSLANG_CACHE", None)
-        else:
-            os.environ["NSLANG_CACHE"] = old
-    _CACHE["corpus"] = prepared.path
-    return prepared.path
+    if "corpus" not in _CACHE:
+        _CACHE["corpus"] = prepare_tiny_corpus(factory.mktemp("eval_cli_corpus"), "eval-cli-corpus", val_fraction=0.2,
+                                               docs=documents(n=12, words=300, seed=1))
+    return _CACHE["corpus"]
 
 
 def run_config(spec_path: Path, out: Path, data: Path, **kw):

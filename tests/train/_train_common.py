@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import os
-import random
 import sys
 
 # Attention + a CMS level slower than the context (period 256 > context 64: a cross-sequence level
@@ -48,14 +47,6 @@ model tiny_recurrent {
   flow x -> delta -> mlp
 }
 """
-
-WORDS = ("the king queen night day love death sword crown speak hear heart blood fair lord lady "
-         "thou thee thy art hath doth come go stay fly time world").split()
-
-
-def documents(n: int = 24, words: int = 400) -> list[str]:
-    rng = random.Random(0)
-    return [" ".join(rng.choice(WORDS) for _ in range(words)).capitalize() + "." for _ in range(n)]
 
 
 def run_cli(*args: str, cwd=None, timeout: int = 120):
