@@ -92,6 +92,7 @@ class Cms(Node):
     lr: float
     momentum: float
     signal: Literal["exact", "two_pass", "local"]
+    writes: Literal["differentiable", "detached"]
     option_spans: dict[str, Span] = {}
 
 

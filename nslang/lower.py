@@ -59,7 +59,8 @@ def lower_model(m: Merged, diags: Diagnostics) -> tuple[ir.Model | None, set[str
     dim = settings.dim if settings else 1
     memories = [mem for d in m.decls.values() if d.kind == "memory"
                 if (mem := _memory(d, level_names, dim, settings, diags, bad))]
-    cms = [c for d in m.decls.values() if d.kind == "cms" if (c := _cms(d, level_names, diags, bad))]
+    cms = [c for d in m.decls.values() if d.kind == "cms"
+           if (c := _cms(d, level_names, settings, diags, bad))]
     opts = [d for d in m.decls.values() if d.kind == "optimizer"]
     optimizer = None
     for extra in opts[1:]:
@@ -155,7 +156,8 @@ def _memory(d: Decl, level_names, dim: int, settings, diags: Diagnostics,
                      option_spans=spans, **vals)
 
 
-def _cms(d: Decl, level_names, diags: Diagnostics, bad_levels=frozenset()) -> ir.Cms | None:
+def _cms(d: Decl, level_names, settings, diags: Diagnostics,
+         bad_levels=frozenset()) -> ir.Cms | None:
     ok = check_name(d.name, "cms", diags)
     vals = _options(d, CMS_OPTIONS, "cms", diags)
     if vals is None or not ok:
@@ -180,6 +182,7 @@ def _cms(d: Decl, level_names, diags: Diagnostics, bad_levels=frozenset()) -> ir
     if not ok or shape is None:
         return None
     spans_by_opt = {k: n.span for k, (n, _) in d.options.items()}
+    vals["writes"] = vals["writes"] or (settings.writes if settings else "differentiable")
     return ir.Cms(span=d.span, name=d.name.text, variant=variant.name, agg=agg, levels=tuple(names),
                   level_spans=tuple(spans), shape=shape, option_spans=spans_by_opt,
                   objective=_call_node("objective", vals.pop("objective"), d),

@@ -122,6 +122,10 @@ def _segment(m: ir.Model, sublayers, diags: Diagnostics) -> int:
     if not periods:
         return 0
     segment = min(periods)
+    modes = {sub.args["detach_writes"] for sub in sublayers if sub.layer == "Continuum"}
+    if len(modes) > 1:
+        diags.error("NS211", "the CMS blocks of one model must agree on `writes` (they learn in "
+                    "one segment loop)", span=m.span, hint="set `writes` once, on the model")
     for sub in sublayers:
         chunk = sub.args.get("chunk")
         if sub.layer in ("DeepMemory", "SelfModifying") and chunk and segment % chunk:
@@ -320,6 +324,7 @@ def _plan_cms(c: ir.Cms, levels: dict, s: ir.Settings, inits: set[str],
         _where(c.span),
         dict(dim=s.dim, hidden=_hidden_cms(c, s.dim), kind=c.shape.kind, act=c.shape.act or "silu",
              variant=c.variant, periods=periods, regimes=regimes, lr=c.lr, signal=c.signal,
+             detach_writes=c.writes == "detached",
              context=s.context))
 
 

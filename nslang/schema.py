@@ -112,6 +112,9 @@ CMS_OPTIONS: dict[str, Opt] = {
     "signal": Opt("enum", "exact", ("exact", "two_pass", "local"),
                   "error signal inside the context: exact (backward through the rest of the "
                   "network per chunk), two_pass (first-pass signal; approximate), local"),
+    "writes": Opt("enum", None, ("differentiable", "detached"),
+                  "override of the model default: `detached` learns theta_0 through the reads "
+                  "only (first-order; no second-order graph: far less memory)"),
 }
 
 OPTIMIZERS: dict[str, dict[str, Opt]] = {

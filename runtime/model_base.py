@@ -77,7 +77,9 @@ class NestedModel(nn.Module):
 
     def _learning_pass(self, tokens, state):
         T = tokens.shape[1]
-        outer_grad = torch.is_grad_enabled()  # training: keep the graph through the writes
+        # training: keep the graph through the writes, unless the spec says `writes = detached`
+        outer_grad = torch.is_grad_enabled()
+        meta = outer_grad and not any(m.detach_writes for _, _, m in self._cms(state))
         logits_all = []
         s = 0
         while s < T:  # segments end on the fastest level's boundaries, wherever the call starts
@@ -90,7 +92,7 @@ class NestedModel(nn.Module):
                 aliases[(b, name)] = ws
             # The outer gradient goes through the in-context gradient (create_graph), so attention
             # must be twice differentiable: the fused SDPA kernels are not, the math one is.
-            twice = sdpa_kernel(SDPBackend.MATH) if outer_grad else contextlib.nullcontext()
+            twice = sdpa_kernel(SDPBackend.MATH) if meta else contextlib.nullcontext()
             with torch.enable_grad(), twice:
                 logits, state = self._pass(tokens[:, s:e], state)
                 n_target = min(e, T - 1) - s  # the call's last token has no target yet
@@ -99,8 +101,8 @@ class NestedModel(nn.Module):
                     loss = F.cross_entropy(_at_least_fp32(logits[:, :n_target]).flatten(0, 1),
                                            tokens[:, s + 1:s + 1 + n_target].flatten(),
                                            reduction="sum")
-                    grads = torch.autograd.grad(loss, flat, create_graph=outer_grad,
-                                                allow_unused=True)
+                    grads = torch.autograd.grad(loss, flat, create_graph=meta,
+                                                retain_graph=outer_grad, allow_unused=True)
                 else:
                     grads = [None] * len(flat)
             grads = [torch.zeros_like(w) if g is None else g for w, g in zip(flat, grads)]

@@ -122,3 +122,29 @@ def test_a_call_may_start_inside_a_segment(tmp_path):
     second, state = model(tokens[:, 6:], state=state)
     assert first.shape[1] == 6 and second.shape[1] == 24   # every token gets its logits
     assert state[0]["continuum"].pos == 30
+
+
+def test_detached_writes_learn_theta0_through_reads_only(tmp_path):
+    spec = tmp_path / "cms.nsam"
+    spec.write_text(SPEC.replace("VARIANT", "sequential").replace("lr = 0.05 }",
+                                                                  "lr = 0.05; writes = detached }"))
+    compiled = compile_spec(spec, tmp_path / "cms_detached")
+    assert compiled.plan.sublayers[0].args["detach_writes"] is True
+    write_package(compiled.files, tmp_path / "cms_detached")
+    sys.path.insert(0, str(tmp_path))
+    try:
+        pkg = importlib.import_module("cms_detached")
+    finally:
+        sys.path.remove(str(tmp_path))
+    torch.manual_seed(0)
+    detached = pkg.Model(pkg.Config()).double()
+    meta = _build(tmp_path, "sequential")
+    detached.load_state_dict(meta.state_dict())
+    tokens = torch.randint(0, 23, (2, 21))
+    # same forward (the in-context updates are the same numbers) ...
+    torch.testing.assert_close(detached(tokens), meta(tokens), rtol=1e-12, atol=1e-12)
+    # ... but the outer gradient of theta_0 differs: only the reads carry it
+    up = lambda model: model.blocks[0].continuum.levels[0]["up"]  # noqa: E731
+    g_det = torch.autograd.grad(detached(tokens).square().sum(), [up(detached)])[0]
+    g_meta = torch.autograd.grad(meta(tokens).square().sum(), [up(meta)])[0]
+    assert torch.isfinite(g_det).all() and not torch.allclose(g_det, g_meta)

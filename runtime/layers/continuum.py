@@ -32,8 +32,12 @@ class ContinuumState(NamedTuple):
 
 
 class Continuum(nn.Module):
-    def __init__(self, dim, hidden, kind, act, variant, periods, regimes, lr, signal, context):
+    def __init__(self, dim, hidden, kind, act, variant, periods, regimes, lr, signal, context,
+                 detach_writes=False):
         super().__init__()
+        # detached: the in-context updates are constants for the outer gradient (theta_0 learns
+        # through the reads only), so no second-order graph is kept
+        self.detach_writes = detach_writes
         self.kind, self.act, self.variant, self.lr = kind, act, variant, lr
         self.periods, self.regimes = list(periods), list(regimes)
         self.in_context = [i for i, r in enumerate(regimes) if r == "in_context"]
