@@ -64,6 +64,7 @@ class Continuum(layers.Continuum):
             regimes=['in_context', 'in_context', 'cross_sequence'],
             lr=0.001,
             signal='exact',
+            detach_writes=False,
             context=512,
         )
 
