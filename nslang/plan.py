@@ -197,6 +197,12 @@ def _plan_memory(mem: ir.Memory, m: ir.Model, lv: ir.Level, chunk: int, inits: s
                 lr=_gate(mem.lr), retain=_gate(mem.retain), momentum=_gate(mem.momentum),
                 conv=mem.conv, qk_norm=mem.qk_norm, learn_init=mem.name in inits,
                 detach_writes=mem.writes == "detached")
+    if kind in DEEP and mem.rule.kind != "gd":
+        diags.error("NS211", f"`{mem.name}`: an MLP memory compiles with rule `gd` (Titans, "
+                    f"TTT-MLP); `{mem.rule.kind}` on an MLP memory compiles only inside a "
+                    "self-modifying group (generated keys, values, lr)", span=mem.rule.span,
+                    hint="use `rule = gd`, or generate its inputs as specs/hope.nsam does")
+        return None
     if kind in DEEP:
         args.update(kind=kind, hidden=_hidden(mem, mem.dim // common["heads"]),
                     act=mem.shape.act or "silu", read=mem.read)
