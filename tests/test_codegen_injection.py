@@ -45,13 +45,7 @@ BANNED_NAMES = {"__import__", "eval", "exec", "compile", "open", "getattr", "set
                 "subprocess", "importlib"}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny matrices: one thread is faster than several on shared, busy cores."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _spec(tmp_path: Path, filename: str = "m.nsam", **kw) -> Path:

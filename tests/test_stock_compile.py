@@ -22,13 +22,7 @@ SPECS = sorted((ROOT / "specs").glob("*.nsam"))
 SMALL_DIM, SMALL_DEPTH = 32, 1
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny matrices: one thread is faster than several on shared, busy cores."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _import(tmp_path: Path, files: dict[str, str], name: str):

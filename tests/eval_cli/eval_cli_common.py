@@ -11,7 +11,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 
 _TESTS = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if _TESTS not in sys.path:  # tiny_corpus lives in tests/
@@ -86,13 +85,3 @@ def run_cli(*args: str, cwd=None, timeout: int = 120):
     return proc.returncode, proc.stdout, proc.stderr
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models run fastest on one thread, and stay fast when the machine is shared (two OpenMP
-    threads that wait for a busy core make some ops hundreds of times slower)."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)

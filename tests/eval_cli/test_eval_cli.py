@@ -5,9 +5,11 @@ import json
 import random
 
 import pytest
-from eval_cli_common import run_cli, trained_run, one_thread  # noqa: F401  (autouse)
+from eval_cli_common import run_cli, trained_run
 
 from nslang.cli import main
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="session")

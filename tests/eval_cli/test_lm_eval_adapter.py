@@ -9,10 +9,12 @@ import os
 from dataclasses import dataclass
 
 import pytest
-from eval_cli_common import trained_run, one_thread  # noqa: F401  (autouse)
+from eval_cli_common import trained_run
 
 from runtime.eval.lm_eval_adapter import NslangModel
 from runtime.eval.run_model import RunModel
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="session")

@@ -7,7 +7,7 @@ import itertools
 
 import pytest
 import torch
-from eval_cli_common import TINY, TINY_DELTA, trained_run, one_thread  # noqa: F401  (autouse)
+from eval_cli_common import TINY, TINY_DELTA, trained_run
 
 from runtime.data.tokenizers import ByteTokenizer
 from runtime.eval import make
@@ -15,6 +15,8 @@ from runtime.eval.common import Example, Task
 from runtime.eval.run_model import MODES, RunModel, _repeat_state, run_task, task_mode
 from runtime.train.build import compile_package
 from runtime.train.generate import greedy_recompute
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 EOD = 256
 

@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 
 import pytest
-from eval_cli_common import TINY, corpus, one_thread  # noqa: F401  (autouse)
+from eval_cli_common import TINY, corpus
 
 from nslang.cli import main
 from nslang.frontend import check_file
 from nslang.variants import VariantError, parse_sets, split_values
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def plan_of(folder, variant) -> dict:

@@ -3,20 +3,13 @@ through the inner updates), updates only at chunk boundaries, nested resets, str
 import pytest
 import torch
 
-from runtime.ops.cms import CMSState, chunk_cms, naive_cms
+from runtime.ops.cms import chunk_cms, naive_cms
+from ops_common import assert_close, rel_err
 
 DT = torch.float64
 B, D, DH = 2, 6, 10
 
 
-def rel_err(a, b):
-    return ((a - b).abs().max() / b.abs().max().clamp_min(1e-300)).item()
-
-
-def assert_close(a, b, rtol=1e-9):
-    assert a.shape == b.shape, (a.shape, b.shape)
-    err = rel_err(a, b)
-    assert err < rtol, err
 
 
 def make_problem(T, chunk_sizes=(4, 16), seed=0):

@@ -5,6 +5,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from ops_common import assert_close
 from runtime.ops.self_modifying_titans import (
     chunk_self_modifying_titans, memory_names, naive_self_modifying_titans,
 )
@@ -13,23 +14,7 @@ DT = torch.float64
 B, H, D, DH = 2, 2, 8, 16
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """These are many tiny ops: intra-op threads only add synchronisation (10x slower on a busy
-    2-core machine). Restored afterwards so other test modules keep their setting."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
-def rel_err(a, b):
-    return ((a - b).abs().max() / b.abs().max().clamp_min(1e-300)).item()
-
-
-def assert_close(a, b, rtol=1e-9):
-    assert a.shape == b.shape
-    assert rel_err(a, b) < rtol, rel_err(a, b)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def assert_states_close(s1, s2, rtol=1e-9):

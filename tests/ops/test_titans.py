@@ -6,28 +6,13 @@ import torch
 
 from runtime.ops.mlp_memory import mlp_forward, mlp_l2_grads
 from runtime.ops.titans import chunk_titans, naive_titans
+from ops_common import assert_close
 
 DT = torch.float64
 B, H, D, DH = 2, 2, 8, 16
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """These are many tiny ops: intra-op threads only add synchronisation (10x slower on a busy
-    2-core machine). Restored afterwards so other test modules keep their setting."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
-def rel_err(a, b):
-    return ((a - b).abs().max() / b.abs().max().clamp_min(1e-300)).item()
-
-
-def assert_close(a, b, rtol=1e-9):
-    assert a.shape == b.shape
-    assert rel_err(a, b) < rtol, rel_err(a, b)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def make_inputs(T, seed=0, d_out=D):
