@@ -66,6 +66,7 @@ import math
 
 import torch
 
+from .base import ParamwiseOptimizer
 from .newton_schulz import VARIANTS, dtype_name, newton_schulz
 
 OBJECTIVES = ("dot", "ones", "l2")
@@ -78,7 +79,7 @@ def _rows(t: torch.Tensor) -> torch.Tensor:
     return t.reshape(t.size(0), -1) if t.ndim >= 2 else t.reshape(1, -1)
 
 
-class DeepMomentum(torch.optim.Optimizer):
+class DeepMomentum(ParamwiseOptimizer):
     """DMGD: momentum as an MLP memory over gradients (Eq. 50, 52). See the module docstring.
 
     Args (all may be overridden per param group):
@@ -177,22 +178,8 @@ class DeepMomentum(torch.optim.Optimizer):
             return out.sum()
         return 0.5 * (out + u).square().sum()
 
-    @torch.no_grad()
-    def step(self, closure=None):
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
-        for group in self.param_groups:
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                if p.grad.is_sparse:
-                    raise RuntimeError("DeepMomentum does not support sparse gradients")
-                self._update(group, p)
-        return loss
 
-    def _update(self, group: dict, p: torch.Tensor) -> None:
+    def _update_param(self, group: dict, p: torch.Tensor) -> None:
         state = self.state[p]
         u = _rows(p.grad)
         rows = u.size(0)

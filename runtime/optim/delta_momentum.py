@@ -44,10 +44,12 @@ from __future__ import annotations
 
 import torch
 
+from .base import ParamwiseOptimizer
+
 MODES = ("row", "flatten")
 
 
-class DeltaMomentum(torch.optim.Optimizer):
+class DeltaMomentum(ParamwiseOptimizer):
     """Momentum with delta-rule erasure, Eq. 49. See the module docstring for the options.
 
     Args (all may be overridden per param group):
@@ -91,34 +93,22 @@ class DeltaMomentum(torch.optim.Optimizer):
             return t.reshape(t.size(0), -1)
         return t.reshape(1, -1)
 
-    @torch.no_grad()
-    def step(self, closure=None):
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
-        for group in self.param_groups:
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                if p.grad.is_sparse:
-                    raise RuntimeError("DeltaMomentum does not support sparse gradients")
-                state = self.state[p]
-                if "momentum" not in state:
-                    state["momentum"] = torch.zeros_like(p)
-                m = self._rows(state["momentum"], group["mode"])
-                g = self._rows(p.grad, group["mode"])
+    def _update_param(self, group: dict, p: torch.Tensor) -> None:
+        state = self.state[p]
+        if "momentum" not in state:
+            state["momentum"] = torch.zeros_like(p)
+        m = self._rows(state["momentum"], group["mode"])
+        g = self._rows(p.grad, group["mode"])
 
-                key = g
-                if group["normalize"]:
-                    key = g / g.norm(dim=1, keepdim=True).clamp_min(group["eps"])
-                # m (alpha I - erase k k^T) = alpha m - erase <m, k> k^T, row by row; the dot
-                # uses the *old* memory, as in Eq. 49.
-                recalled = (m * key).sum(dim=1, keepdim=True)
-                m = group["alpha"] * m - group["erase"] * recalled * key - group["lr"] * g
-                state["momentum"] = m.reshape(p.shape)
+        key = g
+        if group["normalize"]:
+            key = g / g.norm(dim=1, keepdim=True).clamp_min(group["eps"])
+        # m (alpha I - erase k k^T) = alpha m - erase <m, k> k^T, row by row; the dot
+        # uses the *old* memory, as in Eq. 49.
+        recalled = (m * key).sum(dim=1, keepdim=True)
+        m = group["alpha"] * m - group["erase"] * recalled * key - group["lr"] * g
+        state["momentum"] = m.reshape(p.shape)
 
-                if group["weight_decay"] != 0:
-                    p.mul_(1.0 - group["lr"] * group["weight_decay"])
-                p.add_(state["momentum"])
-        return loss
+        if group["weight_decay"] != 0:
+            p.mul_(1.0 - group["lr"] * group["weight_decay"])
+        p.add_(state["momentum"])

@@ -70,12 +70,13 @@ from __future__ import annotations
 
 import torch
 
+from .base import ParamwiseOptimizer
 from .newton_schulz import VARIANTS, as_matrix, dtype_name, newton_schulz
 
 ACCUMULATE = ("ema", "sum")
 
 
-class M3(torch.optim.Optimizer):
+class M3(ParamwiseOptimizer):
     """Multi-scale Momentum Muon (Algorithm 1). See the module docstring for every option.
 
     Args (all may be overridden per param group):
@@ -148,23 +149,11 @@ class M3(torch.optim.Optimizer):
         options.setdefault("rms_normalize", False)
         return cls(params, **options)
 
-    @torch.no_grad()
-    def step(self, closure=None):
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
-        for group in self.param_groups:
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                if p.grad.is_sparse:
-                    raise RuntimeError("M3 does not support sparse gradients")
-                if group["use_muon"] and p.ndim >= 2:
-                    self._matrix_update(group, p)
-                else:
-                    self._fallback_update(group, p)
-        return loss
+    def _update_param(self, group: dict, p: torch.Tensor) -> None:
+        if group["use_muon"] and p.ndim >= 2:
+            self._matrix_update(group, p)
+        else:
+            self._fallback_update(group, p)
 
     # -- shared pieces --------------------------------------------------------------------
 

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import torch
 
+from .base import ParamwiseOptimizer
 from .newton_schulz import VARIANTS, as_matrix, dtype_name, newton_schulz
 
 
@@ -37,7 +38,7 @@ def muon_scale(rows: int, cols: int) -> float:
     return max(1.0, rows / cols) ** 0.5
 
 
-class Muon(torch.optim.Optimizer):
+class Muon(ParamwiseOptimizer):
     """Muon for matrices, AdamW for the rest.
 
     Args (all may be overridden per param group):
@@ -103,24 +104,12 @@ class Muon(torch.optim.Optimizer):
         """True when ``p`` gets the Muon update, False when it gets AdamW."""
         return bool(group["use_muon"]) and p.ndim >= 2
 
-    @torch.no_grad()
-    def step(self, closure=None):
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
-        for group in self.param_groups:
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                if p.grad.is_sparse:
-                    raise RuntimeError("Muon does not support sparse gradients")
-                if self.routes_to_muon(group, p):
-                    self._muon_update(group, p)
-                else:
-                    lr = group["adamw_lr"] if group["use_muon"] else group["lr"]
-                    self._adamw_update(group, p, lr)
-        return loss
+    def _update_param(self, group: dict, p: torch.Tensor) -> None:
+        if self.routes_to_muon(group, p):
+            self._muon_update(group, p)
+        else:
+            lr = group["adamw_lr"] if group["use_muon"] else group["lr"]
+            self._adamw_update(group, p, lr)
 
     def _muon_update(self, group: dict, p: torch.Tensor) -> None:
         g = p.grad
