@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import torch
 
+from ..gates import retention
+
 
 def dgd_step_size(eta: torch.Tensor, k: torch.Tensor, step: str = "exact") -> torch.Tensor:
     """eta' of Eq. 57 from eta [B, T, H] and k [B, T, H, Dk]; returns [B, T, H]."""
@@ -50,10 +52,7 @@ def naive_dgd(
     Returns:
         o: [B, T, H, Dv] with o_t = M_t q_t; final_state: M_T, [B, H, Dv, Dk].
     """
-    if a is not None and log_a is not None:
-        raise ValueError("pass the retention as `a` or as `log_a`, not both")
-    if log_a is not None:
-        a = torch.exp(log_a)
+    a = retention(a, log_a)
     B, T, H, Dk = k.shape
     Dv = v.shape[-1]
     M = initial_state if initial_state is not None else v.new_zeros(B, H, Dv, Dk)

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import torch
 
+from ..gates import retention
+
 
 def naive_gated_delta(
     q: torch.Tensor,
@@ -31,10 +33,7 @@ def naive_gated_delta(
     Returns:
         o: [B, T, H, Dv] with o_t = M_t q_t; final_state: M_T, [B, H, Dv, Dk].
     """
-    if a is not None and log_a is not None:
-        raise ValueError("pass the retention as `a` or as `log_a`, not both")
-    if log_a is not None:
-        a = torch.exp(log_a)
+    a = retention(a, log_a)
     B, T, H, Dk = k.shape
     Dv = v.shape[-1]
     M = initial_state if initial_state is not None else v.new_zeros(B, H, Dv, Dk)

@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import torch
 
+from ..gates import retention
+
 
 def naive_omega(
     q: torch.Tensor,
@@ -45,10 +47,7 @@ def naive_omega(
     """
     if window < 1:
         raise ValueError(f"window must be >= 1, got {window}")
-    if a is not None and log_a is not None:
-        raise ValueError("pass the retention as `a` or as `log_a`, not both")
-    if log_a is not None:
-        a = torch.exp(log_a)
+    a = retention(a, log_a)
     if g is None:
         g = torch.ones_like(eta)
     B, T, H, Dk = k.shape
