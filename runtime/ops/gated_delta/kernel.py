@@ -612,7 +612,7 @@ def chunk_gated_delta_kernel(
         raise ValueError("pass the retention as `a` or as `log_a`, not both")
     if not supports(k, v, chunk_size):
         raise ValueError(
-            f"kernel needs chunk_size 16, 32 or 64 and head widths <= 256, "
+            f"kernel needs chunk_size 16, 32 or 64 and head widths <= 128, "
             f"got chunk_size={chunk_size}, Dk={k.shape[-1]}, Dv={v.shape[-1]}, dtype={k.dtype}"
         )
     if a is not None:
