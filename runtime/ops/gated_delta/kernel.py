@@ -30,7 +30,11 @@ T = (I + A)^-1 is computed in registers: the 16 x 16 diagonal blocks by forward 
 blocks at once, as a [C/16, 16, 16] tensor), then merged pairwise, doubling the block size:
 for lower block-triangular [[X1, 0], [L21, X2]] the inverse is T - T L T, T = diag(X1^-1, X2^-1).
 Specialisation is by tl.constexpr: head widths DK/DV, chunk size C, block widths, HAS_GATE,
-HAS_H0, HAS_DHT and the fp32 matmul precision, so codegen picks configurations without new bodies.
+HAS_H0, HAS_DHT, DELTA and the fp32 matmul precision, so codegen picks configurations without new
+bodies. DELTA=False is the Hebbian rule / linear attention (runtime/ops/hebbian/kernel.py): no
+beta and no delta correction, so there is no WY form (`_wy_fwd` is not launched, T, W, U do not
+exist), E = V is read straight from v, dE is dV (stored by `_state_bwd`), dK leaves `_dqkw`
+final, and `_wy_bwd` only turns dg into d log a (it is not launched without a gate either).
 Tokens past T inside the last chunk load as zeros (k = v = q = 0, b = 0, log a = 0), which is
 exactly the padding of chunk.py.
 """
@@ -130,11 +134,12 @@ def _wy_fwd(
 
 @triton.jit
 def _state_fwd(
-    k, W, U, la, h0, Hs, E, ht, T, N,
+    k, v, W, U, la, h0, Hs, E, ht, T, N,
     H: tl.constexpr, DK: tl.constexpr, DV: tl.constexpr, BV: tl.constexpr, C: tl.constexpr,
-    HAS_GATE: tl.constexpr, HAS_H0: tl.constexpr, PREC: tl.constexpr,
+    HAS_GATE: tl.constexpr, HAS_H0: tl.constexpr, DELTA: tl.constexpr, PREC: tl.constexpr,
 ):  # fmt: skip
-    """Sequential over chunks for one (b, h, value block): S per chunk, E = U - W S, final S."""
+    """Sequential over chunks for one (b, h, value block): S per chunk, E = U - W S, final S.
+    Without DELTA, E = V: it is read from v and not stored (W, U, E are not touched)."""
     i_v, i_bh = tl.program_id(0), tl.program_id(1)
     i_b, i_h = i_bh // H, i_bh % H
     o_c, o_k = tl.arange(0, C), tl.arange(0, DK)
@@ -152,11 +157,15 @@ def _state_fwd(
         t = i_n * C + o_c
         m_t = t < T
         tok = (i_b * T + t).to(tl.int64) * H + i_h
-        rows = (i_bh * N * C + t).to(tl.int64)
-        b_w = tl.load(W + rows[:, None] * DK + o_k[None, :])
-        b_u = tl.load(U + rows[:, None] * DV + o_v[None, :]).to(tl.float32)
-        b_e = b_u - tl.dot(b_w, b_s.to(b_w.dtype), input_precision=PREC)  # [C, BV]
-        tl.store(E + rows[:, None] * DV + o_v[None, :], b_e.to(E.dtype.element_ty))
+        if DELTA:
+            rows = (i_bh * N * C + t).to(tl.int64)
+            b_w = tl.load(W + rows[:, None] * DK + o_k[None, :])
+            b_u = tl.load(U + rows[:, None] * DV + o_v[None, :]).to(tl.float32)
+            b_e = b_u - tl.dot(b_w, b_s.to(b_w.dtype), input_precision=PREC)  # [C, BV]
+            tl.store(E + rows[:, None] * DV + o_v[None, :], b_e.to(E.dtype.element_ty))
+        else:
+            b_e = tl.load(v + tok[:, None] * DV + o_v[None, :], mask=m_t[:, None], other=0.0)
+            b_e = b_e.to(tl.float32)
         b_kt = tl.load(k + tok[None, :] * DK + o_k[:, None], mask=m_t[None, :], other=0.0)
         if HAS_GATE:
             g, gC = _gates(la, tok, m_t, C)
@@ -168,11 +177,12 @@ def _state_fwd(
 
 @triton.jit
 def _output_fwd(
-    q, k, la, Hs, E, o, T, N,
+    q, k, v, la, Hs, E, o, T, N,
     H: tl.constexpr, DK: tl.constexpr, DV: tl.constexpr, BV: tl.constexpr, C: tl.constexpr,
-    HAS_GATE: tl.constexpr, PREC: tl.constexpr,
+    HAS_GATE: tl.constexpr, DELTA: tl.constexpr, PREC: tl.constexpr,
 ):  # fmt: skip
-    """One chunk, one value block: O = diag(exp g) Q S + causal(Q K^T * decay) E."""
+    """One chunk, one value block: O = diag(exp g) Q S + causal(Q K^T * decay) E (E = V
+    without DELTA)."""
     i_v, i_n, i_bh = tl.program_id(0), tl.program_id(1), tl.program_id(2)
     i_b, i_h = i_bh // H, i_bh % H
     o_c, o_k = tl.arange(0, C), tl.arange(0, DK)
@@ -184,7 +194,10 @@ def _output_fwd(
     b_q = tl.load(q + tok[:, None] * DK + o_k[None, :], mask=m_t[:, None], other=0.0)
     b_k = tl.load(k + tok[:, None] * DK + o_k[None, :], mask=m_t[:, None], other=0.0)
     b_s = tl.load(Hs + ((i_bh * N + i_n).to(tl.int64) * DK + o_k[:, None]) * DV + o_v[None, :])
-    b_e = tl.load(E + rows[:, None] * DV + o_v[None, :])
+    if DELTA:
+        b_e = tl.load(E + rows[:, None] * DV + o_v[None, :])
+    else:
+        b_e = tl.load(v + tok[:, None] * DV + o_v[None, :], mask=m_t[:, None], other=0.0)
     b_o = tl.dot(b_q, b_s, input_precision=PREC)
     b_p = tl.dot(b_q, tl.trans(b_k), input_precision=PREC)
     causal = o_c[:, None] >= o_c[None, :]
@@ -232,11 +245,13 @@ def _de_local(
 
 @triton.jit
 def _state_bwd(
-    q, k, W, la, do, dEl, dht, dHs, dE, dh0, T, N,
+    q, k, W, la, do, dEl, dht, dHs, dE, dv, dh0, T, N,
     H: tl.constexpr, DK: tl.constexpr, DV: tl.constexpr, BV: tl.constexpr, C: tl.constexpr,
-    HAS_GATE: tl.constexpr, HAS_DHT: tl.constexpr, HAS_H0: tl.constexpr, PREC: tl.constexpr,
+    HAS_GATE: tl.constexpr, HAS_DHT: tl.constexpr, HAS_H0: tl.constexpr, DELTA: tl.constexpr,
+    PREC: tl.constexpr,
 ):  # fmt: skip
-    """Reverse sequential loop: dS' per chunk, the full dE, and the initial state's gradient."""
+    """Reverse sequential loop: dS' per chunk, the full dE, and the initial state's gradient.
+    Without DELTA, E = V, so dE is dV: it goes straight to dv and dS has no -W^T dE term."""
     i_v, i_bh = tl.program_id(0), tl.program_id(1)
     i_b, i_h = i_bh // H, i_bh % H
     o_c, o_k = tl.arange(0, C), tl.arange(0, DK)
@@ -258,7 +273,6 @@ def _state_bwd(
         rows = (i_bh * N * C + t).to(tl.int64)
         b_q = tl.load(q + tok[:, None] * DK + o_k[None, :], mask=m_t[:, None], other=0.0)
         b_k = tl.load(k + tok[:, None] * DK + o_k[None, :], mask=m_t[:, None], other=0.0)
-        b_w = tl.load(W + rows[:, None] * DK + o_k[None, :])
         b_do = tl.load(do + tok[:, None] * DV + o_v[None, :], mask=m_t[:, None], other=0.0)
         b_de = tl.dot(b_k, b_ds.to(b_k.dtype), input_precision=PREC)  # K dS'
         if HAS_GATE:
@@ -267,20 +281,26 @@ def _state_bwd(
             b_q = (b_q * tl.exp(g)[:, None]).to(b_do.dtype)
             b_ds = b_ds * tl.exp(gC)
         b_de += tl.load(dEl + rows[:, None] * DV + o_v[None, :])
-        tl.store(dE + rows[:, None] * DV + o_v[None, :], b_de)
         b_ds += tl.dot(tl.trans(b_q), b_do, input_precision=PREC)
-        b_ds -= tl.dot(tl.trans(b_w), b_de.to(b_w.dtype), input_precision=PREC)
+        if DELTA:
+            tl.store(dE + rows[:, None] * DV + o_v[None, :], b_de)
+            b_w = tl.load(W + rows[:, None] * DK + o_k[None, :])
+            b_ds -= tl.dot(tl.trans(b_w), b_de.to(b_w.dtype), input_precision=PREC)
+        else:
+            p_dv = dv + tok[:, None] * DV + o_v[None, :]
+            tl.store(p_dv, b_de.to(dv.dtype.element_ty), mask=m_t[:, None])
     if HAS_H0:
         tl.store(dh0 + p_M, b_ds)
 
 
 @triton.jit
 def _dqkw(
-    q, k, la, Hs, dHs, E, dE, do, dq, dKp, dW, dG, T, N,
+    q, k, v, la, Hs, dHs, E, dE, do, dq, dKp, dk, dW, dG, T, N,
     H: tl.constexpr, DK: tl.constexpr, DV: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
-    C: tl.constexpr, HAS_GATE: tl.constexpr, PREC: tl.constexpr,
+    C: tl.constexpr, HAS_GATE: tl.constexpr, DELTA: tl.constexpr, PREC: tl.constexpr,
 ):  # fmt: skip
-    """One chunk, one key block: dQ (final), dK from the read-out and the state write, dW, dg."""
+    """One chunk, one key block: dQ (final), dK from the read-out and the state write, dW, dg.
+    Without DELTA (E = V, no WY part) dK is final and goes straight to dk; there is no dW."""
     i_kb, i_n, i_bh = tl.program_id(0), tl.program_id(1), tl.program_id(2)
     i_b, i_h = i_bh // H, i_bh % H
     o_c = tl.arange(0, C)
@@ -300,12 +320,15 @@ def _dqkw(
         o_v = i_v * BV + tl.arange(0, BV)
         b_s = tl.load(p_S + o_v[None, :])  # [BK, BV]
         b_ds = tl.load(p_dS + o_v[None, :])
-        b_e = tl.load(E + rows[:, None] * DV + o_v[None, :])  # [C, BV]
-        b_de = tl.load(dE + rows[:, None] * DV + o_v[None, :]).to(b_s.dtype)
+        if DELTA:
+            b_e = tl.load(E + rows[:, None] * DV + o_v[None, :])  # [C, BV]
+            b_de = tl.load(dE + rows[:, None] * DV + o_v[None, :]).to(b_s.dtype)
+            b_dw += tl.dot(b_de, tl.trans(b_s), input_precision=PREC)
+        else:
+            b_e = tl.load(v + tok[:, None] * DV + o_v[None, :], mask=m_t[:, None], other=0.0)
         b_do = tl.load(do + tok[:, None] * DV + o_v[None, :], mask=m_t[:, None], other=0.0)
         b_dq += tl.dot(b_do, tl.trans(b_s), input_precision=PREC)
         b_dk += tl.dot(b_e, tl.trans(b_ds), input_precision=PREC)
-        b_dw += tl.dot(b_de, tl.trans(b_s), input_precision=PREC)
         b_dp += tl.dot(b_do, tl.trans(b_e), input_precision=PREC)
         if HAS_GATE:
             b_sds += b_s.to(tl.float32) * b_ds.to(tl.float32)
@@ -331,17 +354,22 @@ def _dqkw(
         b_dg += tl.where(o_c == C - 1, last, 0.0)
         tl.store(dG + (i_kb * tl.num_programs(2) * N * C).to(tl.int64) + rows, b_dg)
     tl.store(dq + tok[:, None] * DK + o_k[None, :], b_dq.to(dq.dtype.element_ty), mask=m_t[:, None])
-    tl.store(dKp + rows[:, None] * DK + o_k[None, :], b_dk)
-    tl.store(dW + rows[:, None] * DK + o_k[None, :], -b_dw)
+    if DELTA:
+        tl.store(dKp + rows[:, None] * DK + o_k[None, :], b_dk)
+        tl.store(dW + rows[:, None] * DK + o_k[None, :], -b_dw)
+    else:
+        p_dk = dk + tok[:, None] * DK + o_k[None, :]
+        tl.store(p_dk, b_dk.to(dk.dtype.element_ty), mask=m_t[:, None])
 
 
 @triton.jit
 def _wy_bwd(
     k, v, beta, la, Tm, dW, dE, dKp, dG, dk, dv, db, dla, T, N,
     H: tl.constexpr, DK: tl.constexpr, DV: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
-    C: tl.constexpr, HAS_GATE: tl.constexpr, PREC: tl.constexpr,
+    C: tl.constexpr, HAS_GATE: tl.constexpr, DELTA: tl.constexpr, PREC: tl.constexpr,
 ):  # fmt: skip
-    """One chunk: back through U = T diag(b) V, W = T diag(b exp g) K and T = (I + A)^-1."""
+    """One chunk: back through U = T diag(b) V, W = T diag(b exp g) K and T = (I + A)^-1, then
+    d log a from the per-token dg. Without DELTA only the last part runs (dk, dv are final)."""
     i_n, i_bh = tl.program_id(0), tl.program_id(1)
     i_b, i_h = i_bh // H, i_bh % H
     o_c = tl.arange(0, C)
@@ -349,66 +377,67 @@ def _wy_bwd(
     m_t = t < T
     tok = (i_b * T + t).to(tl.int64) * H + i_h
     rows = (i_bh * N * C + t).to(tl.int64)
-    b_T = tl.load(Tm + (i_bh * N + i_n).to(tl.int64) * C * C + o_c[:, None] * C + o_c[None, :])
-    b_b = tl.load(beta + tok, mask=m_t, other=0.0).to(tl.float32)
-    if HAS_GATE:
-        g, gC = _gates(la, tok, m_t, C)
-        eg = tl.exp(g)
-    else:
-        eg = tl.full([C], 1.0, dtype=tl.float32)
-    bk = b_b * eg
-    b_dT = tl.zeros([C, C], dtype=tl.float32)
-    b_db = tl.zeros([C], dtype=tl.float32)
     b_dg = tl.zeros([C], dtype=tl.float32)
-    for i_v in range(DV // BV):
-        o_v = i_v * BV + tl.arange(0, BV)
-        b_v = tl.load(v + tok[:, None] * DV + o_v[None, :], mask=m_t[:, None], other=0.0)
-        b_v = b_v.to(tl.float32)
-        b_du = tl.load(dE + rows[:, None] * DV + o_v[None, :])
-        b_dT += tl.dot(b_du, tl.trans(b_v * b_b[:, None]), input_precision=PREC)
-        b_tdu = tl.dot(tl.trans(b_T), b_du, input_precision=PREC)
-        b_db += tl.sum(b_tdu * b_v, 1)
-        tl.store(
-            dv + tok[:, None] * DV + o_v[None, :],
-            (b_tdu * b_b[:, None]).to(dv.dtype.element_ty),
-            mask=m_t[:, None],
-        )
-    b_kk = tl.zeros([C, C], dtype=tl.float32)
-    for i_k in range(DK // BK):
-        o_k = i_k * BK + tl.arange(0, BK)
-        b_k = tl.load(k + tok[:, None] * DK + o_k[None, :], mask=m_t[:, None], other=0.0)
-        b_k = b_k.to(tl.float32)
-        b_dw = tl.load(dW + rows[:, None] * DK + o_k[None, :])
-        b_dT += tl.dot(b_dw, tl.trans(b_k * bk[:, None]), input_precision=PREC)
-        b_kk += tl.dot(b_k, tl.trans(b_k), input_precision=PREC)
-    b_dA = -tl.dot(
-        tl.dot(tl.trans(b_T), b_dT, input_precision=PREC), tl.trans(b_T), input_precision=PREC
-    )
-    strict = o_c[:, None] > o_c[None, :]
-    if HAS_GATE:
-        b_dA = b_dA * tl.exp(tl.where(strict, g[:, None] - g[None, :], 0.0))
-    b_dA = tl.where(strict, b_dA, 0.0)  # d/d(b_t k_t.k_s), times the decay
-    b_db += tl.sum(b_dA * b_kk, 1)
-    if HAS_GATE:
-        b_z = b_dA * b_kk * b_b[:, None]  # dA * A: d/d(g_t - g_s)
-        b_dg += tl.sum(b_z, 1) - tl.sum(b_z, 0)
-    b_dkk = b_dA * b_b[:, None]
-    for i_k in range(DK // BK):
-        o_k = i_k * BK + tl.arange(0, BK)
-        b_k = tl.load(k + tok[:, None] * DK + o_k[None, :], mask=m_t[:, None], other=0.0)
-        b_k = b_k.to(tl.float32)
-        b_dw = tl.load(dW + rows[:, None] * DK + o_k[None, :])
-        b_tdw = tl.dot(tl.trans(b_T), b_dw, input_precision=PREC)
-        b_kw = tl.sum(b_tdw * b_k, 1)
-        b_db += eg * b_kw
+    if DELTA:
+        b_T = tl.load(Tm + (i_bh * N + i_n).to(tl.int64) * C * C + o_c[:, None] * C + o_c[None, :])
+        b_b = tl.load(beta + tok, mask=m_t, other=0.0).to(tl.float32)
         if HAS_GATE:
-            b_dg += bk * b_kw
-        b_dk = tl.load(dKp + rows[:, None] * DK + o_k[None, :]) + b_tdw * bk[:, None]
-        b_dk += tl.dot(b_dkk, b_k, input_precision=PREC)
-        b_dk += tl.dot(tl.trans(b_dkk), b_k, input_precision=PREC)
-        p_dk = dk + tok[:, None] * DK + o_k[None, :]
-        tl.store(p_dk, b_dk.to(dk.dtype.element_ty), mask=m_t[:, None])
-    tl.store(db + tok, b_db, mask=m_t)
+            g, gC = _gates(la, tok, m_t, C)
+            eg = tl.exp(g)
+        else:
+            eg = tl.full([C], 1.0, dtype=tl.float32)
+        bk = b_b * eg
+        b_dT = tl.zeros([C, C], dtype=tl.float32)
+        b_db = tl.zeros([C], dtype=tl.float32)
+        for i_v in range(DV // BV):
+            o_v = i_v * BV + tl.arange(0, BV)
+            b_v = tl.load(v + tok[:, None] * DV + o_v[None, :], mask=m_t[:, None], other=0.0)
+            b_v = b_v.to(tl.float32)
+            b_du = tl.load(dE + rows[:, None] * DV + o_v[None, :])
+            b_dT += tl.dot(b_du, tl.trans(b_v * b_b[:, None]), input_precision=PREC)
+            b_tdu = tl.dot(tl.trans(b_T), b_du, input_precision=PREC)
+            b_db += tl.sum(b_tdu * b_v, 1)
+            tl.store(
+                dv + tok[:, None] * DV + o_v[None, :],
+                (b_tdu * b_b[:, None]).to(dv.dtype.element_ty),
+                mask=m_t[:, None],
+            )
+        b_kk = tl.zeros([C, C], dtype=tl.float32)
+        for i_k in range(DK // BK):
+            o_k = i_k * BK + tl.arange(0, BK)
+            b_k = tl.load(k + tok[:, None] * DK + o_k[None, :], mask=m_t[:, None], other=0.0)
+            b_k = b_k.to(tl.float32)
+            b_dw = tl.load(dW + rows[:, None] * DK + o_k[None, :])
+            b_dT += tl.dot(b_dw, tl.trans(b_k * bk[:, None]), input_precision=PREC)
+            b_kk += tl.dot(b_k, tl.trans(b_k), input_precision=PREC)
+        b_dA = -tl.dot(
+            tl.dot(tl.trans(b_T), b_dT, input_precision=PREC), tl.trans(b_T), input_precision=PREC
+        )
+        strict = o_c[:, None] > o_c[None, :]
+        if HAS_GATE:
+            b_dA = b_dA * tl.exp(tl.where(strict, g[:, None] - g[None, :], 0.0))
+        b_dA = tl.where(strict, b_dA, 0.0)  # d/d(b_t k_t.k_s), times the decay
+        b_db += tl.sum(b_dA * b_kk, 1)
+        if HAS_GATE:
+            b_z = b_dA * b_kk * b_b[:, None]  # dA * A: d/d(g_t - g_s)
+            b_dg += tl.sum(b_z, 1) - tl.sum(b_z, 0)
+        b_dkk = b_dA * b_b[:, None]
+        for i_k in range(DK // BK):
+            o_k = i_k * BK + tl.arange(0, BK)
+            b_k = tl.load(k + tok[:, None] * DK + o_k[None, :], mask=m_t[:, None], other=0.0)
+            b_k = b_k.to(tl.float32)
+            b_dw = tl.load(dW + rows[:, None] * DK + o_k[None, :])
+            b_tdw = tl.dot(tl.trans(b_T), b_dw, input_precision=PREC)
+            b_kw = tl.sum(b_tdw * b_k, 1)
+            b_db += eg * b_kw
+            if HAS_GATE:
+                b_dg += bk * b_kw
+            b_dk = tl.load(dKp + rows[:, None] * DK + o_k[None, :]) + b_tdw * bk[:, None]
+            b_dk += tl.dot(b_dkk, b_k, input_precision=PREC)
+            b_dk += tl.dot(tl.trans(b_dkk), b_k, input_precision=PREC)
+            p_dk = dk + tok[:, None] * DK + o_k[None, :]
+            tl.store(p_dk, b_dk.to(dk.dtype.element_ty), mask=m_t[:, None])
+        tl.store(db + tok, b_db, mask=m_t)
     if HAS_GATE:
         for i_k in range(DK // BK):
             b_dg += tl.load(dG + (i_k * tl.num_programs(1) * N * C).to(tl.int64) + rows)
@@ -450,37 +479,46 @@ def _cfg(B: int, H: int, DK: int, DV: int, C: int, device: torch.device) -> dict
 
 
 def _forward(q, k, v, b, log_a, h0, C):
+    """b = None: the Hebbian rule (DELTA off: no WY form, E = V)."""
     B, T, H, DK = k.shape
     DV = v.shape[-1]
     N = triton.cdiv(T, C)
     cfg = _cfg(B, H, DK, DV, C, q.device)
     prec = _prec(q.dtype)
-    has_gate, has_h0 = log_a is not None, h0 is not None
-    la = log_a if has_gate else b  # placeholder pointer, never read
+    delta, has_gate, has_h0 = b is not None, log_a is not None, h0 is not None
     dev, dt = q.device, q.dtype
-    Tm = torch.empty(B * H * N, C, C, device=dev, dtype=torch.float32)
-    W = torch.empty(B * H, N * C, DK, device=dev, dtype=dt)
-    U = torch.empty(B * H, N * C, DV, device=dev, dtype=dt)
-    _wy_fwd[(N, B * H)](
-        k, v, b, la, Tm, W, U, T, N, H=H, DK=DK, DV=DV, C=C, HAS_GATE=has_gate,
-        LOAD_T=False, PREC=prec, num_warps=cfg["warps_chunk"], num_stages=cfg["stages"],
-    )  # fmt: skip
-    Hs = torch.empty(B * H, N, DK, DV, device=dev, dtype=dt)
-    E = torch.empty(B * H, N * C, DV, device=dev, dtype=dt)
     ht = torch.empty(B, H, DV, DK, device=dev, dtype=torch.float32)
+    la = log_a if has_gate else ht  # placeholder pointer, never read
+    Tm = W = U = E = None
+    if delta:
+        Tm = torch.empty(B * H * N, C, C, device=dev, dtype=torch.float32)
+        W = torch.empty(B * H, N * C, DK, device=dev, dtype=dt)
+        U = torch.empty(B * H, N * C, DV, device=dev, dtype=dt)
+        _wy_fwd[(N, B * H)](
+            k, v, b, la, Tm, W, U, T, N, H=H, DK=DK, DV=DV, C=C, HAS_GATE=has_gate,
+            LOAD_T=False, PREC=prec, num_warps=cfg["warps_chunk"], num_stages=cfg["stages"],
+        )  # fmt: skip
+        E = torch.empty(B * H, N * C, DV, device=dev, dtype=dt)
+    Hs = torch.empty(B * H, N, DK, DV, device=dev, dtype=dt)
     bvs = cfg["BV_STATE"]
     _state_fwd[(DV // bvs, B * H)](
-        k, W, U, la, h0 if has_h0 else ht, Hs, E, ht, T, N, H=H, DK=DK, DV=DV, BV=bvs, C=C,
-        HAS_GATE=has_gate, HAS_H0=has_h0, PREC=prec, num_warps=cfg["warps_state"],
-        num_stages=cfg["stages"],
+        k, v, _ptr(W, ht), _ptr(U, ht), la, _ptr(h0, ht), Hs, _ptr(E, ht), ht, T, N, H=H,
+        DK=DK, DV=DV, BV=bvs, C=C, HAS_GATE=has_gate, HAS_H0=has_h0, DELTA=delta, PREC=prec,
+        num_warps=cfg["warps_state"], num_stages=cfg["stages"],
     )  # fmt: skip
     o = torch.empty(B, T, H, DV, device=dev, dtype=dt)
     bv = cfg["BV"]
     _output_fwd[(DV // bv, N, B * H)](
-        q, k, la, Hs, E, o, T, N, H=H, DK=DK, DV=DV, BV=bv, C=C, HAS_GATE=has_gate,
-        PREC=prec, num_warps=cfg["warps_chunk"], num_stages=cfg["stages"],
+        q, k, v, la, Hs, _ptr(E, ht), o, T, N, H=H, DK=DK, DV=DV, BV=bv, C=C,
+        HAS_GATE=has_gate, DELTA=delta, PREC=prec, num_warps=cfg["warps_chunk"],
+        num_stages=cfg["stages"],
     )  # fmt: skip
     return o, ht, Tm
+
+
+def _ptr(x, placeholder):
+    """x, or a placeholder pointer for an argument that a constexpr flag compiles out."""
+    return placeholder if x is None else x
 
 
 def _backward(q, k, v, b, log_a, h0, Tm, do, dht, C):
@@ -489,25 +527,28 @@ def _backward(q, k, v, b, log_a, h0, Tm, do, dht, C):
     N = triton.cdiv(T, C)
     cfg = _cfg(B, H, DK, DV, C, q.device)
     prec = _prec(q.dtype)
-    has_gate, has_h0, has_dht = log_a is not None, h0 is not None, dht is not None
-    la = log_a if has_gate else b
+    delta, has_gate = b is not None, log_a is not None
+    has_h0, has_dht = h0 is not None, dht is not None
     dev, dt = q.device, q.dtype
     wc, st = cfg["warps_chunk"], cfg["stages"]
-    # Recompute W, U from the stored T, then the per-chunk states S and E.
-    W = torch.empty(B * H, N * C, DK, device=dev, dtype=dt)
-    U = torch.empty(B * H, N * C, DV, device=dev, dtype=dt)
-    _wy_fwd[(N, B * H)](
-        k, v, b, la, Tm, W, U, T, N, H=H, DK=DK, DV=DV, C=C, HAS_GATE=has_gate,
-        LOAD_T=True, PREC=prec, num_warps=wc, num_stages=st,
-    )  # fmt: skip
-    Hs = torch.empty(B * H, N, DK, DV, device=dev, dtype=dt)
-    E = torch.empty(B * H, N * C, DV, device=dev, dtype=dt)
     scratch = torch.empty(B, H, DV, DK, device=dev, dtype=torch.float32)
+    la = log_a if has_gate else scratch
+    # Recompute W, U from the stored T, then the per-chunk states S and E.
+    W = U = E = None
+    if delta:
+        W = torch.empty(B * H, N * C, DK, device=dev, dtype=dt)
+        U = torch.empty(B * H, N * C, DV, device=dev, dtype=dt)
+        _wy_fwd[(N, B * H)](
+            k, v, b, la, Tm, W, U, T, N, H=H, DK=DK, DV=DV, C=C, HAS_GATE=has_gate,
+            LOAD_T=True, PREC=prec, num_warps=wc, num_stages=st,
+        )  # fmt: skip
+        E = torch.empty(B * H, N * C, DV, device=dev, dtype=dt)
+    Hs = torch.empty(B * H, N, DK, DV, device=dev, dtype=dt)
     bvs = cfg["BV_STATE"]
     _state_fwd[(DV // bvs, B * H)](
-        k, W, U, la, h0 if has_h0 else scratch, Hs, E, scratch, T, N, H=H, DK=DK, DV=DV,
-        BV=bvs, C=C, HAS_GATE=has_gate, HAS_H0=has_h0, PREC=prec,
-        num_warps=cfg["warps_state"], num_stages=st,
+        k, v, _ptr(W, scratch), _ptr(U, scratch), la, _ptr(h0, scratch), Hs, _ptr(E, scratch),
+        scratch, T, N, H=H, DK=DK, DV=DV, BV=bvs, C=C, HAS_GATE=has_gate, HAS_H0=has_h0,
+        DELTA=delta, PREC=prec, num_warps=cfg["warps_state"], num_stages=st,
     )  # fmt: skip
     bv, bk = cfg["BV"], cfg["BK"]
     dEl = torch.empty(B * H, N * C, DV, device=dev, dtype=torch.float32)
@@ -516,34 +557,39 @@ def _backward(q, k, v, b, log_a, h0, Tm, do, dht, C):
         num_warps=wc, num_stages=st,
     )  # fmt: skip
     dHs = torch.empty(B * H, N, DK, DV, device=dev, dtype=dt)
-    dE = torch.empty(B * H, N * C, DV, device=dev, dtype=torch.float32)
-    dh0 = torch.empty(B, H, DV, DK, device=dev, dtype=torch.float32) if has_h0 else scratch
+    dE = torch.empty(B * H, N * C, DV, device=dev, dtype=torch.float32) if delta else None
+    dk, dv = torch.empty_like(k), torch.empty_like(v)
+    dh0 = torch.empty(B, H, DV, DK, device=dev, dtype=torch.float32) if has_h0 else None
     _state_bwd[(DV // bvs, B * H)](
-        q, k, W, la, do, dEl, dht if has_dht else scratch, dHs, dE, dh0, T, N, H=H, DK=DK,
-        DV=DV, BV=bvs, C=C, HAS_GATE=has_gate, HAS_DHT=has_dht, HAS_H0=has_h0, PREC=prec,
+        q, k, _ptr(W, scratch), la, do, dEl, _ptr(dht, scratch), dHs, _ptr(dE, scratch), dv,
+        _ptr(dh0, scratch), T, N, H=H, DK=DK, DV=DV, BV=bvs, C=C, HAS_GATE=has_gate,
+        HAS_DHT=has_dht, HAS_H0=has_h0, DELTA=delta, PREC=prec,
         num_warps=cfg["warps_state"], num_stages=st,
     )  # fmt: skip
     dq = torch.empty_like(q)
-    dKp = torch.empty(B * H, N * C, DK, device=dev, dtype=torch.float32)
-    dW = torch.empty(B * H, N * C, DK, device=dev, dtype=torch.float32)
-    dG = torch.empty(DK // bk, B * H, N * C, device=dev, dtype=torch.float32)
+    dKp = torch.empty(B * H, N * C, DK, device=dev, dtype=torch.float32) if delta else None
+    dW = torch.empty(B * H, N * C, DK, device=dev, dtype=torch.float32) if delta else None
+    dG = torch.empty(DK // bk, B * H, N * C, device=dev, dtype=torch.float32) if has_gate else None
     _dqkw[(DK // bk, N, B * H)](
-        q, k, la, Hs, dHs, E, dE, do, dq, dKp, dW, dG, T, N, H=H, DK=DK, DV=DV, BK=bk, BV=bv,
-        C=C, HAS_GATE=has_gate, PREC=prec, num_warps=wc, num_stages=st,
+        q, k, v, la, Hs, dHs, _ptr(E, scratch), _ptr(dE, scratch), do, dq, _ptr(dKp, scratch),
+        dk, _ptr(dW, scratch), _ptr(dG, scratch), T, N, H=H, DK=DK, DV=DV, BK=bk, BV=bv, C=C,
+        HAS_GATE=has_gate, DELTA=delta, PREC=prec, num_warps=wc, num_stages=st,
     )  # fmt: skip
-    dk, dv = torch.empty_like(k), torch.empty_like(v)
-    db = torch.empty(B, T, H, device=dev, dtype=torch.float32)
+    db = torch.empty(B, T, H, device=dev, dtype=torch.float32) if delta else None
     dla = torch.empty(B, T, H, device=dev, dtype=torch.float32) if has_gate else None
-    _wy_bwd[(N, B * H)](
-        k, v, b, la, Tm, dW, dE, dKp, dG, dk, dv, db, dla if has_gate else db, T, N, H=H,
-        DK=DK, DV=DV, BK=bk, BV=bv, C=C, HAS_GATE=has_gate, PREC=prec, num_warps=wc,
-        num_stages=st,
-    )  # fmt: skip
-    return dq, dk, dv, db, dla, (dh0 if has_h0 else None)
+    if delta or has_gate:  # the Hebbian rule without a gate is done: dk, dv came out final
+        _wy_bwd[(N, B * H)](
+            k, v, _ptr(b, scratch), la, _ptr(Tm, scratch), _ptr(dW, scratch), _ptr(dE, scratch),
+            _ptr(dKp, scratch), _ptr(dG, scratch), dk, dv, _ptr(db, scratch), _ptr(dla, scratch),
+            T, N, H=H, DK=DK, DV=DV, BK=bk, BV=bv, C=C, HAS_GATE=has_gate, DELTA=delta,
+            PREC=prec, num_warps=wc, num_stages=st,
+        )  # fmt: skip
+    return dq, dk, dv, db, dla, dh0
 
 
 class ChunkGatedDeltaFunction(torch.autograd.Function):
-    """Inputs already padded to kernel-friendly head widths; see `chunk_gated_delta_kernel`."""
+    """Inputs already padded to kernel-friendly head widths; see `chunk_gated_delta_kernel`.
+    b = None gives the Hebbian rule (linear attention with the same gate handling)."""
 
     @staticmethod
     def forward(ctx, q, k, v, b, log_a, h0, chunk_size):
@@ -563,7 +609,8 @@ class ChunkGatedDeltaFunction(torch.autograd.Function):
             None if dht is None else dht.contiguous(), ctx.chunk_size,
         )  # fmt: skip
         return (
-            dq, dk, dv, db.to(b.dtype),
+            dq, dk, dv,
+            None if db is None else db.to(b.dtype),
             None if dla is None else dla.to(log_a.dtype),
             None if dh0 is None else dh0.to(h0.dtype),
             None,
@@ -608,6 +655,13 @@ def chunk_gated_delta_kernel(
         o: [B, T, H, Dv] (dtype of q); final_state: [B, H, Dv, Dk] (dtype of the initial state,
         else of v), accumulated in fp32.
     """
+    return chunk_kernel(q, k, v, b, a, log_a=log_a, initial_state=initial_state,
+                        chunk_size=chunk_size)
+
+
+def chunk_kernel(q, k, v, b, a=None, *, log_a=None, initial_state=None, chunk_size=64):
+    """The shared entry: the gated delta rule, or with b = None the Hebbian rule
+    (runtime/ops/hebbian/kernel.py). Checks, pads head widths, and applies the Function."""
     if a is not None and log_a is not None:
         raise ValueError("pass the retention as `a` or as `log_a`, not both")
     if not supports(k, v, chunk_size):
@@ -629,7 +683,8 @@ def chunk_gated_delta_kernel(
     if h0 is not None and (DK != dk_in or DV != dv_in):
         h0 = F.pad(h0, (0, DK - dk_in, 0, DV - dv_in))
     o, ht = ChunkGatedDeltaFunction.apply(
-        q.contiguous(), k.contiguous(), v.contiguous(), b.contiguous(),
+        q.contiguous(), k.contiguous(), v.contiguous(),
+        None if b is None else b.contiguous(),
         None if log_a is None else log_a.contiguous(),
         None if h0 is None else h0.contiguous(), chunk_size,
     )  # fmt: skip
@@ -637,4 +692,4 @@ def chunk_gated_delta_kernel(
     return o[..., :dv_in], ht[:, :, :dv_in, :dk_in].to(out_dtype)
 
 
-__all__ = ["ChunkGatedDeltaFunction", "chunk_gated_delta_kernel", "supports"]
+__all__ = ["ChunkGatedDeltaFunction", "chunk_gated_delta_kernel", "chunk_kernel", "supports"]
