@@ -39,8 +39,25 @@ def _gather(tokens: np.ndarray, starts: np.ndarray, width: int, device) -> torch
     return batch.to(device, non_blocking=True) if device is not None else batch
 
 
+def _task_corpus(corpus) -> bool:
+    from .tasks import TaskCorpus
+
+    return isinstance(corpus, TaskCorpus)
+
+
 class BatchSampler:
-    """Deterministic, resumable sampler of `[batch_size, seq_len + 1]` training windows."""
+    """Deterministic, resumable sampler of `[batch_size, seq_len + 1]` training windows.
+
+    Given a TaskCorpus (`--data task:...`, runtime/data/tasks.py) it is a TaskBatchSampler: one
+    generated example per row instead of windows cut from a token stream.
+    """
+
+    def __new__(cls, corpus=None, *args, **kwargs):
+        if cls is BatchSampler and _task_corpus(corpus):
+            from .tasks import TaskBatchSampler
+
+            return TaskBatchSampler(corpus, *args, **kwargs)
+        return super().__new__(cls)
 
     def __init__(self, corpus, batch_size: int, seq_len: int, seed: int = 0, split: str = "train",
                  rank: int = 0, world_size: int = 1, device=None):
@@ -117,8 +134,16 @@ class ValidationIterator:
 
     Each iteration starts over, so evaluating twice gives the same batches. The tail shorter than
     a window is dropped; the last batch may have fewer rows. `max_batches` caps the count (the
-    first batches are kept, so a capped evaluation is still deterministic).
+    first batches are kept, so a capped evaluation is still deterministic). Given a TaskCorpus it
+    is a TaskValidationIterator (a fixed held-out slice of generated examples).
     """
+
+    def __new__(cls, corpus=None, *args, **kwargs):
+        if cls is ValidationIterator and _task_corpus(corpus):
+            from .tasks import TaskValidationIterator
+
+            return TaskValidationIterator(corpus, *args, **kwargs)
+        return super().__new__(cls)
 
     def __init__(self, corpus, batch_size: int, seq_len: int, max_batches: int | None = None, split: str = "val",
                  rank: int = 0, world_size: int = 1, device=None):
