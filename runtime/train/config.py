@@ -59,6 +59,9 @@ class RunConfig:
     min_lr_ratio: float = _f(0.1, "final learning rate as a fraction of the peak")
     grad_clip: float = _f(1.0, "clip the global gradient norm to this (0: off)")
     seed: int = _f(0, "seed of the initial weights and of the data order")
+    max_minutes: float | None = _f(None, "stop after this many minutes of training (counted from the first "
+                                         "step of this invocation), write a checkpoint, and exit 0; the "
+                                         "metrics record that the run was cut by time")
     # hardware
     device: str = _f("auto", "auto (cuda when present, else cpu), cpu, cuda, cuda:N")
     precision: str = _f("auto", "auto (bf16 autocast on CUDA, fp32 on CPU), bf16 or fp32",
@@ -104,6 +107,8 @@ class RunConfig:
             raise TrainError(f"lr must be a positive number, got {self.lr}")
         if not 0.0 <= self.min_lr_ratio <= 1.0:
             raise TrainError(f"min_lr_ratio must be in [0, 1], got {self.min_lr_ratio}")
+        if self.max_minutes is not None and not (self.max_minutes > 0 and math.isfinite(self.max_minutes)):
+            raise TrainError(f"max_minutes must be a positive number of minutes, got {self.max_minutes}")
         if self.grad_clip < 0:
             raise TrainError(f"grad_clip must be 0 (off) or positive, got {self.grad_clip}")
         for f in dataclasses.fields(self):

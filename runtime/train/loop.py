@@ -17,6 +17,10 @@ optimizer can write it into the weights, so every checkpoint on disk stays finit
 Exactness of --resume: the data position, the optimizer state, the periodic gradient sums and the
 random generators are all in the checkpoint, and the schedule is a function of the step, so a run
 resumed at step k computes the same losses as one that never stopped (tested on the CPU).
+
+A wall-clock limit (`max_minutes`) is checked on every step: the step that crosses it completes,
+a checkpoint is written, a `time_limit` event is logged, the final validation runs, and `train`
+returns normally (`RunResult.stopped == "time_limit"`); `--resume` continues the run.
 """
 from __future__ import annotations
 
@@ -75,6 +79,7 @@ class RunResult:
     checkpoint: Path | None = None
     plot: Path | None = None
     peak_memory: int | None = None
+    stopped: str | None = None  # "time_limit" when max_minutes cut the run short
 
 
 def make_optimizer(spec_optimizer: dict, model: nn.Module, lr: float | None):
@@ -298,6 +303,10 @@ def train(cfg: RunConfig, callbacks: Sequence[Callable[[StepInfo], None]] = (), 
         last_loss = float("nan")
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
+        # The wall-clock limit: every rank checks its own clock, and the flag rides in the per-step
+        # all-reduce (max) with the loss, so all ranks stop after the same step.
+        loop_start = time.monotonic()
+        deadline = loop_start + 60.0 * cfg.max_minutes if cfg.max_minutes is not None else math.inf
         with _Interrupt() as interrupt:
             while step < cfg.steps:
                 t0 = time.perf_counter()
@@ -319,12 +328,13 @@ def train(cfg: RunConfig, callbacks: Sequence[Callable[[StepInfo], None]] = (), 
                     grad_norm = torch.nn.utils.clip_grad_norm_(params, max_norm) if params \
                         else torch.zeros((), device=device)
                     stats = torch.stack([loss_sum, distributed.local(grad_norm).float().to(device),
-                                         torch.tensor(float(interrupt.requested), device=device)])
+                                         torch.tensor(float(interrupt.requested), device=device),
+                                         torch.tensor(float(time.monotonic() >= deadline), device=device)])
                     if dist.active:
                         stats[0] /= dist.world
                         distributed.all_reduce(dist, stats[:1])
                         distributed.all_reduce(dist, stats[1:], "max")
-                    loss_value, norm_value, stop = stats.tolist()
+                    loss_value, norm_value, stop, out_of_time = stats.tolist()
                 except Exception as err:
                     if _is_oom(err):
                         raise _oom_error(err, cfg, seq_len, device, next_step) from None
@@ -352,7 +362,8 @@ def train(cfg: RunConfig, callbacks: Sequence[Callable[[StepInfo], None]] = (), 
                 window_tokens += tokens_per_step
                 window_time += dt
                 bar.update(step, loss_value, window_tokens / window_time if window_time else float("nan"))
-                if step % cfg.log_every == 0 or step == cfg.steps:
+                timed_out = bool(out_of_time) and step < cfg.steps
+                if step % cfg.log_every == 0 or step == cfg.steps or timed_out:
                     tput = window_tokens / window_time if window_time else float("nan")
                     record = {"kind": "train", "step": step, "tokens": tokens, "loss": window_loss / window_steps,
                               "lr": lr, "grad_norm": norm_value, "tokens_per_s": tput, "time": time.time()}
@@ -363,7 +374,7 @@ def train(cfg: RunConfig, callbacks: Sequence[Callable[[StepInfo], None]] = (), 
                     window_loss, window_steps, window_tokens, window_time = 0.0, 0, 0, 0.0
                 if cfg.eval_every and step % cfg.eval_every == 0 and step != cfg.steps:
                     result.val_loss = _log_val(log_, evaluate(), step, tokens, say)
-                if step % cfg.save_every == 0 or step == cfg.steps or stop:
+                if step % cfg.save_every == 0 or step == cfg.steps or stop or timed_out:
                     save(step)
                 for cb in callbacks:
                     cb(StepInfo(step, loss_value, lr, norm_value, tokens, out))
@@ -372,11 +383,20 @@ def train(cfg: RunConfig, callbacks: Sequence[Callable[[StepInfo], None]] = (), 
                     bar.close()
                     say(f"interrupted: saved {result.checkpoint}; continue with --resume")
                     raise KeyboardInterrupt
+                if timed_out:
+                    elapsed = time.monotonic() - loop_start
+                    log_.write({"kind": "event", "step": step, "event": "time_limit", "max_minutes": cfg.max_minutes,
+                                "elapsed_s": elapsed, "tokens": tokens, "time": time.time()})
+                    result.stopped = "time_limit"
+                    say(f"time limit: {cfg.max_minutes:g} min reached after step {step} of {cfg.steps} "
+                        f"({elapsed / 60:.2f} min); saved {result.checkpoint}; continue with --resume")
+                    break
         bar.close()
         result.val_loss = _log_val(log_, evaluate(), step, tokens, say)
         if result.checkpoint is None:  # a resumed run that had nothing left to do
             result.checkpoint = checkpoint.latest(ckpt_dir)
-        log_.write({"kind": "event", "step": step, "event": "end", "time": time.time()})
+        log_.write({"kind": "event", "step": step, "event": "end", "time": time.time(),
+                    **({"reason": result.stopped} if result.stopped else {})})
         result.step, result.tokens = step, tokens
         if device.type == "cuda":
             result.peak_memory = torch.cuda.max_memory_allocated(device)

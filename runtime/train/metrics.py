@@ -4,7 +4,9 @@
     {"kind": "train", "step", "tokens", "loss", "lr", "grad_norm", "tokens_per_s", "time"}
         (+ "peak_memory_gib" on CUDA)
     {"kind": "val", "step", "tokens", "val_loss", "val_bits_per_token"}
-    {"kind": "event", "step", "event": "start" | "resume" | "end" | "nonfinite" | ..., ...}
+    {"kind": "event", "step", "event": "start" | "resume" | "end" | "nonfinite" | "time_limit" | ..., ...}
+        ("time_limit" carries "max_minutes", "elapsed_s", "tokens"; the "end" event of such a run
+        carries "reason": "time_limit")
 
 Lines are appended and flushed one by one, so a killed run keeps every record it wrote. A resumed
 run appends after the old records; when a step appears twice (the steps between the last

@@ -1,0 +1,291 @@
+"""Validation-loss curves of models trained for a fixed wall-clock budget, side by side (issue 4):
+by default a ~30M Hope against the same-size Transformer++ on the packaged corpus, each on its own
+GPU at the same time, then one plot (validation loss against wall-clock minutes and against
+training tokens) and a markdown table.
+
+    python bench/curves.py [SPEC:DIMxDEPTH ...] [--gpus 0,1] [--max-minutes 9] [--context 512]
+        [--batch-size 32] [--lr 1e-3] [--warmup 100] [--eval-every 50] [--data DIR_OR_NAME]
+        [--out runs/curves] [--export DIR] [--device cuda|cpu]
+    python bench/curves.py --plot-only runs/curves      # redraw from the runs' metrics.jsonl
+
+Default models: hope:512x4 (31.9M parameters) and transformer_pp:512x10 (31.6M), byte tokenizer,
+context 512, 32 sequences per step (16,384 tokens), AdamW from each spec with the same peak lr,
+warmup, then a constant learning rate: the runs stop on time (`max_minutes`), not on a step count,
+so a decaying schedule would be cut at an arbitrary point (give --steps N for a cosine schedule
+over N steps instead). Each model is trained by `nslang train` in its own process (one per GPU of
+--gpus, through CUDA_VISIBLE_DEVICES); everything this script reports comes from the runs'
+metrics.jsonl (runtime/train/metrics.py), never from their console output.
+
+`max_minutes` counts from each run's first step; compiling, loading the corpus and the final
+validation come on top (about half a minute), so the default 9 keeps one call under 10 minutes.
+
+The table: parameters (of the compiled package), steps, training tokens seen, final validation
+loss (nats/token and bits/byte), training tokens/s (the mean of the logged windows, evaluation
+excluded) and peak GPU memory. --export DIR copies the plot, the table and each run's metrics,
+run.json and console log (not the checkpoints) into DIR, e.g. $OUT on the device machine.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+DEFAULT_MODELS = ["hope:512x4", "transformer_pp:512x10"]
+CARRIED_CORPUS = ROOT / ".gpu_data" / "shakespeare" / "byte-val0.01-seed0"
+BIG = 10_000_000  # the step count of a run that stops on time
+
+
+def parse_model(text: str) -> tuple[str, Path, int, int]:
+    """`hope:512x4` or `path/to/x.nsam:256x2` -> (label, spec path, dim, depth)."""
+    spec, sep, size = text.rpartition(":")
+    try:
+        dim, depth = (int(v) for v in size.lower().split("x"))
+        if not sep:
+            raise ValueError
+    except ValueError:
+        raise SystemExit(f"error: model {text!r} is not SPEC:DIMxDEPTH (e.g. hope:512x4)") from None
+    path = Path(spec)
+    if not path.is_file():
+        path = ROOT / "specs" / f"{spec}.nsam"
+        if not path.is_file():
+            raise SystemExit(f"error: no spec {spec} (neither a file nor specs/{spec}.nsam)")
+    return f"{path.stem}-{dim}x{depth}", path, dim, depth
+
+
+def count_params(package_dir: Path) -> int | None:
+    """Parameters of a compiled package, built on the meta device (no memory, no GPU)."""
+    try:
+        import torch
+
+        from runtime.train.build import open_package
+
+        pkg = open_package(package_dir)
+        with torch.device("meta"):
+            model = pkg.Model(pkg.Config())
+        return sum(p.numel() for p in model.parameters())
+    except Exception as err:  # a missing count must not lose the curves
+        print(f"warning: cannot count the parameters of {package_dir}: {err}", file=sys.stderr)
+        return None
+
+
+def train_command(args, spec: Path, dim: int, depth: int, out: Path) -> list[str]:
+    cmd = [sys.executable, "-m", "nslang.cli", "train", str(spec),
+           "--set", f"dim={dim}", "--set", f"depth={depth}", "--set", f"context={args.context}",
+           "--context", str(args.context), "--batch-size", str(args.batch_size), "--data", args.data,
+           "--tokenizer", "byte", "--device", args.device, "--out", str(out), "--no-progress",
+           "--warmup", str(args.warmup), "--eval-every", str(args.eval_every),
+           "--eval-batches", str(args.eval_batches), "--log-every", str(args.log_every),
+           "--max-minutes", f"{args.max_minutes:g}", "--seed", str(args.seed)]
+    if args.lr:
+        cmd += ["--lr", f"{args.lr:g}"]
+    if args.steps:
+        cmd += ["--steps", str(args.steps), "--schedule", "cosine", "--save-every", str(args.steps)]
+    else:
+        cmd += ["--steps", str(BIG), "--schedule", "constant", "--save-every", str(BIG)]
+    if args.precision:
+        cmd += ["--precision", args.precision]
+    if args.compile:
+        cmd += ["--compile"]
+    return cmd
+
+
+def launch(args, models) -> dict[str, int]:
+    """Start every run at once (one per GPU), wait for all; return label -> exit status."""
+    gpus = [g.strip() for g in args.gpus.split(",") if g.strip()] if args.gpus else []
+    if args.device != "cpu" and gpus and len(gpus) < len(models):
+        raise SystemExit(f"error: {len(models)} models need {len(models)} GPUs in --gpus, got {args.gpus!r}")
+    procs = {}
+    for i, (label, spec, dim, depth) in enumerate(models):
+        out = Path(args.out) / label
+        if out.exists():
+            shutil.rmtree(out)  # a benchmark starts fresh
+        out.mkdir(parents=True)
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", "NCCL_NVLS_ENABLE": "0",
+               "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+        if args.device == "cpu":
+            env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 2) // len(models)))
+        elif gpus:
+            env["CUDA_VISIBLE_DEVICES"] = gpus[i]
+        cmd = train_command(args, spec, dim, depth, out)
+        log = open(out / "train.log", "w")
+        log.write(" ".join(cmd) + "\n")
+        log.flush()
+        print(f"{label}: started on {'GPU ' + gpus[i] if gpus and args.device != 'cpu' else args.device}"
+              f" -> {out}", file=sys.stderr, flush=True)
+        procs[label] = (subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT), log)
+    codes = {}
+    limit = 60 * args.max_minutes + args.grace
+    start = time.monotonic()
+    for label, (proc, log) in procs.items():
+        try:
+            codes[label] = proc.wait(timeout=max(1.0, limit - (time.monotonic() - start)))
+        except subprocess.TimeoutExpired:
+            proc.terminate()  # SIGTERM: only our own child
+            try:
+                codes[label] = proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                codes[label] = proc.wait()
+            print(f"{label}: still running {limit:.0f} s after the start: stopped", file=sys.stderr)
+        log.close()
+        status = "done" if codes[label] == 0 else f"exit {codes[label]}"
+        print(f"{label}: {status} ({time.monotonic() - start:.0f} s)", file=sys.stderr, flush=True)
+        if codes[label] != 0:
+            tail = (Path(args.out) / label / "train.log").read_text(errors="replace").splitlines()[-15:]
+            print("\n".join("    " + line for line in tail), file=sys.stderr)
+    return codes
+
+
+def summarize(run: Path) -> dict:
+    """One run's curve and numbers from its metrics.jsonl."""
+    from runtime.train.metrics import read, series
+
+    records = read(run / "metrics.jsonl")
+    starts = [r for r in records if r.get("kind") == "event" and r.get("event") in ("start", "resume")]
+    t0 = starts[0]["time"] if starts else None
+    vals = {}
+    for r in records:
+        if r.get("kind") == "val":
+            vals[r["step"]] = r
+    vals = [vals[s] for s in sorted(vals)]
+    trains = [r for r in records if r.get("kind") == "train"]
+    _, tput = series(records, "train", "tokens_per_s")
+    tput = [t for t in tput[1:] or tput if isinstance(t, (int, float)) and math.isfinite(t)]  # first window: warm-up
+    peaks = [r["peak_memory_gib"] for r in trains if "peak_memory_gib" in r]
+    ends = [r for r in records if r.get("kind") == "event" and r.get("event") == "end"]
+    info = {}
+    if (run / "run.json").is_file():
+        info = json.loads((run / "run.json").read_text())
+    return {
+        "label": run.name,
+        "model": info.get("model", run.name),
+        "params": count_params(run / "package") if (run / "package").is_dir() else None,
+        "minutes": [(v["time"] - t0) / 60 if t0 else float("nan") for v in vals],
+        "tokens": [v["tokens"] for v in vals],
+        "val_loss": [v["val_loss"] for v in vals],
+        "steps": trains[-1]["step"] if trains else 0,
+        "tokens_seen": trains[-1]["tokens"] if trains else 0,
+        "tokens_per_s": sum(tput) / len(tput) if tput else float("nan"),
+        "peak_gib": max(peaks) if peaks else None,
+        "stopped": ends[-1].get("reason", "steps") if ends else "unfinished",
+        "device": info.get("device", "?"),
+    }
+
+
+def table(rows: list[dict], args) -> str:
+    lines = [f"context {args.context}, batch {args.batch_size}, byte tokenizer, data {args.data}, "
+             f"max {args.max_minutes:g} min per run, lr {args.lr or 'spec'}, warmup {args.warmup}, "
+             f"{'cosine over ' + str(args.steps) + ' steps' if args.steps else 'constant lr'}", "",
+             "| model | params | steps | tokens seen | final val loss | bits/byte | tokens/s | peak GiB | stopped by |",
+             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"]
+    for r in rows:
+        final = r["val_loss"][-1] if r["val_loss"] else float("nan")
+        params = f"{r['params'] / 1e6:.1f}M" if r["params"] else "?"
+        peak = f"{r['peak_gib']:.2f}" if r["peak_gib"] is not None else "-"
+        lines.append(f"| {r['label']} | {params} | {r['steps']:,} | {r['tokens_seen'] / 1e6:.2f}M | {final:.4f} | "
+                     f"{final / math.log(2):.3f} | {r['tokens_per_s']:,.0f} | {peak} | {r['stopped']} |")
+    return "\n".join(lines)
+
+
+def plot(rows: list[dict], path: Path, title: str) -> Path | None:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg", force=False)
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print(f"warning: no matplotlib here: {path} not drawn; redraw elsewhere with "
+              f"`python bench/curves.py --plot-only {path.parent}`", file=sys.stderr)
+        return None
+    fig, (ax_t, ax_n) = plt.subplots(1, 2, figsize=(12, 4.5), sharey=True)
+    for r in rows:
+        ax_t.plot(r["minutes"], r["val_loss"], "o-", markersize=3, label=r["label"])
+        ax_n.plot([t / 1e6 for t in r["tokens"]], r["val_loss"], "o-", markersize=3, label=r["label"])
+    ax_t.set_xlabel("wall-clock minutes (from the first step)")
+    ax_n.set_xlabel("training tokens (millions)")
+    ax_t.set_ylabel("validation loss (nats / token)")
+    for ax in (ax_t, ax_n):
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def report(run_dirs: list[Path], args, out: Path) -> str:
+    rows = [summarize(d) for d in run_dirs if (d / "metrics.jsonl").is_file()]
+    text = table(rows, args)
+    (out / "curves.md").write_text(text + "\n")
+    (out / "curves.json").write_text(json.dumps(rows, indent=1) + "\n")
+    devices = sorted({r["device"] for r in rows})
+    plot(rows, out / "curves.png", f"validation loss, {' vs '.join(r['label'] for r in rows)} ({', '.join(devices)})")
+    return text
+
+
+def export(run_dirs: list[Path], out: Path, dest: Path) -> None:
+    dest.mkdir(parents=True, exist_ok=True)
+    for name in ("curves.md", "curves.json", "curves.png"):
+        if (out / name).is_file():
+            shutil.copy2(out / name, dest / name)
+    for d in run_dirs:
+        for name in ("metrics.jsonl", "run.json", "train.log", "loss.png"):
+            if (d / name).is_file():
+                (dest / d.name).mkdir(exist_ok=True)
+                shutil.copy2(d / name, dest / d.name / name)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("models", nargs="*", default=DEFAULT_MODELS, help="SPEC:DIMxDEPTH, e.g. hope:512x4")
+    p.add_argument("--gpus", default="0,1", help="one GPU per model, comma-separated (default 0,1)")
+    p.add_argument("--device", default="cuda", help="cuda (one process per GPU of --gpus) or cpu")
+    p.add_argument("--max-minutes", type=float, default=9.0)
+    p.add_argument("--grace", type=float, default=120.0, help="seconds past max-minutes before a run is stopped")
+    p.add_argument("--context", type=int, default=512)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--lr", type=float, default=1e-3, help="peak lr for every model (0: each spec's own)")
+    p.add_argument("--warmup", type=int, default=100)
+    p.add_argument("--steps", type=int, default=0, help="a cosine schedule over this many steps (0: constant lr)")
+    p.add_argument("--eval-every", type=int, default=50)
+    p.add_argument("--eval-batches", type=int, default=8)
+    p.add_argument("--log-every", type=int, default=10)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--precision", default=None, choices=["auto", "bf16", "fp32"])
+    p.add_argument("--compile", action="store_true", help="torch.compile each model")
+    p.add_argument("--data", default=None, help="corpus name or prepared folder (default: the carried "
+                   ".gpu_data/shakespeare/byte-val0.01-seed0 when present, else shakespeare)")
+    p.add_argument("--out", default=str(ROOT / "runs" / "curves"))
+    p.add_argument("--export", default=None, help="copy the plot, table and each run's metrics here")
+    p.add_argument("--plot-only", default=None, metavar="DIR", help="only redraw from the runs in DIR")
+    args = p.parse_args(argv)
+    if args.data is None:
+        args.data = str(CARRIED_CORPUS) if (CARRIED_CORPUS / "meta.json").is_file() else "shakespeare"
+    if args.plot_only:
+        out = Path(args.plot_only)
+        runs = sorted(d for d in out.iterdir() if (d / "metrics.jsonl").is_file())
+        print(report(runs, args, out))
+        return 0
+    models = [parse_model(m) for m in args.models]
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    codes = launch(args, models)
+    runs = [out / label for label, *_ in models]
+    print(report(runs, args, out))
+    if args.export:
+        export(runs, out, Path(args.export))
+    return 0 if all(c == 0 for c in codes.values()) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
