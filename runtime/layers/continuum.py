@@ -24,6 +24,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..ops.cms.dispatch import cms_update
+from . import common
+
 
 class ContinuumState(NamedTuple):
     weights: tuple   # per in-context level: tuple of per-sequence weight tensors [B, ...]
@@ -121,3 +124,24 @@ class Continuum(nn.Module):
                 weights[slot] = self._theta0(i, weights[slot][0].shape[0])
                 pending[slot] = tuple(torch.zeros_like(p) for p in pending[slot])
         return ContinuumState(tuple(weights), tuple(pending), pos)
+        return self._resets(weights, pending, pos)
+
+    def update(self, state: ContinuumState, grads, n: int) -> ContinuumState:
+        """`advance(accumulate(state, grads), n)` in one step: per weight tensor one fused kernel
+        (runtime/ops/cms/kernel.py) on CUDA instead of 3-4 elementwise ops, the PyTorch ops
+        elsewhere and under implementation("chunk" / "reference"). The kernel is differentiable
+        to any order, so it also serves the meta-learned (create_graph) writes."""
+        mode = common._MODE[-1]
+        impl = {"fast": "auto", "kernel": "kernel"}.get(mode, "reference")
+        pos = state.pos + n
+        weights, pending = [], []
+        for slot, i in enumerate(self.in_context):
+            apply = pos % self.periods[i] == 0
+            new = [cms_update(w, p, g, self.lr, apply, impl) for w, p, g in
+                   zip(state.weights[slot], state.pending[slot], grads[slot])]
+            weights.append(tuple(w for w, _ in new))
+            pending.append(tuple(p for _, p in new))
+        return self._resets(weights, pending, pos)
+
+    def _resets(self, weights: list, pending: list, pos: int) -> ContinuumState:
+        """Nested variant: a level restarts from theta_0 at each boundary of the next slower."""
