@@ -1,0 +1,561 @@
+"""The small-scale reproduction behind docs/results.md, in one command (issue 6).
+
+    python bench/results.py --gpus 0,1,2,3 --slots-per-gpu 6 --scale small --budget-minutes 8 --out OUT
+    python bench/results.py --device cpu --slots 2 --scale tiny --out /tmp/results      # the CPU smoke run
+    python bench/results_report.py OUT -o docs/results.md                               # tables and plots
+
+The job list (model x experiment), every job a chain of `nslang train` then `nslang eval` subprocesses:
+
+    lm        Hope, Transformer++, Titans, DeltaNet, Hope-Attention and the four Table 6 ablations:
+              pretraining on the packaged corpus (validation loss), then NIAH (niah_single_1/2,
+              niah_multikey_1 at short lengths); the five main models also run the continual
+              class-incremental stream (wiki topics) starting from the pretrained weights
+    mqar      the same models and the ablations trained on MQAR (`--data task:mqar?...`), evaluated
+              on held-out sequences by number of pairs and sequence length (also 2x longer than trained)
+    formal    the five main models x six formal languages (Table 5): trained on the training-length
+              bin (`--data task:formal_X`), evaluated on bin0 (training lengths) and bin1 (longer)
+    optim     one model (transformer_pp by default) on the LM with AdamW, Muon and M3, each with
+              its own optimizer spec's learning rate (specs/optim/)
+
+Within an experiment every model gets the same steps, batch and context (the same tokens). The
+jobs run in parallel on `slots` (GPU x slot, CUDA_VISIBLE_DEVICES set per process); the whole run
+is planned to fit `--budget-minutes`: each job gets budget / waves minutes, training is stopped by
+`nslang train --max-minutes` at 60% of that (it saves a checkpoint, records a `time_limit` event,
+and the job records the steps and tokens it saw), and every command also has a hard `timeout`.
+A failed or cut job is recorded as such; the others go on.
+
+Output folder: results.json (the plan, every job's commands, return codes, times, training and
+evaluation results), commands.sh (the exact commands), jobs/<job>/ (runs, logs, eval JSON).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import queue
+import re
+import shlex
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+CARRIED_CORPUS = ROOT / ".gpu_data" / "shakespeare" / "byte-val0.01-seed0"
+CARRIED_RECORDS = ROOT / ".gpu_data" / "continual_wiki.jsonl"
+
+MAIN_MODELS = ("hope", "transformer_pp", "titans", "deltanet", "hope_attention")
+ABLATIONS = ("hope_no_dgd", "hope_no_momentum", "hope_no_retention", "hope_no_cms")
+LANGUAGES = ("parity", "aa_star", "abab_star", "anbn", "anbncn", "shuffle2")
+OPTIMIZERS = ("adamw", "muon", "m3")
+NIAH_TASKS = "niah_single_1,niah_single_2,niah_multikey_1"
+# Models whose step costs far more than attention's (chunk loops): started first, spread over GPUs.
+# `nslang` without needing the console script (the GPU machine runs from a plain checkout on PYTHONPATH).
+NSLANG = ["-c", "import sys; from nslang.cli import main; sys.argv[0] = 'nslang'; sys.exit(main())"]
+HEAVY = {"hope", "hope_attention", "titans", "hope_no_dgd", "hope_no_momentum", "hope_no_retention", "hope_no_cms"}
+
+PRESETS = {
+    # The CPU smoke run: the whole grid on two cores in about a quarter of an hour.
+    "tiny": {
+        "model": {"dim": 32, "depth": 1, "heads": 2},
+        "lr": 3e-3,
+        "lm": {"steps": 12, "batch": 4, "context": 64},
+        "mqar": {"steps": 20, "batch": 8, "num_pairs": (2, 4), "seq_len": 96, "eval_seq_len": (96, 192)},
+        "formal": {"steps": 12, "batch": 8, "context": 64},
+        "niah": {"lengths": (512, 1024), "n": 4},
+        "continual": {"classes_per_task": 2, "test_per_class": 3, "train_per_class": 4, "max_chars": 160,
+                      "train_steps": 2, "train_batch": 2, "train_seq_len": 64},
+        "eval_n": 8, "eval_batch": 8,
+    },
+    # The GPU run: 10.7M (Transformer++) to 26.9M (Hope) parameters at dim 384, depth 6, byte vocab.
+    "small": {
+        "model": {"dim": 384, "depth": 6, "heads": 4},
+        "lr": 1e-3,
+        "lm": {"steps": 200, "batch": 16, "context": 512},
+        "mqar": {"steps": 300, "batch": 32, "num_pairs": (4, 8, 16), "seq_len": 320, "eval_seq_len": (320, 640)},
+        "formal": {"steps": 200, "batch": 32, "context": 64},
+        "niah": {"lengths": (1024, 2048, 4096), "n": 30},
+        "continual": {"classes_per_task": 2, "test_per_class": 20, "train_per_class": 40, "max_chars": 600,
+                      "train_steps": 20, "train_batch": 8, "train_seq_len": 256},
+        "eval_n": 120, "eval_batch": 16,
+    },
+}
+
+
+@dataclass
+class Command:
+    kind: str  # "train" or "eval:<what>"
+    argv: list[str]
+    timeout_s: float
+    rc: int | None = None
+    seconds: float | None = None
+    timed_out: bool = False
+    log: str = ""
+
+    @property
+    def shell(self) -> str:
+        """The command as one would type it: `nslang train ...` (argv runs the same via python -c)."""
+        if self.argv[1:3] == NSLANG:
+            return "nslang " + shlex.join(self.argv[3:])
+        return shlex.join(self.argv)
+
+
+@dataclass
+class Job:
+    name: str
+    experiment: str
+    model: str
+    spec: str
+    data: str
+    steps: int
+    batch: int
+    context: int
+    lr: float | None
+    heavy: bool
+    commands: list[Command] = field(default_factory=list)
+    status: str = "pending"
+    slot: str = ""
+    seconds: float | None = None
+    minutes: float | None = None  # the job's time cap, set when it starts
+
+
+# -- data the jobs read --------------------------------------------------------------------------
+
+def corpus_path(arg: str | None) -> str:
+    if arg:
+        return arg
+    return str(CARRIED_CORPUS) if (CARRIED_CORPUS / "meta.json").is_file() else "shakespeare"
+
+
+def write_haystack(corpus: str, out: Path) -> Path | None:
+    """The validation split of the (byte-level) corpus as one text file, the NIAH prose haystack."""
+    try:
+        sys.path.insert(0, str(ROOT))
+        import numpy as np
+
+        from runtime.data import open_corpus
+
+        c = open_corpus(corpus) if Path(corpus, "meta.json").is_file() else open_corpus(corpus, progress=False)
+        if c.meta["tokenizer"].get("kind") != "byte":
+            return None
+        tokens = np.asarray(c.tokens("val"))
+        text = bytes(int(t) for t in tokens if t < 256).decode("utf-8", "replace")
+        path = out / "haystack.txt"
+        path.write_text(text)
+        return path
+    except Exception as err:  # noqa: BLE001 - the NIAH prose variants are then skipped
+        print(f"note: no haystack from {corpus}: {err}", file=sys.stderr)
+        return None
+
+
+def continual_records(arg: str | None, out: Path, p: dict) -> tuple[Path | None, str]:
+    """A labelled .jsonl (text, topic) for class_incremental: given, carried, or made from `wiki`."""
+    if arg:
+        return Path(arg), "given"
+    if CARRIED_RECORDS.is_file():
+        return CARRIED_RECORDS, "carried"
+    try:
+        sys.path.insert(0, str(ROOT))
+        from runtime.data import is_cached, get_source, records
+
+        if not all(is_cached(pkg) for pkg in get_source("wiki").all_packages()):
+            return None, "the wiki corpus is not cached (nslang data fetch wiki) and no records were carried"
+        by_topic: dict[str, list] = {}
+        for r in records("wiki", progress=False):
+            by_topic.setdefault(r["topic"], []).append({"text": r["text"][:2000], "topic": r["topic"]})
+        rows = [r for topic in sorted(by_topic) for r in by_topic[topic][:200]]
+        CARRIED_RECORDS.parent.mkdir(parents=True, exist_ok=True)
+        CARRIED_RECORDS.write_text("".join(json.dumps(r) + "\n" for r in rows))
+        return CARRIED_RECORDS, "made from wiki"
+    except Exception as err:  # noqa: BLE001
+        return None, f"no records: {err}"
+
+
+# -- the plan --------------------------------------------------------------------------------------
+
+def optimizer_spec(kind: str, base: str, folder: Path) -> Path:
+    """`model <base>_<kind> extends <base>` with the outer optimizer of specs/optim/<kind>.nsam."""
+    text = (ROOT / "specs" / "optim" / f"{kind}.nsam").read_text()
+    body = re.search(r"optimizer\s+\w+\s*:\s*\w+\s*\{(.*?)\}", text, re.S).group(1)
+    options = [line.split("#")[0].strip() for line in body.splitlines()]
+    options = [o for o in options if o]
+    base_text = (ROOT / "specs" / f"{base}.nsam").read_text()
+    existing = re.findall(r"^\s*optimizer\s+(\w+)\s+in\s+(\w+)", base_text, re.M)
+    level = existing[0][1] if existing else "outer"
+    lines = [f"# Written by bench/results.py: {base} trained with specs/optim/{kind}.nsam's options.",
+             f'model {base}_{kind} extends "{(ROOT / "specs" / f"{base}.nsam").as_posix()}" {{']
+    lines += [f"  remove {name}" for name, _ in existing if name != kind]
+    lines.append(f"  optimizer {kind} in {level} {{ " + "; ".join(options) + " }")
+    lines.append("}")
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{base}_{kind}.nsam"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def plan(args, out: Path) -> tuple[list[Job], dict]:
+    p = PRESETS[args.scale]
+    scale = args.steps_scale
+    corpus = corpus_path(args.corpus)
+    haystack = write_haystack(corpus, out)
+    records, records_note = continual_records(args.records, out, p)
+    notes = {"corpus": corpus, "haystack": str(haystack) if haystack else None,
+             "continual_records": str(records) if records else None, "continual_note": records_note}
+    jobs: list[Job] = []
+
+    def steps(n: int) -> int:
+        return max(1, int(round(n * scale)))
+
+    def add(name, experiment, model, spec, data, cfg, lr):
+        jobs.append(Job(name, experiment, model, _rel(spec), _rel(data) if Path(data).exists() else data, steps(cfg["steps"]), cfg["batch"],
+                        cfg["context"], lr, model.split("@")[0] in HEAVY))
+
+    lm = p["lm"]
+    mq = p["mqar"]
+    mq_data = f"task:mqar?num_pairs={','.join(map(str, mq['num_pairs']))}&seq_len={mq['seq_len']}"
+    mq_cfg = {"steps": mq["steps"], "batch": mq["batch"], "context": mq["seq_len"]}
+    for model in MAIN_MODELS + ABLATIONS:
+        spec = ROOT / "specs" / f"{model}.nsam"
+        add(f"lm-{model}", "lm", model, spec, corpus, lm, p["lr"])
+        add(f"mqar-{model}", "mqar", model, spec, mq_data, mq_cfg, p["lr"])
+    for model in MAIN_MODELS:
+        for lang in LANGUAGES:
+            add(f"formal_{lang}-{model}", f"formal_{lang}", model, ROOT / "specs" / f"{model}.nsam",
+                f"task:formal_{lang}", p["formal"], p["lr"])
+    for kind in OPTIMIZERS:
+        spec = optimizer_spec(kind, args.optim_model, out / "specs")
+        add(f"optim-{args.optim_model}-{kind}", "optim", f"{args.optim_model}@{kind}", spec, corpus, lm, None)
+    if args.only:
+        pattern = re.compile(args.only)
+        jobs = [j for j in jobs if pattern.search(j.name)]
+    return jobs, notes
+
+
+LIGHT_WEIGHT = 0.3  # a light job's share of time relative to a heavy one's, when caps are handed out
+TRAIN_SHARE = 0.6  # of a job's minutes; the evaluations share the rest
+
+
+def attach_commands(jobs: list[Job], args, out: Path, notes: dict, job_minutes: float, has_max_minutes: bool):
+    """Each job's commands, with time limits for `job_minutes` (set again when the job starts)."""
+    for job in jobs:
+        set_commands(job, args, out, notes, job_minutes, has_max_minutes)
+
+
+def set_commands(job: Job, args, out: Path, notes: dict, job_minutes: float, has_max_minutes: bool) -> None:
+    p = PRESETS[args.scale]
+    nslang = [sys.executable, *NSLANG]
+    device = "cpu" if args.device == "cpu" else "cuda"
+    train_share = TRAIN_SHARE
+    job.commands = []
+    job.minutes = round(job_minutes, 3)
+    run = out / "jobs" / job.name / "run"
+    model_sets = {**p["model"], "context": job.context}
+    argv = [*nslang, "train", job.spec]
+    for k, v in model_sets.items():
+        argv += ["--set", f"{k}={v}"]
+    argv += ["--data", job.data, "--context", str(job.context), "--steps", str(job.steps),
+             "--batch-size", str(job.batch), "--eval-every", "0", "--eval-batches", "4",
+             "--save-every", str(max(1, job.steps // 4)), "--log-every", str(max(1, job.steps // 20)),
+             "--device", device, "--seed", "0", "--out", str(run), "--no-progress"]
+    if job.lr is not None:
+        argv += ["--lr", str(job.lr)]
+    warmup = min(20, max(1, job.steps // 10))
+    argv += ["--warmup", str(warmup)]
+    train_minutes = job_minutes * train_share
+    if has_max_minutes:
+        argv += ["--max-minutes", f"{train_minutes:.3f}"]
+    # the hard cap leaves time for the final checkpoint and validation after --max-minutes
+    job.commands.append(Command("train", argv, timeout_s=train_minutes * 60 * 1.25 + 30))
+    left = job_minutes * 60 - train_minutes * 60
+    evals = eval_commands(job, run, out, p, notes, device)
+    for cmd in evals:
+        cmd.timeout_s = max(30.0, left / max(1, len(evals)) + 15)
+    job.commands += evals
+
+
+def eval_commands(job: Job, run: Path, out: Path, p: dict, notes: dict, device: str) -> list[Command]:
+    base = [sys.executable, *NSLANG, "eval", str(run), "--device", device, "--no-plot", "-q",
+            "--batch-size", str(p["eval_batch"])]
+    folder = out / "jobs" / job.name
+    cmds = []
+    if job.experiment in ("lm", "optim"):
+        if job.experiment == "lm":
+            tasks = NIAH_TASKS.split(",") if notes.get("haystack") else ["niah_single_1"]
+            for task in tasks:  # one command each: a task cut by its time limit loses only itself
+                argv = base + ["--task", task, "--n", str(p["niah"]["n"]),
+                               "--param", "lengths=" + ",".join(map(str, p["niah"]["lengths"])),
+                               "-o", str(folder / f"eval_{task}.json")]
+                if task != "niah_single_1":
+                    argv += ["--param", f"haystack=@{notes['haystack']}"]
+                cmds.append(Command(f"eval:{task}", argv, 0))
+            if job.model in MAIN_MODELS and notes.get("continual_records"):
+                c = p["continual"]
+                argv = base + ["--task", "class_incremental", "--param", f"source=@{notes['continual_records']}",
+                               "--param", "label_key=topic", "-o", str(folder / "eval_continual.json")]
+                argv += [x for k, v in c.items() for x in ("--param", f"{k}={v}")]
+                cmds.append(Command("eval:continual", argv, 0))
+    elif job.experiment == "mqar":
+        mq = p["mqar"]
+        argv = base + ["--task", "mqar", "--n", str(p["eval_n"]),
+                       "--param", "num_pairs=" + ",".join(map(str, mq["num_pairs"])),
+                       "--param", "seq_len=" + ",".join(map(str, mq["eval_seq_len"])),
+                       "-o", str(folder / "eval_mqar.json")]
+        cmds.append(Command("eval:mqar", argv, 0))
+    elif job.experiment.startswith("formal_"):
+        argv = base + ["--task", job.experiment, "--n", str(p["eval_n"]), "-o", str(folder / "eval_formal.json")]
+        cmds.append(Command("eval:formal", argv, 0))
+    return cmds
+
+
+# -- running ----------------------------------------------------------------------------------------
+
+def run_job(job: Job, slot: tuple[str, int], out: Path, threads: int) -> None:
+    gpu, k = slot
+    job.slot = f"{gpu}:{k}"
+    env = dict(os.environ, PYTHONUNBUFFERED="1", OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads),
+               PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    if gpu != "cpu":
+        env["CUDA_VISIBLE_DEVICES"] = gpu
+    folder = out / "jobs" / job.name
+    folder.mkdir(parents=True, exist_ok=True)
+    job.status = "running"
+    t_job = time.monotonic()
+    for i, cmd in enumerate(job.commands):
+        cmd.log = str(folder / f"{i}_{cmd.kind.replace(':', '_')}.log")
+        if cmd.kind != "train" and job.commands[0].rc not in (0,) and not _has_checkpoint(folder / "run"):
+            cmd.rc, cmd.seconds = None, 0.0
+            continue
+        t0 = time.monotonic()
+        with open(cmd.log, "w") as log:
+            log.write("$ " + cmd.shell + "\n")
+            log.flush()
+            proc = subprocess.Popen(cmd.argv, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                    start_new_session=True)
+            try:
+                cmd.rc = proc.wait(timeout=cmd.timeout_s)
+            except subprocess.TimeoutExpired:
+                cmd.timed_out = True
+                try:
+                    os.killpg(proc.pid, 15)
+                    cmd.rc = proc.wait(timeout=20)
+                except (subprocess.TimeoutExpired, ProcessLookupError):
+                    os.killpg(proc.pid, 9)
+                    cmd.rc = proc.wait()
+        cmd.seconds = round(time.monotonic() - t0, 2)
+    job.seconds = round(time.monotonic() - t_job, 2)
+    train = job.commands[0]
+    if train.rc == 0 and all(c.rc == 0 for c in job.commands):
+        job.status = "ok"
+    elif _has_checkpoint(folder / "run"):
+        job.status = "partial"
+    else:
+        job.status = "failed"
+
+
+def _has_checkpoint(run: Path) -> bool:
+    return any((run / "checkpoints").glob("step_*.pt")) if (run / "checkpoints").is_dir() else False
+
+
+def collect(job: Job, out: Path) -> dict:
+    """What the job produced: training summary from metrics.jsonl, eval JSON, parameter count."""
+    folder = out / "jobs" / job.name
+    run = folder / "run"
+    rec = {k: v for k, v in asdict(job).items() if k != "commands"}
+    rec["commands"] = [{"kind": c.kind, "command": c.shell, "rc": c.rc, "seconds": c.seconds,
+                        "timed_out": c.timed_out, "timeout_s": round(c.timeout_s, 1),
+                        "log": os.path.relpath(c.log, out) if c.log else None} for c in job.commands]
+    rec["run"] = os.path.relpath(run, out)
+    train: dict = {"planned_steps": job.steps, "planned_tokens": job.steps * job.batch * job.context}
+    curve, val_curve = [], []
+    metrics = run / "metrics.jsonl"
+    if metrics.is_file():
+        for line in metrics.read_text().splitlines():
+            try:
+                r = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if r.get("kind") == "train":
+                curve.append([r["step"], r["tokens"], r["loss"], r.get("tokens_per_s")])
+            elif r.get("kind") == "val":
+                val_curve.append([r.get("step"), r.get("tokens"), r.get("val_loss", r.get("loss"))])
+            elif r.get("kind") == "event" and r.get("event") == "time_limit":
+                train["cut"] = {"reason": "time_limit", "step": r.get("step"), "tokens": r.get("tokens"),
+                                "elapsed_s": r.get("elapsed_s")}
+    if curve:
+        train.update(step=curve[-1][0], tokens=curve[-1][1], final_train_loss=curve[-1][2],
+                     tokens_per_s=_median([c[3] for c in curve if c[3]]))
+    if val_curve:
+        train["val_loss"] = val_curve[-1][2]
+        train["val_ppl"] = math.exp(val_curve[-1][2]) if val_curve[-1][2] is not None else None
+    if job.commands and job.commands[0].timed_out and "cut" not in train:
+        train["cut"] = {"reason": "timeout", "step": train.get("step"), "tokens": train.get("tokens")}
+    train["curve"] = curve
+    train["val_curve"] = val_curve
+    if job.commands and job.commands[0].log and Path(job.commands[0].log).is_file():
+        m = re.search(r"([\d.]+)M parameters", Path(job.commands[0].log).read_text())
+        if m:
+            train["params_m"] = float(m.group(1))
+    rec["train"] = train
+    rec["eval"] = {}
+    for path in sorted(folder.glob("eval_*.json")):
+        try:
+            rec["eval"].update(json.loads(path.read_text()).get("tasks", {}))
+        except (OSError, json.JSONDecodeError):
+            pass
+    return rec
+
+
+def _rel(path) -> str:
+    """A path under the repository as a relative one (the commands run in the repository root)."""
+    p = Path(path).resolve()
+    return str(p.relative_to(ROOT)) if p.is_relative_to(ROOT) else str(path)
+
+
+def _median(values):
+    values = sorted(v for v in values if v is not None)
+    return values[len(values) // 2] if values else None
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--gpus", default=None, help="GPU ids, e.g. 0,1,2,3 (default: all visible, else the CPU)")
+    ap.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    ap.add_argument("--slots-per-gpu", type=int, default=6, help="processes sharing one GPU")
+    ap.add_argument("--slots", type=int, default=None, help="parallel processes on the CPU (default: cores // 2)")
+    ap.add_argument("--budget-minutes", type=float, default=8.0,
+                    help="wall-clock budget of the whole run; every job gets budget / waves minutes")
+    ap.add_argument("--scale", default="small", choices=tuple(PRESETS))
+    ap.add_argument("--min-job-minutes", type=float, default=0.5,
+                    help="the smallest time cap a job gets, even when the budget is spent")
+    ap.add_argument("--steps-scale", type=float, default=1.0, help="multiply every experiment's steps")
+    ap.add_argument("--only", default=None, help="a regular expression: run only the jobs whose name matches")
+    ap.add_argument("--optim-model", default="transformer_pp", help="the model of the optimizer comparison")
+    ap.add_argument("--corpus", default=None, help="the LM corpus (default: .gpu_data/shakespeare/... or shakespeare)")
+    ap.add_argument("--records", default=None, help="labelled .jsonl for the continual stream (text, topic)")
+    ap.add_argument("--out", default="out/results")
+    ap.add_argument("--dry-run", action="store_true", help="write the plan and commands, run nothing")
+    args = ap.parse_args(argv)
+
+    out = Path(args.out).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    if args.device == "cpu" or (args.device == "auto" and not args.gpus and not _cuda_count()):
+        slots = [("cpu", k) for k in range(args.slots or max(1, (os.cpu_count() or 2) // 2))]
+        threads = max(1, (os.cpu_count() or 2) // len(slots))
+        args.device = "cpu"
+    else:
+        gpus = args.gpus.split(",") if args.gpus else [str(i) for i in range(_cuda_count())]
+        slots = [(g, k) for k in range(args.slots_per_gpu) for g in gpus]  # slot k of every GPU, then k+1
+        threads = max(1, (os.cpu_count() or 16) // len(slots))
+        args.device = "cuda"
+    jobs, notes = plan(args, out)
+    jobs.sort(key=lambda j: (not j.heavy, j.experiment != "lm", j.name))  # heavy first: spread, start early
+    waves = max(1, math.ceil(len(jobs) / len(slots)))
+    job_minutes = args.budget_minutes * 0.92 / waves  # a margin for start-up and the report
+    sys.path.insert(0, str(ROOT))
+    from runtime.train.config import FIELDS
+
+    has_max_minutes = "max_minutes" in FIELDS
+    attach_commands(jobs, args, out, notes, job_minutes, has_max_minutes)
+    header = {"format": "nslang-results", "scale": args.scale, "preset": PRESETS[args.scale],
+              "steps_scale": args.steps_scale, "budget_minutes": args.budget_minutes, "slots": len(slots),
+              "waves": waves, "job_minutes": round(job_minutes, 3), "device": args.device,
+              "gpus": sorted({s[0] for s in slots}), "threads_per_job": threads, "optim_model": args.optim_model,
+              "argv": [sys.executable, *sys.argv], "started": time.time(), "notes": notes,
+              "train_time_limit": "max_minutes" if has_max_minutes else "timeout", "host": _host()}
+    def write_commands() -> None:
+        (out / "commands.sh").write_text(
+            "#!/usr/bin/env bash\n# The commands of every job (bench/results.py wrote this; the time limits are\n"
+            "# those each job got when it started). Run from the repository root.\n" + "".join(
+                f"\n# {j.name}\n" + "".join(c.shell + "\n" for c in j.commands) for j in jobs))
+
+    write_commands()
+    print(f"{len(jobs)} jobs on {len(slots)} slots ({waves} wave(s)), {job_minutes:.2f} min per job; "
+          f"out {out}", file=sys.stderr)
+    lock = threading.Lock()
+    results: dict[str, dict] = {}
+
+    def write() -> None:
+        doc = {**header, "finished": time.time(),
+               "jobs": [results.get(j.name) or {"name": j.name, "experiment": j.experiment, "model": j.model,
+                                                "status": j.status} for j in jobs]}
+        tmp = out / ".results.json.tmp"
+        tmp.write_text(json.dumps(doc, indent=1, default=str) + "\n")
+        os.replace(tmp, out / "results.json")
+
+    write()
+    if args.dry_run:
+        print(f"wrote {out / 'commands.sh'} and {out / 'results.json'} (dry run)")
+        return 0
+    todo: queue.Queue = queue.Queue()
+    for j in jobs:
+        todo.put(j)
+    t_start = time.monotonic()
+
+    deadline = t_start + args.budget_minutes * 60 * 0.95
+    weight = lambda j: 1.0 if j.heavy else LIGHT_WEIGHT  # noqa: E731
+
+    def worker(slot):
+        while True:
+            with lock:
+                try:
+                    job = todo.get_nowait()
+                except queue.Empty:
+                    return
+                # A fair share of what is left: slots x remaining time, split by weight over the jobs
+                # not started yet (this one included); never less than a minimum, never past the end.
+                pending = [job] + list(todo.queue)
+                left = max(0.0, deadline - time.monotonic())
+                share = left * len(slots) * weight(job) / sum(weight(j) for j in pending)
+                minutes = max(min(share, left) / 60, args.min_job_minutes)
+                set_commands(job, args, out, notes, minutes, has_max_minutes)
+            try:
+                run_job(job, slot, out, threads)
+            except Exception as err:  # noqa: BLE001 - one job's failure never stops the others
+                job.status = f"failed: {type(err).__name__}: {err}"
+            rec = collect(job, out)
+            with lock:
+                results[job.name] = rec
+                write()
+                done = len(results)
+            cut = " (cut)" if rec["train"].get("cut") else ""
+            print(f"[{done}/{len(jobs)} {time.monotonic() - t_start:6.0f}s] {job.name}: {job.status}{cut}, "
+                  f"step {rec['train'].get('step')}/{job.steps}, {job.seconds}s on {job.slot}", file=sys.stderr)
+
+    threads_ = [threading.Thread(target=worker, args=(s,), daemon=True) for s in slots]
+    for t in threads_:
+        t.start()
+    for t in threads_:
+        t.join()
+    header["wall_s"] = round(time.monotonic() - t_start, 1)
+    write()
+    write_commands()
+    bad = [j.name for j in jobs if j.status != "ok"]
+    print(f"done in {header['wall_s']:.0f}s: {len(jobs) - len(bad)} ok, {len(bad)} not ok"
+          + (f" ({', '.join(bad)})" if bad else "") + f"; {out / 'results.json'}")
+    return 0
+
+
+def _cuda_count() -> int:
+    try:
+        out = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=20)
+        return sum(1 for line in out.stdout.splitlines() if line.startswith("GPU "))
+    except (OSError, subprocess.TimeoutExpired):
+        return 0
+
+
+def _host() -> dict:
+    info = {"cpus": os.cpu_count()}
+    try:
+        q = subprocess.run(["nvidia-smi", "--query-gpu=name,memory.total", "--format=csv,noheader"],
+                           capture_output=True, text=True, timeout=20)
+        info["gpus"] = [line.strip() for line in q.stdout.splitlines() if line.strip()]
+    except (OSError, subprocess.TimeoutExpired):
+        pass
+    return info
+
+
+if __name__ == "__main__":
+    sys.exit(main())
