@@ -1,14 +1,21 @@
-"""Speed of the gated delta / delta rule kernels against the chunk reference and (if installed) fla.
+"""Speed of our Triton kernels against the PyTorch forms and (if installed) fla.
 
     python bench/kernels.py [--iters 20] [--warmup 5] [--no-reference] [--tune]
-                            [--profile] [--only-extras] [--fla-ignore-triton-guard]
+                            [--profile] [--only-extras] [--no-cms] [--fla-ignore-triton-guard]
 
 Times, on one CUDA device in bf16 (CUDA events, warm-up runs, median of --iters runs): our
-Triton kernel, our PyTorch chunk form (on fp32 copies: it has no bf16 solve) and fla's
-chunk_gated_delta_rule / chunk_delta_rule, forward and forward+backward, at B=8, T=2048, H=8,
-D=128 and B=2, T=8192, H=8, D=128. Prints one table: "vs fla" is fla's time over ours, fwd/fwd+bwd
-(> 1: ours is faster); "|o - o_fla|" is the relative difference of the outputs (same inputs, fla
-with scale=1), a check that both compute the same thing.
+Triton kernel, our PyTorch chunk form (on fp32 copies: it has no bf16 solve) and fla's kernel
+for the same rule, forward and forward+backward, at B=8, T=2048, H=8, D=128 and B=2, T=8192, H=8,
+D=128. Rules: gated_delta (fla chunk_gated_delta_rule), delta (chunk_delta_rule), hebbian_gated
+(linear attention with a per-head per-token retention: fla chunk_simple_gla with g = log a) and
+hebbian (plain linear attention: fla chunk_linear_attn, normalize=False). Prints one table:
+"vs fla" is fla's time over ours, fwd/fwd+bwd (> 1: ours is faster); "|o - o_fla|" is the
+relative difference of the outputs (same inputs, fla with scale=1), a check that both compute
+the same thing.
+Then the CMS chunk-boundary update (runtime/ops/cms/kernel.py) of one Hope-sized level (batch 8,
+dim 768, hidden 3072: up [8, 768, 3072] and down [8, 3072, 768], fp32): the fused kernel against
+the eager PyTorch ops (continuum.py's accumulate + advance), at a boundary (W -= P + lr G, P = 0)
+and between boundaries (P += lr G), forward and forward+backward, with the effective bandwidth.
 --tune also times a few launch configurations of our kernel and prints the best per shape.
 fla refuses the gated backward on Hopper with Triton in [3.4, 3.7.1) (a Triton miscompile, fla
 issue 640); --fla-ignore-triton-guard lifts that check to time it anyway (its gradients may then
@@ -28,16 +35,27 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from runtime.ops.cms.dispatch import cms_update_reference  # noqa: E402
+from runtime.ops.cms.kernel import cms_update_kernel  # noqa: E402
 from runtime.ops.gated_delta import chunk_gated_delta  # noqa: E402
 from runtime.ops.gated_delta import kernel as K  # noqa: E402
+from runtime.ops.hebbian import chunk_hebbian  # noqa: E402
+from runtime.ops.hebbian.kernel import chunk_hebbian_kernel  # noqa: E402
 
 SHAPES = [(8, 2048, 8, 128), (2, 8192, 8, 128)]
+RULES = ("gated_delta", "delta", "hebbian_gated", "hebbian")
+CMS_LEVEL = dict(batch=8, dim=768, hidden=3072)
 
 try:  # fla is optional: compare against it only where it is installed
     from fla.ops.delta_rule import chunk_delta_rule
     from fla.ops.gated_delta_rule import chunk_gated_delta_rule
 except Exception:  # noqa: BLE001 (any import failure means: no fla column)
     chunk_gated_delta_rule = chunk_delta_rule = None
+try:
+    from fla.ops.linear_attn import chunk_linear_attn
+    from fla.ops.simple_gla import chunk_simple_gla
+except Exception:  # noqa: BLE001
+    chunk_simple_gla = chunk_linear_attn = None
 
 
 def _time(fn, iters: int, warmup: int) -> float:
@@ -68,22 +86,38 @@ def _inputs(B, T, H, D, gated, seed=0):
     return q, k, v, b, log_a, do
 
 
-def _impls(gated):
-    """name -> fn(q, k, v, b, log_a) returning o."""
-    impls = {
-        "kernel": lambda q, k, v, b, la: K.chunk_gated_delta_kernel(q, k, v, b, log_a=la)[0],
-        # the PyTorch form has no bf16 triangular solve: it runs on fp32 copies
-        "ref(fp32)": lambda q, k, v, b, la: chunk_gated_delta(
-            *(x.float() for x in (q, k, v, b)), log_a=la
-        )[0],
-    }
-    if gated and chunk_gated_delta_rule is not None:
+def _impls(rule):
+    """name -> fn(q, k, v, b, log_a) returning o (the Hebbian rules ignore b)."""
+    if rule in ("hebbian", "hebbian_gated"):
+        impls = {
+            "kernel": lambda q, k, v, b, la: chunk_hebbian_kernel(q, k, v, log_a=la)[0],
+            "ref(fp32)": lambda q, k, v, b, la: chunk_hebbian(
+                *(x.float() for x in (q, k, v)), log_a=la
+            )[0],
+        }
+    else:
+        impls = {
+            "kernel": lambda q, k, v, b, la: K.chunk_gated_delta_kernel(q, k, v, b, log_a=la)[0],
+            # the PyTorch form has no bf16 triangular solve: it runs on fp32 copies
+            "ref(fp32)": lambda q, k, v, b, la: chunk_gated_delta(
+                *(x.float() for x in (q, k, v, b)), log_a=la
+            )[0],
+        }
+    if rule == "gated_delta" and chunk_gated_delta_rule is not None:
         impls["fla"] = lambda q, k, v, b, la: chunk_gated_delta_rule(
             q, k, v, la, b, scale=1.0, output_final_state=True
         )[0]
-    if not gated and chunk_delta_rule is not None:
+    if rule == "delta" and chunk_delta_rule is not None:
         impls["fla"] = lambda q, k, v, b, la: chunk_delta_rule(
             q, k, v, b, scale=1.0, output_final_state=True
+        )[0]
+    if rule == "hebbian_gated" and chunk_simple_gla is not None:
+        impls["fla"] = lambda q, k, v, b, la: chunk_simple_gla(
+            q, k, v, g=la, scale=1.0, output_final_state=True
+        )[0]
+    if rule == "hebbian" and chunk_linear_attn is not None:
+        impls["fla"] = lambda q, k, v, b, la: chunk_linear_attn(
+            q, k, v, scale=1.0, output_final_state=True, normalize=False
         )[0]
     return impls
 
@@ -118,7 +152,7 @@ def _tune(shape, iters, warmup):
                     )
                     K._cfg = lambda *a, _c=cfg: dict(_c)
                     try:
-                        f, fb = _measure(_impls(True)["kernel"], inputs, iters, warmup)
+                        f, fb = _measure(_impls("gated_delta")["kernel"], inputs, iters, warmup)
                     except Exception as e:  # noqa: BLE001 (an invalid config: skip it)
                         print("  skip", cfg, type(e).__name__)
                         continue
@@ -135,7 +169,7 @@ def _profile(shape):
     from torch.profiler import ProfilerActivity, profile
 
     inputs = _inputs(*shape, gated=True)
-    fn = _impls(True)["kernel"]
+    fn = _impls("gated_delta")["kernel"]
     _measure(fn, inputs, 2, 2)  # compile first
     q, k, v, b, la, do = inputs
     leaves = [x.detach().requires_grad_() for x in (q, k, v, b, la)]
@@ -147,6 +181,56 @@ def _profile(shape):
     print(prof.key_averages().table(sort_by="cuda_time_total", row_limit=14))
 
 
+def _bench_cms(iters, warmup):
+    """The CMS boundary update of one Hope-sized level: fused kernel vs the eager ops."""
+    B, D, Hd = CMS_LEVEL["batch"], CMS_LEVEL["dim"], CMS_LEVEL["hidden"]
+    lr = 0.01
+    g = torch.Generator(device="cuda").manual_seed(0)
+    shapes = [(B, D, Hd), (B, Hd, D)]  # up, down
+    leaves = [
+        [torch.randn(s, device="cuda", generator=g).requires_grad_() for _ in range(3)]
+        for s in shapes
+    ]
+    upstream = [torch.randn(s, device="cuda", generator=g) for s in shapes]
+    n_bytes = 4 * sum(B * D * Hd for _ in shapes)  # one pass over one tensor of the level
+    fns = {"kernel": cms_update_kernel, "eager": cms_update_reference}
+    print(f"\n# CMS boundary update, one level: up [{B}, {D}, {Hd}] + down [{B}, {Hd}, {D}], "
+          f"fp32, lr={lr}; ms (GB/s: tensor passes the fused form needs / time)")
+    head = f"{'case':<16}{'impl':<9}{'fwd':>9}{'GB/s':>8}{'fwd+bwd':>10}{'GB/s':>8}{'speed-up':>14}"
+    print(head)
+    print("-" * len(head))
+    for apply in (True, False):
+        # passes of the fused form: read p, g (and w), write out (and the zero p): fwd;
+        # backward: read dW', write dp, dg (dW is dW' itself)
+        passes_f = 5 if apply else 3
+        passes_b = passes_f + 3
+        res = {}
+        for name, fn in fns.items():
+            def fwd(fn=fn):
+                with torch.no_grad():
+                    for w, p, gr in leaves:
+                        fn(w, p, gr, lr, apply)
+
+            def fwd_bwd(fn=fn):
+                outs = []
+                for (w, p, gr), up in zip(leaves, upstream):
+                    w2, p2 = fn(w, p, gr, lr, apply)
+                    outs.append(((w2 if apply else p2), up))
+                torch.autograd.backward([o for o, _ in outs], [u for _, u in outs])
+
+            res[name] = (_time(fwd, iters, warmup), _time(fwd_bwd, iters, warmup))
+        case = "boundary" if apply else "accumulate"
+        for name, (f, fb) in res.items():
+            sp = ""
+            if name == "kernel":
+                sp = f"{res['eager'][0] / f:.2f}x/{res['eager'][1] / fb:.2f}x"
+            gbf, gbb = passes_f * n_bytes / f / 1e6, passes_b * n_bytes / fb / 1e6
+            print(f"{case:<16}{name:<9}{f:>9.3f}{gbf:>8.0f}{fb:>10.3f}{gbb:>8.0f}{sp:>14}")
+        for w, p, gr in leaves:
+            for x in (w, p, gr):
+                x.grad = None
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--iters", type=int, default=20)
@@ -155,6 +239,7 @@ def main() -> None:
     p.add_argument("--tune", action="store_true", help="also sweep launch configurations")
     p.add_argument("--profile", action="store_true", help="also print per-kernel times (ours)")
     p.add_argument("--only-extras", action="store_true", help="skip the table (--tune/--profile)")
+    p.add_argument("--no-cms", action="store_true", help="skip the CMS update rows")
     p.add_argument("--fla-ignore-triton-guard", action="store_true")
     args = p.parse_args()
     if args.fla_ignore_triton_guard and chunk_gated_delta_rule is not None:
@@ -166,16 +251,18 @@ def main() -> None:
     import triton
 
     fla = "yes" if chunk_gated_delta_rule is not None else "not installed"
+    if chunk_gated_delta_rule is not None and chunk_simple_gla is None:
+        fla = "yes (no simple_gla / linear_attn)"
     print(f"# {torch.cuda.get_device_name()}, torch {torch.__version__}, "
           f"triton {triton.__version__}, fla {fla}; bf16, ms")
-    head = (f"{'B,T,H,D':<18}{'rule':<12}{'impl':<11}{'fwd':>9}{'fwd+bwd':>10}{'vs fla':>15}"
+    head = (f"{'B,T,H,D':<18}{'rule':<14}{'impl':<11}{'fwd':>9}{'fwd+bwd':>10}{'vs fla':>15}"
             f"{'|o - o_fla|':>13}")
     print(head)
     print("-" * len(head))
     for shape in [] if args.only_extras else SHAPES:
-        for gated in (True, False):
-            inputs = _inputs(*shape, gated=gated)
-            impls = _impls(gated)
+        for rule in RULES:
+            inputs = _inputs(*shape, gated=rule in ("gated_delta", "hebbian_gated"))
+            impls = _impls(rule)
             if args.no_reference:
                 impls.pop("ref(fp32)")
             rows = {}
@@ -197,10 +284,11 @@ def main() -> None:
                     with torch.no_grad():
                         o = impls[name](*inputs[:5]).float()
                     diff = f"{((o - ref_o).norm() / ref_o.norm()).item():.1e}"
-                rule = "gated_delta" if gated else "delta"
-                print(f"{str(shape):<18}{rule:<12}{name:<11}{f:>9.3f}{fb:>10.3f}{vs:>15}{diff:>13}")
+                print(f"{str(shape):<18}{rule:<14}{name:<11}{f:>9.3f}{fb:>10.3f}{vs:>15}{diff:>13}")
             del inputs
             torch.cuda.empty_cache()
+    if not (args.only_extras or args.no_cms):
+        _bench_cms(args.iters, args.warmup)
     if args.profile:
         for shape in SHAPES:
             _profile(shape)
