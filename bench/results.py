@@ -65,10 +65,10 @@ PRESETS = {
         "lm": {"steps": 12, "batch": 4, "context": 64},
         "mqar": {"steps": 20, "batch": 8, "num_pairs": (2, 4), "seq_len": 96, "eval_seq_len": (96, 192)},
         "formal": {"steps": 12, "batch": 8, "context": 64},
-        "niah": {"lengths": (512, 1024), "n": 4},
-        "continual": {"classes_per_task": 2, "test_per_class": 3, "train_per_class": 4, "max_chars": 160,
+        "niah": {"lengths": (512, 1024), "n": 2},
+        "continual": {"classes_per_task": 4, "test_per_class": 2, "train_per_class": 4, "max_chars": 160,
                       "train_steps": 2, "train_batch": 2, "train_seq_len": 64},
-        "eval_n": 8, "eval_batch": 8,
+        "eval_n": 8, "eval_batch": 8, "eval_mode": "ll",  # greedy generation is token by token: slow on a CPU
     },
     # The GPU run: 10.7M (Transformer++) to 26.9M (Hope) parameters at dim 384, depth 6, byte vocab.
     "small": {
@@ -80,7 +80,7 @@ PRESETS = {
         "niah": {"lengths": (1024, 2048, 4096), "n": 30},
         "continual": {"classes_per_task": 2, "test_per_class": 20, "train_per_class": 40, "max_chars": 600,
                       "train_steps": 20, "train_batch": 8, "train_seq_len": 256},
-        "eval_n": 120, "eval_batch": 16,
+        "eval_n": 120, "eval_batch": 16, "eval_mode": "auto",  # auto: log-likelihood and greedy generation
     },
 }
 
@@ -202,7 +202,7 @@ def plan(args, out: Path) -> tuple[list[Job], dict]:
     corpus = corpus_path(args.corpus)
     haystack = write_haystack(corpus, out)
     records, records_note = continual_records(args.records, out, p)
-    notes = {"corpus": corpus, "haystack": str(haystack) if haystack else None,
+    notes = {"corpus": _rel(corpus) if Path(corpus).exists() else corpus, "haystack": str(haystack) if haystack else None,
              "continual_records": str(records) if records else None, "continual_note": records_note}
     jobs: list[Job] = []
 
@@ -278,7 +278,7 @@ def set_commands(job: Job, args, out: Path, notes: dict, job_minutes: float, has
 
 def eval_commands(job: Job, run: Path, out: Path, p: dict, notes: dict, device: str) -> list[Command]:
     base = [sys.executable, *NSLANG, "eval", str(run), "--device", device, "--no-plot", "-q",
-            "--batch-size", str(p["eval_batch"])]
+            "--batch-size", str(p["eval_batch"]), "--mode", p.get("eval_mode", "auto")]
     folder = out / "jobs" / job.name
     cmds = []
     if job.experiment in ("lm", "optim"):
@@ -312,6 +312,18 @@ def eval_commands(job: Job, run: Path, out: Path, p: dict, notes: dict, device: 
 
 # -- running ----------------------------------------------------------------------------------------
 
+RUNNING: set = set()  # process ids of the commands running now (each leads its own process group)
+
+
+def stop_all() -> None:
+    """End the running commands (their process groups), e.g. when the orchestrator is interrupted."""
+    for pid in list(RUNNING):
+        try:
+            os.killpg(pid, 15)
+        except ProcessLookupError:
+            pass
+
+
 def run_job(job: Job, slot: tuple[str, int], out: Path, threads: int) -> None:
     gpu, k = slot
     job.slot = f"{gpu}:{k}"
@@ -334,6 +346,7 @@ def run_job(job: Job, slot: tuple[str, int], out: Path, threads: int) -> None:
             log.flush()
             proc = subprocess.Popen(cmd.argv, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
                                     start_new_session=True)
+            RUNNING.add(proc.pid)
             try:
                 cmd.rc = proc.wait(timeout=cmd.timeout_s)
             except subprocess.TimeoutExpired:
@@ -342,8 +355,13 @@ def run_job(job: Job, slot: tuple[str, int], out: Path, threads: int) -> None:
                     os.killpg(proc.pid, 15)
                     cmd.rc = proc.wait(timeout=20)
                 except (subprocess.TimeoutExpired, ProcessLookupError):
-                    os.killpg(proc.pid, 9)
+                    try:
+                        os.killpg(proc.pid, 9)
+                    except ProcessLookupError:
+                        pass
                     cmd.rc = proc.wait()
+            finally:
+                RUNNING.discard(proc.pid)
         cmd.seconds = round(time.monotonic() - t0, 2)
     job.seconds = round(time.monotonic() - t_job, 2)
     train = job.commands[0]
@@ -525,10 +543,22 @@ def main(argv=None) -> int:
                   f"step {rec['train'].get('step')}/{job.steps}, {job.seconds}s on {job.slot}", file=sys.stderr)
 
     threads_ = [threading.Thread(target=worker, args=(s,), daemon=True) for s in slots]
+    import signal
+
+    signal.signal(signal.SIGTERM, lambda *_: (stop_all(), sys.exit(143)))
     for t in threads_:
         t.start()
-    for t in threads_:
-        t.join()
+    try:
+        while any(t.is_alive() for t in threads_):
+            for t in threads_:
+                t.join(timeout=0.5)
+    except KeyboardInterrupt:
+        with lock:
+            while not todo.empty():
+                todo.get_nowait()
+        stop_all()
+        write()
+        raise
     header["wall_s"] = round(time.monotonic() - t_start, 1)
     write()
     write_commands()
