@@ -86,7 +86,12 @@ def _act(z, ACT: tl.constexpr):
 
 @triton.jit
 def _mm(a, b, PREC: tl.constexpr):
-    return tl.dot(a, b, input_precision=PREC)
+    """a @ b with fp32 accumulation; PREC="bf16" rounds both operands to bf16 (tensor cores at
+    full rate, half the shared memory), else fp32 operands at that input precision."""
+    if PREC == "bf16":
+        return tl.dot(a.to(tl.bfloat16), b.to(tl.bfloat16))
+    else:
+        return tl.dot(a, b, input_precision=PREC)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -408,16 +413,15 @@ def _pow2(n: int) -> bool:
     return n >= 16 and n & (n - 1) == 0
 
 
-def supports(q, k, v, W1_init=None, W2_init=None, chunk_size=64, memory="mlp",
-             activation="silu", read="current", initial_state=None) -> bool:
-    """Whether the kernel takes these arguments (else use the chunk reference)."""
-    return why_not(q, k, v, W1_init, W2_init, chunk_size, memory, activation, read,
-                   initial_state) is None
+def supports(*args, **kwargs) -> bool:
+    """Whether the kernel takes these arguments (those of `chunk_titans`), else use chunk_titans."""
+    return why_not(*args, **kwargs) is None
 
 
-def why_not(q, k, v, W1_init=None, W2_init=None, chunk_size=64, memory="mlp",
-            activation="silu", read="current", initial_state=None) -> str | None:
-    """None when the kernel runs these arguments, else the reason it does not."""
+def why_not(q, k, v, eta=None, theta=None, alpha=None, W1_init=None, W2_init=None,
+            chunk_size=16, memory="mlp", activation="silu", read="current",
+            initial_state=None) -> str | None:
+    """None when the kernel runs these arguments (those of `chunk_titans`), else the reason."""
     if memory not in ("mlp", "residual_mlp"):
         return f"memory={memory!r} (kernel: 'mlp', 'residual_mlp')"
     if activation not in _ACTS:
@@ -440,7 +444,7 @@ def why_not(q, k, v, W1_init=None, W2_init=None, chunk_size=64, memory="mlp",
     return None
 
 
-def chunk_titans_kernel(q, k, v, eta, theta, alpha, W1_init=None, W2_init=None, chunk_size=64,
+def chunk_titans_kernel(q, k, v, eta, theta, alpha, W1_init=None, W2_init=None, chunk_size=16,
                         memory="mlp", activation="silu", read="current", initial_state=None,
                         block_hidden=None):
     """Triton Titans memory; same arguments and result as `chunk_titans` (read="current").
@@ -450,8 +454,8 @@ def chunk_titans_kernel(q, k, v, eta, theta, alpha, W1_init=None, W2_init=None, 
     of q) and the final state (W1, W2, S1, S2) [B, H, ...] (dtype of the initial weights), carried
     in fp32. block_hidden: the hidden tile (default min(64, hid); tests use smaller ones).
     """
-    reason = why_not(q, k, v, W1_init, W2_init, chunk_size, memory, activation, read,
-                     initial_state)
+    reason = why_not(q, k, v, eta, theta, alpha, W1_init, W2_init, chunk_size, memory,
+                     activation, read, initial_state)
     if reason is not None:
         raise ValueError(f"the Titans kernel does not support {reason}")
     residual = check_memory_kind(memory)
