@@ -16,13 +16,16 @@ from ..ops.hebbian import chunk_hebbian, naive_hebbian
 from ..ops.omega import chunk_omega, naive_omega
 from ..ops.ttt_linear import chunk_ttt_linear, naive_ttt_linear
 from ..ops.titans import chunk_titans, naive_titans
+from ..ops.titans.dispatch import titans as dispatch_titans
 from .common import CausalConv, _heads, op
 
 hebbian = op(chunk_hebbian, naive_hebbian)
 gated_delta = op(chunk_gated_delta, naive_gated_delta,
                  auto=partial(dispatch_gated_delta, impl="auto"),
                  kernel=partial(dispatch_gated_delta, impl="kernel"))
-titans = op(chunk_titans, naive_titans, chunk_is_semantic=True)
+titans = op(chunk_titans, naive_titans, chunk_is_semantic=True,
+            auto=partial(dispatch_titans, impl="auto"),
+            kernel=partial(dispatch_titans, impl="kernel"))
 omega = op(chunk_omega, naive_omega)
 ttt_linear = op(chunk_ttt_linear, naive_ttt_linear, chunk_is_semantic=True)  # mini_batch_size
 

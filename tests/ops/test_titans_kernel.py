@@ -156,3 +156,27 @@ def test_kernel_gpu_real_shapes(D, dtype):
 def test_kernel_gpu_residual_initial_state():
     x = _inputs(2, 1000, 4, 128, 128, 256, h0=True, dtype=torch.bfloat16)
     _compare(x, 64, "residual_mlp", "silu", "both", *GPU_TOL[torch.bfloat16])
+
+
+def test_deep_memory_layer_uses_kernel():
+    """The compiled layer (runtime/layers/fast.py DeepMemory) under implementation("kernel") equals
+    implementation("chunk"): outputs and the gradients of its parameters (meta-learned init)."""
+    from runtime.layers.common import implementation
+    from runtime.layers.fast import DeepMemory
+
+    torch.manual_seed(0)
+    data = {"mode": "data"}
+    layer = DeepMemory(32, 2, "gd", "l2", 16, data, data, data, 0, True, True, False, "mlp", 32,
+                       "silu", "current").to(DEV)
+    x = torch.randn(2, 40, 32, device=DEV)
+    results = []
+    for mode in ("kernel", "chunk"):
+        layer.zero_grad()
+        with implementation(mode):
+            y, (state, _) = layer(x)
+        (y.square().sum() + state[0].sum()).backward()
+        results.append((y.detach(), {n: p.grad.clone() for n, p in layer.named_parameters()}))
+    (y_k, g_k), (y_c, g_c) = results
+    assert _rel(y_k, y_c) < TOL_FP32
+    for n in g_c:
+        assert _rel(g_k[n], g_c[n]) < TOL_FP32, n
