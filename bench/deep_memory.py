@@ -3,6 +3,11 @@ and against torch.compile of our chunk form, at one shape, in one run (CUDA).
 
     python bench/deep_memory.py [--B 8 --T 2048 --heads 8 --dim 1024 --chunk 64 --repeat 20]
 
+Variants: our Triton kernel (`titans(impl="kernel")`, fp32 and bf16), our PyTorch chunk form
+eager and under torch.compile, titans-pytorch. A variant that fails (not installed, out of memory,
+a compile error, a CUDA fault) is reported and the others still run: each variant is timed in its
+own process, so its peak memory is its own.
+
 The shape is the kernels issue's: a depth-2 MLP memory (hidden 4x the head width), chunk 64,
 width 1024 in 8 heads, B=8, T=2048. titans-pytorch (carried as a wheel, not a dependency) is
 timed on the same [B, T, dim] input with its default depth-2 memory of the same widths; ours is
@@ -12,14 +17,17 @@ median ms and peak memory per variant, and the ratio to titans-pytorch.
 from __future__ import annotations
 
 import argparse
+import json
+import subprocess
 import sys
+from functools import partial
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from runtime.ops.titans import chunk_titans  # noqa: E402
+from runtime.ops.titans import chunk_titans, titans  # noqa: E402
 
 
 def timed(fn, repeat: int) -> tuple[float, float]:
@@ -39,7 +47,7 @@ def timed(fn, repeat: int) -> tuple[float, float]:
     return sorted(times)[len(times) // 2], torch.cuda.max_memory_allocated() / 2**30
 
 
-def ours(args, dtype, compiled=False):
+def ours(args, dtype, compiled=False, kernel=False):
     B, T, H, D = args.B, args.T, args.heads, args.dim // args.heads
     hid = 4 * D
     dev = "cuda"
@@ -49,7 +57,10 @@ def ours(args, dtype, compiled=False):
     theta = torch.full((B, T, H), 0.01, device=dev, dtype=dtype, requires_grad=True)
     alpha = torch.full((B, T, H), 0.01, device=dev, dtype=dtype, requires_grad=True)
     W1, W2 = mk(H, D, hid, scale=hid ** -0.5), mk(H, hid, D, scale=D ** -0.5)
-    op = torch.compile(chunk_titans) if compiled else chunk_titans
+    if kernel:  # the Triton kernel (runtime/ops/titans/kernel.py); raises if it cannot run
+        op = partial(titans, impl="kernel")
+    else:
+        op = torch.compile(chunk_titans) if compiled else chunk_titans
 
     def step():
         o, _ = op(q, k, v, eta, theta, alpha, W1, W2, chunk_size=args.chunk, memory="mlp")
@@ -70,6 +81,28 @@ def titans_pytorch(args, dtype):
     return step
 
 
+def variants(args):
+    return {
+        "nslang titans kernel fp32": lambda: ours(args, torch.float32, kernel=True),
+        "nslang titans kernel bf16": lambda: ours(args, torch.bfloat16, kernel=True),
+        "nslang chunk_titans fp32": lambda: ours(args, torch.float32),
+        "nslang chunk_titans bf16": lambda: ours(args, torch.bfloat16),
+        "nslang torch.compile bf16": lambda: ours(args, torch.bfloat16, compiled=True),
+        "titans-pytorch NeuralMemory fp32": lambda: titans_pytorch(args, torch.float32),
+        "titans-pytorch NeuralMemory bf16": lambda: titans_pytorch(args, torch.bfloat16),
+    }
+
+
+def run_one(args) -> None:
+    """Child process: time one variant, print one JSON line (a CUDA fault or an out-of-memory
+    here cannot take the other variants down)."""
+    try:
+        ms, gib = timed(variants(args)[args.only](), args.repeat)
+        print(json.dumps({"ms": ms, "gib": gib}))
+    except Exception as err:
+        print(json.dumps({"error": f"{type(err).__name__}: {str(err)[:300]}"}))
+
+
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--B", type=int, default=8)
@@ -78,23 +111,23 @@ def main() -> None:
     p.add_argument("--dim", type=int, default=1024)
     p.add_argument("--chunk", type=int, default=64)
     p.add_argument("--repeat", type=int, default=20)
+    p.add_argument("--only", help="time this one variant (used by the parent process)")
     args = p.parse_args()
+    if args.only:
+        return run_one(args)
     print(f"{torch.cuda.get_device_name()} · torch {torch.__version__} · B={args.B} T={args.T} "
-          f"heads={args.heads} dim={args.dim} chunk={args.chunk} (fwd+bwd)")
-    variants = [("nslang chunk_titans fp32", lambda: ours(args, torch.float32)),
-                ("nslang chunk_titans bf16", lambda: ours(args, torch.bfloat16)),
-                ("nslang torch.compile bf16", lambda: ours(args, torch.bfloat16, compiled=True)),
-                ("titans-pytorch NeuralMemory fp32", lambda: titans_pytorch(args, torch.float32)),
-                ("titans-pytorch NeuralMemory bf16", lambda: titans_pytorch(args, torch.bfloat16))]
+          f"heads={args.heads} dim={args.dim} chunk={args.chunk} (fwd+bwd)", flush=True)
     rows = []
-    for name, build in variants:
-        torch.cuda.empty_cache()
-        try:
-            ms, gib = timed(build(), args.repeat)
-            rows.append((name, ms, gib))
-        except Exception as err:  # report and go on: one failing side must not hide the others
-            rows.append((name, None, None))
-            print(f"{name}: failed: {type(err).__name__}: {str(err)[:200]}")
+    for name in variants(args):
+        # one process per variant: failures are reported, never fatal, and peaks are separate
+        cmd = [sys.executable, __file__, *sys.argv[1:], "--only", name]
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
+        res = json.loads(lines[-1]) if lines else {
+            "error": f"exit {proc.returncode}: {proc.stderr.strip()[-300:]}"}
+        if "error" in res:
+            print(f"{name}: failed: {res['error']}", flush=True)
+        rows.append((name, res.get("ms"), res.get("gib")))
     refs = {name.split()[-1]: ms for name, ms, _ in rows if name.startswith("titans-pytorch")}
     print(f"\n{'variant':<36} {'ms':>9} {'peak GiB':>9} {'vs titans-pytorch, same dtype':>30}")
     for name, ms, gib in rows:
