@@ -33,7 +33,6 @@ import argparse
 import json
 import math
 import os
-import queue
 import re
 import shlex
 import subprocess
@@ -114,12 +113,14 @@ class Job:
     batch: int
     context: int
     lr: float | None
-    heavy: bool
+    heavy: bool  # a slow model on long sequences: limited per GPU (memory), the largest time share
+    slow: bool = False  # a slow model (Hope, Titans ...) on any data: a larger time share than a fast one
     commands: list[Command] = field(default_factory=list)
     status: str = "pending"
     slot: str = ""
     seconds: float | None = None
     minutes: float | None = None  # the job's time cap, set when it starts
+    notes: list[str] = field(default_factory=list)
 
 
 # -- data the jobs read --------------------------------------------------------------------------
@@ -211,7 +212,8 @@ def plan(args, out: Path) -> tuple[list[Job], dict]:
 
     def add(name, experiment, model, spec, data, cfg, lr):
         jobs.append(Job(name, experiment, model, _rel(spec), _rel(data) if Path(data).exists() else data, steps(cfg["steps"]), cfg["batch"],
-                        cfg["context"], lr, model.split("@")[0] in HEAVY))
+                        cfg["context"], lr, model.split("@")[0] in HEAVY and experiment in ("lm", "mqar"),
+                        model.split("@")[0] in HEAVY))
 
     lm = p["lm"]
     mq = p["mqar"]
@@ -234,7 +236,10 @@ def plan(args, out: Path) -> tuple[list[Job], dict]:
     return jobs, notes
 
 
-LIGHT_WEIGHT = 0.3  # a light job's share of time relative to a heavy one's, when caps are handed out
+# A job's share of time, relative to a heavy one's, when time caps are handed out: a slow model on
+# short sequences (formal languages) and a fast model (attention, DeltaNet) on anything.
+SLOW_WEIGHT = 0.6
+LIGHT_WEIGHT = 0.3
 TRAIN_SHARE = 0.6  # of a job's minutes; the evaluations share the rest
 
 
@@ -340,29 +345,13 @@ def run_job(job: Job, slot: tuple[str, int], out: Path, threads: int) -> None:
         if cmd.kind != "train" and job.commands[0].rc not in (0,) and not _has_checkpoint(folder / "run"):
             cmd.rc, cmd.seconds = None, 0.0
             continue
-        t0 = time.monotonic()
-        with open(cmd.log, "w") as log:
-            log.write("$ " + cmd.shell + "\n")
-            log.flush()
-            proc = subprocess.Popen(cmd.argv, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                    start_new_session=True)
-            RUNNING.add(proc.pid)
-            try:
-                cmd.rc = proc.wait(timeout=cmd.timeout_s)
-            except subprocess.TimeoutExpired:
-                cmd.timed_out = True
-                try:
-                    os.killpg(proc.pid, 15)
-                    cmd.rc = proc.wait(timeout=20)
-                except (subprocess.TimeoutExpired, ProcessLookupError):
-                    try:
-                        os.killpg(proc.pid, 9)
-                    except ProcessLookupError:
-                        pass
-                    cmd.rc = proc.wait()
-            finally:
-                RUNNING.discard(proc.pid)
-        cmd.seconds = round(time.monotonic() - t0, 2)
+        _run_command(cmd, env, "w")
+        # Out of memory (exit 4): the same tokens per step in smaller micro-batches, resumed from the
+        # last checkpoint when there is one. The job records the retry.
+        while cmd.kind == "train" and cmd.rc == 4 and not cmd.timed_out and _halve_batch(cmd, folder / "run"):
+            job.notes.append(f"out of memory: retried with {_opt(cmd.argv, '--batch-size')} x "
+                             f"{_opt(cmd.argv, '--accumulation')} micro-batches")
+            _run_command(cmd, env, "a")
     job.seconds = round(time.monotonic() - t_job, 2)
     train = job.commands[0]
     if train.rc == 0 and all(c.rc == 0 for c in job.commands):
@@ -371,6 +360,59 @@ def run_job(job: Job, slot: tuple[str, int], out: Path, threads: int) -> None:
         job.status = "partial"
     else:
         job.status = "failed"
+
+
+def _run_command(cmd: Command, env: dict, mode: str) -> None:
+    t0 = time.monotonic()
+    with open(cmd.log, mode) as log:
+        log.write("$ " + cmd.shell + "\n")
+        log.flush()
+        proc = subprocess.Popen(cmd.argv, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+        RUNNING.add(proc.pid)
+        try:
+            cmd.rc = proc.wait(timeout=cmd.timeout_s)
+        except subprocess.TimeoutExpired:
+            cmd.timed_out = True
+            try:
+                os.killpg(proc.pid, 15)
+                cmd.rc = proc.wait(timeout=20)
+            except (subprocess.TimeoutExpired, ProcessLookupError):
+                try:
+                    os.killpg(proc.pid, 9)
+                except ProcessLookupError:
+                    pass
+                cmd.rc = proc.wait()
+        finally:
+            RUNNING.discard(proc.pid)
+    cmd.seconds = round((cmd.seconds or 0.0) + time.monotonic() - t0, 2)
+
+
+def _opt(argv: list[str], name: str) -> str | None:
+    return argv[argv.index(name) + 1] if name in argv else None
+
+
+def _set_opt(argv: list[str], name: str, value: str) -> None:
+    if name in argv:
+        argv[argv.index(name) + 1] = value
+    else:
+        argv += [name, value]
+
+
+def _halve_batch(cmd: Command, run: Path) -> bool:
+    """Rewrite a train command to half the micro-batch and twice the accumulation; False at batch 1."""
+    batch = int(_opt(cmd.argv, "--batch-size") or 1)
+    if batch < 2 or batch % 2:  # an odd batch cannot keep the tokens per step
+        return False
+    accumulation = int(_opt(cmd.argv, "--accumulation") or 1)
+    _set_opt(cmd.argv, "--batch-size", str(batch // 2))
+    _set_opt(cmd.argv, "--accumulation", str(accumulation * 2))
+    if _has_checkpoint(run) and "--resume" not in cmd.argv:
+        cmd.argv += ["--resume", "latest"]
+    minutes = _opt(cmd.argv, "--max-minutes")
+    if minutes is not None:  # what is left of the training time
+        _set_opt(cmd.argv, "--max-minutes", f"{max(0.1, float(minutes) - (cmd.seconds or 0) / 60):.3f}")
+    return True
 
 
 def _has_checkpoint(run: Path) -> bool:
@@ -446,6 +488,9 @@ def main(argv=None) -> int:
     ap.add_argument("--budget-minutes", type=float, default=8.0,
                     help="wall-clock budget of the whole run; every job gets budget / waves minutes")
     ap.add_argument("--scale", default="small", choices=tuple(PRESETS))
+    ap.add_argument("--heavy-per-gpu", type=int, default=3,
+                    help="at most this many jobs of the slow, memory-hungry models (Hope, Titans ...) on one GPU "
+                    "at a time (0: no limit; the CPU ignores it)")
     ap.add_argument("--min-job-minutes", type=float, default=0.5,
                     help="the smallest time cap a job gets, even when the budget is spent")
     ap.add_argument("--steps-scale", type=float, default=1.0, help="multiply every experiment's steps")
@@ -469,7 +514,7 @@ def main(argv=None) -> int:
         threads = max(1, (os.cpu_count() or 16) // len(slots))
         args.device = "cuda"
     jobs, notes = plan(args, out)
-    jobs.sort(key=lambda j: (not j.heavy, j.experiment != "lm", j.name))  # heavy first: spread, start early
+    jobs.sort(key=lambda j: (not j.heavy, not j.slow, j.experiment != "lm", j.name))  # slowest first
     waves = max(1, math.ceil(len(jobs) / len(slots)))
     job_minutes = args.budget_minutes * 0.92 / waves  # a margin for start-up and the report
     sys.path.insert(0, str(ROOT))
@@ -507,34 +552,54 @@ def main(argv=None) -> int:
     if args.dry_run:
         print(f"wrote {out / 'commands.sh'} and {out / 'results.json'} (dry run)")
         return 0
-    todo: queue.Queue = queue.Queue()
-    for j in jobs:
-        todo.put(j)
+    todo: list[Job] = list(jobs)
     t_start = time.monotonic()
-
     deadline = t_start + args.budget_minutes * 60 * 0.95
-    weight = lambda j: 1.0 if j.heavy else LIGHT_WEIGHT  # noqa: E731
+    weight = lambda j: 1.0 if j.heavy else SLOW_WEIGHT if j.slow else LIGHT_WEIGHT  # noqa: E731
+    heavy_running = {g: 0 for g, _ in slots}
+    heavy_limit = args.heavy_per_gpu if args.heavy_per_gpu and args.device != "cpu" else len(slots)
+    heavy_slots = min(len(slots), heavy_limit * len(heavy_running))
+
+    def time_cap(job: Job) -> float:
+        """Minutes for a job starting now: a fair share of what is left of the budget. Heavy jobs share
+        the slots they may use (heavy_slots); the others share the remaining slots by weight."""
+        left = max(0.0, deadline - time.monotonic())
+        heavy_left = [j for j in todo if j.heavy] + ([job] if job.heavy else [])
+        if job.heavy:
+            share = left * heavy_slots / len(heavy_left)
+        else:
+            free = max(1, len(slots) - min(heavy_slots, len(heavy_left)))
+            others = [j for j in todo if not j.heavy] + [job]
+            share = left * free * weight(job) / sum(weight(j) for j in others)
+        return max(min(share, left) / 60, args.min_job_minutes)
+
+    def take(gpu: str) -> Job | None:
+        """The next job this slot may start: a heavy one only while its GPU runs fewer than the limit."""
+        for i, j in enumerate(todo):
+            if not j.heavy or heavy_running[gpu] < heavy_limit:
+                return todo.pop(i)
+        return None
 
     def worker(slot):
+        gpu = slot[0]
         while True:
             with lock:
-                try:
-                    job = todo.get_nowait()
-                except queue.Empty:
+                if not todo:
                     return
-                # A fair share of what is left: slots x remaining time, split by weight over the jobs
-                # not started yet (this one included); never less than a minimum, never past the end.
-                pending = [job] + list(todo.queue)
-                left = max(0.0, deadline - time.monotonic())
-                share = left * len(slots) * weight(job) / sum(weight(j) for j in pending)
-                minutes = max(min(share, left) / 60, args.min_job_minutes)
-                set_commands(job, args, out, notes, minutes, has_max_minutes)
+                job = take(gpu)
+                if job is not None:
+                    set_commands(job, args, out, notes, time_cap(job), has_max_minutes)
+                    heavy_running[gpu] += job.heavy
+            if job is None:  # only heavy jobs left and this GPU is full of them: wait for one to end
+                time.sleep(1.0)
+                continue
             try:
                 run_job(job, slot, out, threads)
             except Exception as err:  # noqa: BLE001 - one job's failure never stops the others
                 job.status = f"failed: {type(err).__name__}: {err}"
             rec = collect(job, out)
             with lock:
+                heavy_running[gpu] -= job.heavy
                 results[job.name] = rec
                 write()
                 done = len(results)
@@ -554,8 +619,7 @@ def main(argv=None) -> int:
                 t.join(timeout=0.5)
     except KeyboardInterrupt:
         with lock:
-            while not todo.empty():
-                todo.get_nowait()
+            todo.clear()
         stop_all()
         write()
         raise
