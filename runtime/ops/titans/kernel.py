@@ -101,23 +101,28 @@ def _mm(a, b, PREC: tl.constexpr):
 
 @triton.jit
 def _titans_fwd(
-    q, k, v, W1s, W2s, S1s, S2s, b0, e, Dm, bC, eC, aC, dC, tC, o, N,
+    q, k, v, W1s, W2s, S1s, S2s, b0, e, Dm, bC, eC, aC, dC, tC, o, X, N,
     DK: tl.constexpr, DV: tl.constexpr, HID: tl.constexpr, C: tl.constexpr,
     BHID: tl.constexpr, RESIDUAL: tl.constexpr, ACT: tl.constexpr, PREC: tl.constexpr,
 ):  # fmt: skip
-    """One (b, h): all chunks in order; stores O and the state at every chunk end."""
+    """One (b, h): all chunks in order; stores O and the state at every chunk end.
+
+    Token tiles used inside the hidden-tile loop are (re)loaded there from global memory (dY and
+    D*QK^T from a per-program scratch X): loop-invariant tiles would be hoisted with their shared-
+    memory copies live across the loop, which at C = 64, D = 128 overflows Hopper's 227 KB.
+    """
     i_bh = tl.program_id(0)
     o_c, o_k, o_v, o_h = tl.arange(0, C), tl.arange(0, DK), tl.arange(0, DV), tl.arange(0, BHID)
     causal = o_c[:, None] >= o_c[None, :]
+    p_xdy = X + i_bh.to(tl.int64) * (C * DV + C * C) + o_c[:, None] * DV + o_v[None, :]
+    p_xm1 = X + i_bh.to(tl.int64) * (C * DV + C * C) + C * DV + o_c[:, None] * C + o_c[None, :]
     for i_n in range(N):
         rows = (i_bh * N * C + i_n * C + o_c).to(tl.int64)
-        b_q = tl.load(q + rows[:, None] * DK + o_k[None, :]).to(tl.float32)
-        b_k = tl.load(k + rows[:, None] * DK + o_k[None, :]).to(tl.float32)
-        b_v = tl.load(v + rows[:, None] * DV + o_v[None, :]).to(tl.float32)
+        p_q = q + rows[:, None] * DK + o_k[None, :]
+        p_k = k + rows[:, None] * DK + o_k[None, :]
         cf = (i_bh * N + i_n).to(tl.int64)
         b_b0 = tl.load(b0 + cf * C + o_c)
         b_e = tl.load(e + cf * C + o_c)
-        b_D = tl.load(Dm + cf * C * C + o_c[:, None] * C + o_c[None, :])
         b_bc, b_ec, b_ac = tl.load(bC + cf), tl.load(eC + cf), tl.load(aC + cf)
         b_dc = tl.load(dC + cf * C + o_c)
         b_tc = tl.load(tC + cf * C + o_c)
@@ -127,17 +132,22 @@ def _titans_fwd(
         p_w2 = W2s + slot * HID * DK
         p_s2 = S2s + slot * HID * DK
         # pass 1: the keys' prediction Y (a reduction over the hidden width)
+        b_k = tl.load(p_k).to(tl.float32)
         b_y = tl.zeros([C, DV], dtype=tl.float32)
         for i_t in range(HID // BHID):
             o_t = i_t * BHID + o_h
             w1 = tl.load(p_w1 + o_v[:, None] * HID + o_t[None, :])  # [DV, BHID]
             w2 = tl.load(p_w2 + o_t[:, None] * DK + o_k[None, :])  # [BHID, DK]
-            a, _, _ = _act(_mm(b_k, tl.trans(w2), PREC), ACT)
+            a, _, _ = _act(_mm(tl.load(p_k).to(tl.float32), tl.trans(w2), PREC), ACT)
             b_y += _mm(a, tl.trans(w1), PREC)
         if RESIDUAL:
             b_y += b_k
-        b_dy = 2 * (b_y - b_v)
-        m1 = tl.where(causal, b_D * _mm(b_q, tl.trans(b_k), PREC), 0.0)
+        b_v = tl.load(v + rows[:, None] * DV + o_v[None, :]).to(tl.float32)
+        tl.store(p_xdy, 2 * (b_y - b_v))  # dY
+        b_q = tl.load(p_q).to(tl.float32)
+        b_D = tl.load(Dm + cf * C * C + o_c[:, None] * C + o_c[None, :])
+        tl.store(p_xm1, tl.where(causal, b_D * _mm(b_q, tl.trans(b_k), PREC), 0.0))
+        tl.debug_barrier()
         # pass 2: per hidden tile, the read and the chunk-end state
         b_o = tl.zeros([C, DV], dtype=tl.float32)
         b_pa = tl.zeros([C, C], dtype=tl.float32)
@@ -147,28 +157,31 @@ def _titans_fwd(
             q2 = o_t[:, None] * DK + o_k[None, :]
             w1, s1 = tl.load(p_w1 + q1), tl.load(p_s1 + q1)
             w2, s2 = tl.load(p_w2 + q2), tl.load(p_s2 + q2)
-            a, sp, _ = _act(_mm(b_k, tl.trans(w2), PREC), ACT)
-            dz = _mm(b_dy, w1, PREC) * sp  # [C, BHID]
-            zq = (b_b0[:, None] * _mm(b_q, tl.trans(w2), PREC)
-                  + b_e[:, None] * _mm(b_q, tl.trans(s2), PREC) - _mm(m1, dz, PREC))
+            t_q, t_k = tl.load(p_q).to(tl.float32), tl.load(p_k).to(tl.float32)
+            t_dy = tl.load(p_xdy)
+            a, sp, _ = _act(_mm(t_k, tl.trans(w2), PREC), ACT)
+            dz = _mm(t_dy, w1, PREC) * sp  # [C, BHID]
+            zq = (b_b0[:, None] * _mm(t_q, tl.trans(w2), PREC)
+                  + b_e[:, None] * _mm(t_q, tl.trans(s2), PREC) - _mm(tl.load(p_xm1), dz, PREC))
             hq, _, _ = _act(zq, ACT)
             b_o += (b_b0[:, None] * _mm(hq, tl.trans(w1), PREC)
                     + b_e[:, None] * _mm(hq, tl.trans(s1), PREC))
             b_pa += _mm(hq, tl.trans(a), PREC)
-            dyt = tl.trans(b_dy)
+            dyt = tl.trans(t_dy)
             nw1 = b_bc * w1 + b_ec * s1 - _mm(dyt, a * b_dc[:, None], PREC)
             ns1 = b_ac * s1 - _mm(dyt, a * b_tc[:, None], PREC)
-            nw2 = b_bc * w2 + b_ec * s2 - _mm(tl.trans(dz * b_dc[:, None]), b_k, PREC)
-            ns2 = b_ac * s2 - _mm(tl.trans(dz * b_tc[:, None]), b_k, PREC)
+            nw2 = b_bc * w2 + b_ec * s2 - _mm(tl.trans(dz * b_dc[:, None]), t_k, PREC)
+            ns2 = b_ac * s2 - _mm(tl.trans(dz * b_tc[:, None]), t_k, PREC)
             tl.store(p_w1 + DV * HID + q1, nw1)
             tl.store(p_s1 + DV * HID + q1, ns1)
             tl.store(p_w2 + HID * DK + q2, nw2)
             tl.store(p_s2 + HID * DK + q2, ns2)
-        b_o -= _mm(tl.where(causal, b_D * b_pa, 0.0), b_dy, PREC)
+        b_D = tl.load(Dm + cf * C * C + o_c[:, None] * C + o_c[None, :])
+        b_o -= _mm(tl.where(causal, b_D * b_pa, 0.0), tl.load(p_xdy), PREC)
         if RESIDUAL:
-            b_o += b_q
+            b_o += tl.load(p_q).to(tl.float32)
         tl.store(o + rows[:, None] * DV + o_v[None, :], b_o.to(o.dtype.element_ty))
-        tl.debug_barrier()  # the next chunk reads the state other threads just wrote
+        tl.debug_barrier()  # the next chunk reads the state (and scratch) other threads wrote
 
 
 # ----------------------------------------------------------------------------------------------
@@ -179,26 +192,34 @@ def _titans_fwd(
 @triton.jit
 def _titans_bwd(
     q, k, v, W1s, W2s, S1s, S2s, b0, e, Dm, bC, eC, aC, dC, tC, do,
-    dq, dk, dv, db0, de, dDm, dbC, deC, daC, ddC, dtC, dW1b, dW2b, dS1b, dS2b, P, N,
+    dq, dk, dv, db0, de, dDm, dbC, deC, daC, ddC, dtC, dW1b, dW2b, dS1b, dS2b, P, X, N,
     DK: tl.constexpr, DV: tl.constexpr, HID: tl.constexpr, C: tl.constexpr,
     BHID: tl.constexpr, RESIDUAL: tl.constexpr, ACT: tl.constexpr, PREC: tl.constexpr,
 ):  # fmt: skip
-    """One (b, h): chunks in reverse; the state gradient is carried in dW1b.. (two slots)."""
+    """One (b, h): chunks in reverse; the state gradient is carried in dW1b.. (two slots).
+
+    As in the forward, token tiles are (re)loaded inside the hidden-tile loops (dY, D*QK^T,
+    D*R2 and 2 ddY through the per-program scratch X) so no [C, D] tile stays live across them.
+    """
     i_bh = tl.program_id(0)
     o_c, o_k, o_v, o_h = tl.arange(0, C), tl.arange(0, DK), tl.arange(0, DV), tl.arange(0, BHID)
     causal = o_c[:, None] >= o_c[None, :]
     p_P = P + i_bh.to(tl.int64) * C * HID + o_c[:, None] * HID
+    x0 = X + i_bh.to(tl.int64) * (2 * C * DV + 2 * C * C)
+    p_xdy = x0 + o_c[:, None] * DV + o_v[None, :]  # dY
+    p_xyf = x0 + C * DV + o_c[:, None] * DV + o_v[None, :]  # 2 ddY (the gradient of Y)
+    p_xm1 = x0 + 2 * C * DV + o_c[:, None] * C + o_c[None, :]  # D * Q K^T
+    p_xr2 = x0 + 2 * C * DV + C * C + o_c[:, None] * C + o_c[None, :]  # D * dO dY^T
     for j in range(N):
         i_n = N - 1 - j
         rows = (i_bh * N * C + i_n * C + o_c).to(tl.int64)
-        b_q = tl.load(q + rows[:, None] * DK + o_k[None, :]).to(tl.float32)
-        b_k = tl.load(k + rows[:, None] * DK + o_k[None, :]).to(tl.float32)
-        b_v = tl.load(v + rows[:, None] * DV + o_v[None, :]).to(tl.float32)
-        b_do = tl.load(do + rows[:, None] * DV + o_v[None, :]).to(tl.float32)
+        p_q = q + rows[:, None] * DK + o_k[None, :]
+        p_k = k + rows[:, None] * DK + o_k[None, :]
+        p_do = do + rows[:, None] * DV + o_v[None, :]
         cf = (i_bh * N + i_n).to(tl.int64)
         b_b0 = tl.load(b0 + cf * C + o_c)
         b_e = tl.load(e + cf * C + o_c)
-        b_D = tl.load(Dm + cf * C * C + o_c[:, None] * C + o_c[None, :])
+        p_D = Dm + cf * C * C + o_c[:, None] * C + o_c[None, :]
         b_bc, b_ec, b_ac = tl.load(bC + cf), tl.load(eC + cf), tl.load(aC + cf)
         b_dc = tl.load(dC + cf * C + o_c)
         b_tc = tl.load(tC + cf * C + o_c)
@@ -215,15 +236,18 @@ def _titans_bwd(
             o_t = i_t * BHID + o_h
             w1 = tl.load(p_w1 + o_v[:, None] * HID + o_t[None, :])
             w2 = tl.load(p_w2 + o_t[:, None] * DK + o_k[None, :])
-            a, _, _ = _act(_mm(b_k, tl.trans(w2), PREC), ACT)
+            a, _, _ = _act(_mm(tl.load(p_k).to(tl.float32), tl.trans(w2), PREC), ACT)
             b_y += _mm(a, tl.trans(w1), PREC)
         if RESIDUAL:
-            b_y += b_k
-        b_dy = 2 * (b_y - b_v)
-        pk = _mm(b_q, tl.trans(b_k), PREC)
-        m1 = tl.where(causal, b_D * pk, 0.0)
-        r2 = _mm(b_do, tl.trans(b_dy), PREC)
-        dr2 = tl.where(causal, b_D * r2, 0.0)
+            b_y += tl.load(p_k).to(tl.float32)
+        b_dy = 2 * (b_y - tl.load(v + rows[:, None] * DV + o_v[None, :]).to(tl.float32))
+        tl.store(p_xdy, b_dy)
+        b_D = tl.load(p_D)
+        b_q, b_k = tl.load(p_q).to(tl.float32), tl.load(p_k).to(tl.float32)
+        tl.store(p_xm1, tl.where(causal, b_D * _mm(b_q, tl.trans(b_k), PREC), 0.0))
+        r2 = _mm(tl.load(p_do).to(tl.float32), tl.trans(b_dy), PREC)
+        tl.store(p_xr2, tl.where(causal, b_D * r2, 0.0))
+        tl.debug_barrier()
         # pass B: every tile-local term; reductions over the hidden width accumulate
         b_pa = tl.zeros([C, C], dtype=tl.float32)
         b_r1 = tl.zeros([C, C], dtype=tl.float32)
@@ -247,56 +271,68 @@ def _titans_bwd(
             y1 = tl.load(dS1b + rd * DV * HID + q1)
             x2 = tl.load(dW2b + rd * HID * DK + q2)
             y2 = tl.load(dS2b + rd * HID * DK + q2)
-            a, sp, spp = _act(_mm(b_k, tl.trans(w2), PREC), ACT)
-            g = _mm(b_dy, w1, PREC)
+            t_q, t_k = tl.load(p_q).to(tl.float32), tl.load(p_k).to(tl.float32)
+            t_do, t_dy = tl.load(p_do).to(tl.float32), tl.load(p_xdy)
+            t_m1, t_r2 = tl.load(p_xm1), tl.load(p_xr2)
+            a, sp, spp = _act(_mm(t_k, tl.trans(w2), PREC), ACT)
+            g = _mm(t_dy, w1, PREC)
             dz = g * sp
-            qw = _mm(b_q, tl.trans(w2), PREC)
-            qs = _mm(b_q, tl.trans(s2), PREC)
-            hq, spq, _ = _act(b_b0[:, None] * qw + b_e[:, None] * qs - _mm(m1, dz, PREC), ACT)
-            dow = _mm(b_do, w1, PREC)
-            dos = _mm(b_do, s1, PREC)
-            dzq = (b_b0[:, None] * dow + b_e[:, None] * dos - _mm(dr2, a, PREC)) * spq
+            qw = _mm(t_q, tl.trans(w2), PREC)
+            qs = _mm(t_q, tl.trans(s2), PREC)
+            hq, spq, _ = _act(b_b0[:, None] * qw + b_e[:, None] * qs - _mm(t_m1, dz, PREC), ACT)
+            dow = _mm(t_do, w1, PREC)
+            dos = _mm(t_do, s1, PREC)
+            dzq = (b_b0[:, None] * dow + b_e[:, None] * dos - _mm(t_r2, a, PREC)) * spq
             b_pa += _mm(hq, tl.trans(a), PREC)
             b_r1 += _mm(dzq, tl.trans(dz), PREC)
             b_db0 += tl.sum(hq * dow, 1) + tl.sum(dzq * qw, 1)
             b_de += tl.sum(hq * dos, 1) + tl.sum(dzq * qs, 1)
             b_dq += b_b0[:, None] * _mm(dzq, w2, PREC) + b_e[:, None] * _mm(dzq, s2, PREC)
-            kx2 = _mm(b_k, tl.trans(x2), PREC)
-            ky2 = _mm(b_k, tl.trans(y2), PREC)
-            ddz = -_mm(tl.trans(m1), dzq, PREC) - b_dc[:, None] * kx2 - b_tc[:, None] * ky2
+            kx2 = _mm(t_k, tl.trans(x2), PREC)
+            ky2 = _mm(t_k, tl.trans(y2), PREC)
+            ddz = -_mm(tl.trans(t_m1), dzq, PREC) - b_dc[:, None] * kx2 - b_tc[:, None] * ky2
             b_ddc -= tl.sum(dz * kx2, 1)
             b_dtc -= tl.sum(dz * ky2, 1)
             b_dk -= _mm(dz * b_dc[:, None], x2, PREC) + _mm(dz * b_tc[:, None], y2, PREC)
             dg = ddz * sp
-            dyx1 = _mm(b_dy, x1, PREC)
-            dyy1 = _mm(b_dy, y1, PREC)
+            dyx1 = _mm(t_dy, x1, PREC)
+            dyy1 = _mm(t_dy, y1, PREC)
             b_ddc -= tl.sum(a * dyx1, 1)
             b_dtc -= tl.sum(a * dyy1, 1)
-            da = -_mm(tl.trans(dr2), hq, PREC) - b_dc[:, None] * dyx1 - b_tc[:, None] * dyy1
+            da = -_mm(tl.trans(t_r2), hq, PREC) - b_dc[:, None] * dyx1 - b_tc[:, None] * dyy1
             b_ddy += _mm(dg, tl.trans(w1), PREC) - _mm(a * b_dc[:, None], tl.trans(x1), PREC)
             b_ddy -= _mm(a * b_tc[:, None], tl.trans(y1), PREC)
             tl.store(p_P + o_t[None, :], da * sp + ddz * g * spp)
             acc_bc += tl.sum(x1 * w1, 0) + tl.sum(x2 * w2, 1)
             acc_ec += tl.sum(x1 * s1, 0) + tl.sum(x2 * s2, 1)
             acc_ac += tl.sum(y1 * s1, 0) + tl.sum(y2 * s2, 1)
-            dyt = tl.trans(b_dy)
-            ndw1 = (b_bc * x1 + _mm(dyt, dg, PREC)
-                    + _mm(tl.trans(b_do * b_b0[:, None]), hq, PREC))
-            nds1 = b_ec * x1 + b_ac * y1 + _mm(tl.trans(b_do * b_e[:, None]), hq, PREC)
-            ndw2 = b_bc * x2 + _mm(tl.trans(dzq * b_b0[:, None]), b_q, PREC)
-            nds2 = b_ec * x2 + b_ac * y2 + _mm(tl.trans(dzq * b_e[:, None]), b_q, PREC)
+            ndw1 = (b_bc * x1 + _mm(tl.trans(t_dy), dg, PREC)
+                    + _mm(tl.trans(t_do * b_b0[:, None]), hq, PREC))
+            nds1 = b_ec * x1 + b_ac * y1 + _mm(tl.trans(t_do * b_e[:, None]), hq, PREC)
+            ndw2 = b_bc * x2 + _mm(tl.trans(dzq * b_b0[:, None]), t_q, PREC)
+            nds2 = b_ec * x2 + b_ac * y2 + _mm(tl.trans(dzq * b_e[:, None]), t_q, PREC)
             tl.store(dW1b + wr * DV * HID + q1, ndw1)
             tl.store(dS1b + wr * DV * HID + q1, nds1)
             tl.store(dW2b + wr * HID * DK + q2, ndw2)
             tl.store(dS2b + wr * HID * DK + q2, nds2)
+        b_D = tl.load(p_D)
+        b_do = tl.load(p_do).to(tl.float32)
         b_ddy -= _mm(tl.trans(tl.where(causal, b_D * b_pa, 0.0)), b_do, PREC)
         dyf = 2 * b_ddy  # gradient of the keys' prediction Y
+        tl.store(p_xyf, dyf)
+        tl.store(dv + rows[:, None] * DV + o_v[None, :], -dyf)
         dr1 = tl.where(causal, b_D * b_r1, 0.0)
+        b_q, b_k = tl.load(p_q).to(tl.float32), tl.load(p_k).to(tl.float32)
         b_dq -= _mm(dr1, b_k, PREC)
         b_dk -= _mm(tl.trans(dr1), b_q, PREC)
         if RESIDUAL:
             b_dq += b_do
             b_dk += dyf
+        tl.store(dq + rows[:, None] * DK + o_k[None, :], b_dq)
+        # dD = -(PA * R2) - (PK * R1), with R2 = dO dY^T and PK = Q K^T recomputed (unmasked)
+        b_dD = -b_pa * _mm(b_do, tl.trans(tl.load(p_xdy)), PREC)
+        b_dD -= b_r1 * _mm(b_q, tl.trans(b_k), PREC)
+        tl.store(dDm + cf * C * C + o_c[:, None] * C + o_c[None, :], tl.where(causal, b_dD, 0.0))
         tl.debug_barrier()  # pass C reads what pass B wrote (scratch, state-gradient tiles)
         # pass C: terms that need the complete ddY
         for i_t in range(HID // BHID):
@@ -305,26 +341,23 @@ def _titans_bwd(
             q2 = o_t[:, None] * DK + o_k[None, :]
             w1 = tl.load(p_w1 + q1)
             w2 = tl.load(p_w2 + q2)
-            a, sp, _ = _act(_mm(b_k, tl.trans(w2), PREC), ACT)
-            dzp = tl.load(p_P + o_t[None, :]) + _mm(dyf, w1, PREC) * sp
+            t_k, t_yf = tl.load(p_k).to(tl.float32), tl.load(p_xyf)
+            a, sp, _ = _act(_mm(t_k, tl.trans(w2), PREC), ACT)
+            dzp = tl.load(p_P + o_t[None, :]) + _mm(t_yf, w1, PREC) * sp
             b_dk += _mm(dzp, w2, PREC)
             p1 = dW1b + wr * DV * HID + q1
             p2 = dW2b + wr * HID * DK + q2
-            tl.store(p1, tl.load(p1) + _mm(tl.trans(dyf), a, PREC))
-            tl.store(p2, tl.load(p2) + _mm(tl.trans(dzp), b_k, PREC))
-        tl.store(dq + rows[:, None] * DK + o_k[None, :], b_dq)
+            tl.store(p1, tl.load(p1) + _mm(tl.trans(t_yf), a, PREC))
+            tl.store(p2, tl.load(p2) + _mm(tl.trans(dzp), t_k, PREC))
         tl.store(dk + rows[:, None] * DK + o_k[None, :], b_dk)
-        tl.store(dv + rows[:, None] * DV + o_v[None, :], -dyf)
         tl.store(db0 + cf * C + o_c, b_db0)
         tl.store(de + cf * C + o_c, b_de)
-        b_dD = tl.where(causal, -(b_pa * r2) - (pk * b_r1), 0.0)
-        tl.store(dDm + cf * C * C + o_c[:, None] * C + o_c[None, :], b_dD)
         tl.store(dbC + cf, tl.sum(acc_bc, 0))
         tl.store(deC + cf, tl.sum(acc_ec, 0))
         tl.store(daC + cf, tl.sum(acc_ac, 0))
         tl.store(ddC + cf * C + o_c, b_ddc)
         tl.store(dtC + cf * C + o_c, b_dtc)
-        tl.debug_barrier()  # the next (earlier) chunk reads the state gradient just written
+        tl.debug_barrier()  # the next (earlier) chunk reads the state gradient and scratch
 
 
 # ----------------------------------------------------------------------------------------------
@@ -366,8 +399,9 @@ class ChunkTitansFunction(torch.autograd.Function):
         for buf, w in zip(states, (W1, W2, S1, S2)):
             buf[:, :, 0] = w
         o = torch.empty(B, H, TP, DV, device=dev, dtype=q.dtype)
+        scratch = torch.empty(B * H, C * DV + C * C, device=dev, dtype=torch.float32)
         _titans_fwd[(B * H,)](
-            q, k, v, *states, b0, e, Dm, bC, eC, aC, dC, tC, o, N, DK=DK, DV=DV, HID=HID, C=C,
+            q, k, v, *states, b0, e, Dm, bC, eC, aC, dC, tC, o, scratch, N, DK=DK, DV=DV, HID=HID, C=C,
             BHID=cfg["BHID"], RESIDUAL=residual, ACT=act, PREC=_prec(q.dtype),
             num_warps=cfg["num_warps"], num_stages=cfg["num_stages"],
         )  # fmt: skip
@@ -398,9 +432,10 @@ class ChunkTitansFunction(torch.autograd.Function):
         dv = torch.empty(B, H, TP, DV, device=dev, dtype=f32)
         grads_c = [torch.empty_like(t) for t in (b0, e, Dm, bC, eC, aC, dC, tC)]
         scratch = torch.empty(B * H, C, HID, device=dev, dtype=f32)
+        tiles = torch.empty(B * H, 2 * C * DV + 2 * C * C, device=dev, dtype=f32)
         _titans_bwd[(B * H,)](
             q, k, v, W1s, W2s, S1s, S2s, b0, e, Dm, bC, eC, aC, dC, tC, do.contiguous(),
-            dq, dk, dv, *grads_c, *dbufs, scratch, N, DK=DK, DV=DV, HID=HID, C=C,
+            dq, dk, dv, *grads_c, *dbufs, scratch, tiles, N, DK=DK, DV=DV, HID=HID, C=C,
             BHID=cfg["BHID"], RESIDUAL=residual, ACT=act, PREC=_prec(q.dtype),
             num_warps=cfg["num_warps"], num_stages=cfg["num_stages"],
         )  # fmt: skip
