@@ -37,21 +37,24 @@ from runtime.train.periodic import PeriodicGrads  # noqa: E402
 DEFAULT_SPECS = ["transformer_pp", "gated_deltanet", "titans", "hope_attention", "hope"]
 
 
-def measure(spec: Path, args, device: torch.device, workdir: Path) -> dict:
-    overrides = {"dim": args.dim, "depth": args.depth, "context": args.context}
-    if args.heads:
-        overrides["heads"] = args.heads
+def build(spec: Path, overrides: dict, device: torch.device, workdir: Path, batch_size: int, context: int,
+          precision: str = "auto", compile: bool = False, activation_checkpointing: bool = False):
+    """Compile `spec` with `overrides`, build its model and outer optimizer on `device`, and return
+    (row, one_step): row = {"spec", "params", "optimizer"}; one_step(step) runs one optimizer step on
+    a fixed random batch exactly as `nslang train` does and returns the loss."""
     pkg = compile_package(spec, workdir / spec.stem, overrides=overrides)
     torch.manual_seed(0)
     model = pkg.Model(pkg.Config()).to(device)
+    if activation_checkpointing:
+        checkpoint_blocks(model)
     optimizer, _ = make_optimizer(pkg.optimizer, model, None)
-    periodic = PeriodicGrads(model, args.batch_size * args.context)
+    periodic = PeriodicGrads(model, batch_size * context)
     step_fn = LossModule(model)
-    if args.compile:
+    if compile:
         step_fn = torch.compile(step_fn)
-    autocast = _autocast(device, args.precision)
+    autocast = _autocast(device, precision)
     vocab = pkg.Config().vocab
-    tokens = torch.randint(0, vocab, (args.batch_size, args.context + 1), device=device)
+    tokens = torch.randint(0, vocab, (batch_size, context + 1), device=device)
     row = {"spec": spec.stem, "params": sum(p.numel() for p in model.parameters()),
            "optimizer": pkg.optimizer.get("kind")}
 
@@ -66,20 +69,65 @@ def measure(spec: Path, args, device: torch.device, workdir: Path) -> dict:
         optimizer.zero_grad(set_to_none=True)
         return value
 
-    for step in range(1, args.warmup_steps + 1):
+    return row, one_step
+
+
+def checkpoint_blocks(model: torch.nn.Module) -> None:
+    """Activation checkpointing of a compiled model: each block's forward recomputed in the backward
+    (torch.utils.checkpoint, non-reentrant, which also serves the in-context levels' inner
+    `torch.autograd.grad`). Raises TrainError for a model without `blocks`."""
+    from torch.utils.checkpoint import checkpoint
+
+    blocks = getattr(model, "blocks", None)
+    if not blocks:
+        raise TrainError("this model has no `blocks` to checkpoint")
+    for block in blocks:
+        inner = block.forward
+
+        def forward(*a, _inner=inner, **kw):
+            return checkpoint(_inner, *a, use_reentrant=False, **kw)
+
+        block.forward = forward
+
+
+def time_steps(one_step, warmup_steps: int, steps: int, device: torch.device, budget_s: float | None = None) -> dict:
+    """`warmup_steps` untimed steps, then up to `steps` timed ones with the device synchronised; with
+    `budget_s`, the timed steps stop early once another step would pass the budget (at least one is
+    timed). Returns {"timed_steps", "elapsed", "step_ms", "loss", "peak_gib"}."""
+    step = 0
+    for step in range(1, warmup_steps + 1):
         one_step(step)
     if device.type == "cuda":
         torch.cuda.synchronize(device)
         torch.cuda.reset_peak_memory_stats(device)
     start = time.perf_counter()
-    for step in range(args.warmup_steps + 1, args.warmup_steps + args.steps + 1):
+    timed, loss = 0, float("nan")
+    while timed < steps:
+        step += 1
         loss = one_step(step)
+        timed += 1
+        if budget_s is not None and timed < steps:
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            spent = time.perf_counter() - start
+            if spent * (timed + 1) / timed > budget_s:
+                break
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     elapsed = time.perf_counter() - start
-    row.update(tokens_per_s=args.steps * args.batch_size * args.context / elapsed,
-               step_ms=1000 * elapsed / args.steps, loss=loss,
-               peak_gib=torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None)
+    return {"timed_steps": timed, "elapsed": elapsed, "step_ms": 1000 * elapsed / timed, "loss": loss,
+            "peak_gib": torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None}
+
+
+def measure(spec: Path, args, device: torch.device, workdir: Path) -> dict:
+    overrides = {"dim": args.dim, "depth": args.depth, "context": args.context}
+    if args.heads:
+        overrides["heads"] = args.heads
+    row, one_step = build(spec, overrides, device, workdir, args.batch_size, args.context, args.precision,
+                          args.compile)
+    timing = time_steps(one_step, args.warmup_steps, args.steps, device)
+    row.update(tokens_per_s=timing["timed_steps"] * args.batch_size * args.context / timing["elapsed"],
+               step_ms=timing["step_ms"], loss=timing["loss"], peak_gib=timing["peak_gib"])
     return row
 
 

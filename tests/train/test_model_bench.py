@@ -1,0 +1,49 @@
+"""bench/model.py and bench/train_throughput.py's shared pieces on the CPU at a tiny size: the table,
+activation checkpointing (same losses), and an error row that does not stop the others."""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+from bench.train_throughput import build, time_steps  # noqa: E402
+
+
+def test_activation_checkpointing_keeps_the_losses(tmp_path):
+    spec = ROOT / "specs" / "transformer_pp.nsam"
+    runs = []
+    for ckpt in (False, True):
+        _, one_step = build(spec, {"dim": 32, "depth": 1, "context": 32}, torch.device("cpu"), tmp_path / str(ckpt),
+                            2, 32, activation_checkpointing=ckpt)
+        runs.append([one_step(s) for s in (1, 2, 3)])
+    assert runs[0] == runs[1]
+
+
+def test_time_steps_budget_stops_early():
+    calls = []
+
+    def slow(step):
+        calls.append(step)
+        import time
+        time.sleep(0.05)
+        return 1.0
+
+    out = time_steps(slow, 1, 100, torch.device("cpu"), budget_s=0.2)
+    assert 1 <= out["timed_steps"] < 10 and calls[0] == 1
+
+
+def test_model_bench_smoke(tmp_path):
+    bad = tmp_path / "bad.nsam"
+    bad.write_text("model bad { dim = 32; flow x -> nowhere }\n")
+    cmd = [sys.executable, str(ROOT / "bench" / "model.py"), "--device", "cpu", "--dim", "32", "--depth", "1",
+           "--context", "32", "--batch-size", "2", "--steps", "2", "--specs", f"{bad},transformer_pp",
+           "--nl-modes", "", "--activation-checkpointing"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "| nslang bad | ? | 2 |  | does not compile" in proc.stdout  # its own row; the others still run
+    assert "| nslang transformer_pp (act. ckpt) |" in proc.stdout and "1.000x" in proc.stdout
