@@ -53,7 +53,7 @@ OPTIMIZERS = ("adamw", "muon", "m3")
 NIAH_TASKS = "niah_single_1,niah_single_2,niah_multikey_1"
 # Models whose step costs far more than attention's (chunk loops): started first, spread over GPUs.
 # `nslang` without needing the console script (the GPU machine runs from a plain checkout on PYTHONPATH).
-NSLANG = ["-c", "import sys; from nslang.cli import main; sys.argv[0] = 'nslang'; sys.exit(main())"]
+NSLANG = ["-m", "nslang.cli"]
 HEAVY = {"hope", "hope_attention", "titans", "hope_no_dgd", "hope_no_momentum", "hope_no_retention", "hope_no_cms"}
 
 PRESETS = {
@@ -62,7 +62,7 @@ PRESETS = {
         "model": {"dim": 32, "depth": 1, "heads": 2},
         "lr": 3e-3,
         "lm": {"steps": 12, "batch": 4, "context": 64},
-        "mqar": {"steps": 20, "batch": 8, "num_pairs": (2, 4), "seq_len": 96, "eval_seq_len": (96, 192)},
+        "mqar": {"steps": 20, "batch": 8, "num_pairs": (2, 4), "seq_len": 128, "eval_seq_len": (128, 256)},
         "formal": {"steps": 12, "batch": 8, "context": 64},
         "niah": {"lengths": (512, 1024), "n": 2},
         "continual": {"classes_per_task": 4, "test_per_class": 2, "train_per_class": 4, "max_chars": 160,
@@ -70,11 +70,13 @@ PRESETS = {
         "eval_n": 8, "eval_batch": 8, "eval_mode": "ll",  # greedy generation is token by token: slow on a CPU
     },
     # The GPU run: 10.7M (Transformer++) to 26.9M (Hope) parameters at dim 384, depth 6, byte vocab.
+    # Contexts are powers of two: Hope's CMS levels (every 16, 128, 2048 tokens) must divide the
+    # context or be multiples of it (NS202).
     "small": {
         "model": {"dim": 384, "depth": 6, "heads": 4},
         "lr": 1e-3,
-        "lm": {"steps": 200, "batch": 16, "context": 512},
-        "mqar": {"steps": 300, "batch": 32, "num_pairs": (4, 8, 16), "seq_len": 320, "eval_seq_len": (320, 640)},
+        "lm": {"steps": 240, "batch": 8, "context": 512},
+        "mqar": {"steps": 300, "batch": 16, "num_pairs": (4, 8, 12), "seq_len": 256, "eval_seq_len": (256, 512)},
         "formal": {"steps": 200, "batch": 32, "context": 64},
         "niah": {"lengths": (1024, 2048, 4096), "n": 30},
         "continual": {"classes_per_task": 2, "test_per_class": 20, "train_per_class": 40, "max_chars": 600,
@@ -272,12 +274,13 @@ def set_commands(job: Job, args, out: Path, notes: dict, job_minutes: float, has
     train_minutes = job_minutes * train_share
     if has_max_minutes:
         argv += ["--max-minutes", f"{train_minutes:.3f}"]
-    # the hard cap leaves time for the final checkpoint and validation after --max-minutes
-    job.commands.append(Command("train", argv, timeout_s=train_minutes * 60 * 1.25 + 30))
+    # the hard cap leaves time to start (compile, load data) and, after --max-minutes, for the
+    # final checkpoint and validation
+    job.commands.append(Command("train", argv, timeout_s=train_minutes * 60 + 45))
     left = job_minutes * 60 - train_minutes * 60
     evals = eval_commands(job, run, out, p, notes, device)
     for cmd in evals:
-        cmd.timeout_s = max(30.0, left / max(1, len(evals)) + 15)
+        cmd.timeout_s = max(20.0, left / max(1, len(evals)))
     job.commands += evals
 
 
@@ -318,10 +321,12 @@ def eval_commands(job: Job, run: Path, out: Path, p: dict, notes: dict, device: 
 # -- running ----------------------------------------------------------------------------------------
 
 RUNNING: set = set()  # process ids of the commands running now (each leads its own process group)
+STOPPED = threading.Event()  # set when the budget is spent or the run is interrupted: start nothing more
 
 
 def stop_all() -> None:
     """End the running commands (their process groups), e.g. when the orchestrator is interrupted."""
+    STOPPED.set()
     for pid in list(RUNNING):
         try:
             os.killpg(pid, 15)
@@ -342,7 +347,8 @@ def run_job(job: Job, slot: tuple[str, int], out: Path, threads: int) -> None:
     t_job = time.monotonic()
     for i, cmd in enumerate(job.commands):
         cmd.log = str(folder / f"{i}_{cmd.kind.replace(':', '_')}.log")
-        if cmd.kind != "train" and job.commands[0].rc not in (0,) and not _has_checkpoint(folder / "run"):
+        if STOPPED.is_set() or (cmd.kind != "train" and job.commands[0].rc not in (0,)
+                                and not _has_checkpoint(folder / "run")):
             cmd.rc, cmd.seconds = None, 0.0
             continue
         _run_command(cmd, env, "w")
@@ -491,6 +497,8 @@ def main(argv=None) -> int:
     ap.add_argument("--heavy-per-gpu", type=int, default=3,
                     help="at most this many jobs of the slow, memory-hungry models (Hope, Titans ...) on one GPU "
                     "at a time (0: no limit; the CPU ignores it)")
+    ap.add_argument("--grace-s", type=float, default=45.0,
+                    help="after budget + this many seconds, every command still running is ended")
     ap.add_argument("--min-job-minutes", type=float, default=0.5,
                     help="the smallest time cap a job gets, even when the budget is spent")
     ap.add_argument("--steps-scale", type=float, default=1.0, help="multiply every experiment's steps")
@@ -565,8 +573,8 @@ def main(argv=None) -> int:
         the slots they may use (heavy_slots); the others share the remaining slots by weight."""
         left = max(0.0, deadline - time.monotonic())
         heavy_left = [j for j in todo if j.heavy] + ([job] if job.heavy else [])
-        if job.heavy:
-            share = left * heavy_slots / len(heavy_left)
+        if job.heavy:  # the heavy jobs left run in rounds of heavy_slots
+            share = left / math.ceil(len(heavy_left) / heavy_slots)
         else:
             free = max(1, len(slots) - min(heavy_slots, len(heavy_left)))
             others = [j for j in todo if not j.heavy] + [job]
@@ -613,10 +621,18 @@ def main(argv=None) -> int:
     signal.signal(signal.SIGTERM, lambda *_: (stop_all(), sys.exit(143)))
     for t in threads_:
         t.start()
+    hard_stop = t_start + args.budget_minutes * 60 + args.grace_s
     try:
         while any(t.is_alive() for t in threads_):
             for t in threads_:
                 t.join(timeout=0.5)
+            if time.monotonic() > hard_stop and (todo or RUNNING):  # the budget is spent: end everything
+                with lock:
+                    for j in todo:
+                        j.status = "not started (budget spent)"
+                    todo.clear()
+                header["stopped"] = "budget spent: the commands still running were ended"
+                stop_all()
     except KeyboardInterrupt:
         with lock:
             todo.clear()

