@@ -54,6 +54,11 @@ class Plan:
     sublayers: tuple[SublayerPlan, ...]   # in flow order: each is a pre-norm residual sublayer
     optimizer: dict | None
     segment: int = 0     # tokens per step of the CMS learning loop (0: no in-context CMS level)
+    # CMS error signal: "exact" (a backward through the rest of the network every `segment`
+    # tokens) or "two_pass" (one first pass per `signal_chunk` tokens, the slowest in-context
+    # period; see runtime/model_base.py)
+    cms_signal: str = "exact"
+    signal_chunk: int = 0
     setting_lines: dict = field(default_factory=dict)  # config field -> file:line
 
     def to_dict(self) -> dict:
@@ -98,6 +103,7 @@ def plan_model(checked: CheckedModel, spec_text_hash: str, diags: Diagnostics) -
             if sub is not None:
                 sublayers.append(sub)
     segment = _segment(m, sublayers, diags)
+    cms_signal, signal_chunk = _signal(m, sublayers, diags)
     if diags.errors:
         return None
     opt = None
@@ -110,7 +116,8 @@ def plan_model(checked: CheckedModel, spec_text_hash: str, diags: Diagnostics) -
         levels=tuple(LevelPlan(lv.name, _frequency(lv), _regime(lv, s.context),
                                lv.period if lv.kind == "every" else None)
                      for lv in checked.level_order()),
-        sublayers=tuple(sublayers), optimizer=opt, segment=segment,
+        sublayers=tuple(sublayers), optimizer=opt, segment=segment, cms_signal=cms_signal,
+        signal_chunk=signal_chunk,
         setting_lines={k: _where(sp) for k, sp in s.option_spans.items()})
 
 
@@ -134,6 +141,24 @@ def _segment(m: ir.Model, sublayers, diags: Diagnostics) -> int:
                         f"divide the fastest in-context CMS period ({segment})", span=mem.span,
                         hint=f"make the CMS period a multiple of {chunk}")
     return segment
+
+
+def _signal(m: ir.Model, sublayers, diags: Diagnostics) -> tuple[str, int]:
+    """The CMS error signal of the model and, for two_pass, the tokens per first pass: the
+    slowest in-context CMS period (the op's definition: one first pass per slowest chunk)."""
+    cms = [sub for sub in sublayers if sub.layer == "Continuum"]
+    signals = {sub.args["signal"] for sub in cms}
+    if len(signals) > 1:
+        diags.error("NS211", "the CMS blocks of one model must agree on `signal` (they learn in "
+                    "one segment loop)", span=m.span,
+                    hint="give every cms block the same `signal`")
+        return "exact", 0
+    signal = signals.pop() if signals else "exact"
+    periods = [p for sub in cms for p, r in zip(sub.args["periods"], sub.args["regimes"])
+               if r == "in_context"]
+    if signal != "two_pass" or not periods:
+        return "exact", 0
+    return signal, max(periods)
 
 
 def _generated_targets(m: ir.Model, source: str) -> set[str]:
@@ -313,11 +338,11 @@ def _hidden(mem: ir.Memory, width: int) -> int:
 
 def _plan_cms(c: ir.Cms, levels: dict, s: ir.Settings, inits: set[str],
               diags: Diagnostics) -> SublayerPlan | None:
-    if c.signal != "exact" or c.objective.kind != "task" or c.rule.kind != "gd" or c.momentum:
+    if c.signal == "local" or c.objective.kind != "task" or c.rule.kind != "gd" or c.momentum:
         diags.error("NS211", f"cms `{c.name}`: compiled CMS blocks learn by plain `gd` on the task "
-                    "loss with the exact signal so far", span=c.span,
-                    hint="use `rule = gd; objective = task; signal = exact; momentum = 0` "
-                    "(two_pass and local signals exist in runtime/ops/cms, not yet in models)")
+                    "loss with the exact or two_pass signal so far", span=c.span,
+                    hint="use `rule = gd; objective = task; signal = exact | two_pass; momentum = 0` "
+                    "(the local signal exists in runtime/ops/cms, not yet in models)")
         return None
     periods, regimes = [], []
     for name in c.levels:

@@ -22,11 +22,14 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
-from .layers.continuum import Continuum, ContinuumState
+from .layers.common import compiled_ops
+from .layers.continuum import Continuum, ContinuumState, alias_weight
 
 
 class NestedModel(nn.Module):
     segment: int = 0
+    cms_signal: str = "exact"   # or "two_pass": see _two_pass_learning
+    signal_chunk: int = 0       # two_pass: tokens per first pass (the slowest in-context period)
 
     # -- state ------------------------------------------------------------------------------
     def init_state(self, batch: int) -> list[dict]:
@@ -57,7 +60,9 @@ class NestedModel(nn.Module):
         """tokens [B, T] -> logits [B, T, vocab]; with `state=`, (logits, new state)."""
         carry = state is not None
         state = state if carry else self.init_state(tokens.shape[0])
-        if self.segment:
+        if self.segment and self.cms_signal == "two_pass":
+            logits, state = self._two_pass_learning(tokens, state)
+        elif self.segment:
             logits, state = self._learning_pass(tokens, state)
         else:
             logits, state = self._pass(tokens, state)
@@ -87,13 +92,14 @@ class NestedModel(nn.Module):
             aliases = {}
             for b, name, m in self._cms(state):
                 st: ContinuumState = state[b][name]
-                ws = tuple(tuple(_alias(w, outer_grad) for w in lv) for lv in st.weights)
+                ws = tuple(tuple(alias_weight(w, outer_grad) for w in lv) for lv in st.weights)
                 state[b] = {**state[b], name: st._replace(weights=ws)}
                 aliases[(b, name)] = ws
             # The outer gradient goes through the in-context gradient (create_graph), so attention
             # must be twice differentiable: the fused SDPA kernels are not, the math one is.
             twice = sdpa_kernel(SDPBackend.MATH) if meta else contextlib.nullcontext()
-            with torch.enable_grad(), twice:
+            eager = compiled_ops(False) if meta else contextlib.nullcontext()  # no double backward
+            with torch.enable_grad(), twice, eager:
                 logits, state = self._pass(tokens[:, s:e], state)
                 n_target = min(e, T - 1) - s  # the call's last token has no target yet
                 flat = [w for ws in aliases.values() for lv in ws for w in lv]
@@ -116,18 +122,62 @@ class NestedModel(nn.Module):
             s = e
         return torch.cat(logits_all, dim=1), state
 
+    # -- the two_pass signal -------------------------------------------------------------------
+    def _two_pass_learning(self, tokens, state):
+        """CMS `signal = two_pass` (runtime/ops/cms/naive.py gives the definition): per chunk of
+        the slowest in-context level, a first pass with every CMS level frozen at the chunk start
+        yields u_t = dL_t/dy_t at each CMS block's output (one backward through the rest of the
+        network, instead of one per fastest segment); the second pass reads as usual while each
+        CMS block learns from its u, held fixed, segment by segment inside the block. Two passes
+        per chunk instead of T / segment, and no second-order graph of the first pass: u is a
+        constant for the outer gradient."""
+        T = tokens.shape[1]
+        outer_grad = torch.is_grad_enabled()
+        meta = outer_grad and not any(m.detach_writes for _, _, m in self._cms(state))
+        cms = [m for _, _, m in self._cms(state)]
+        logits_all = []
+        s = 0
+        while s < T:  # the first pass starts wherever the call does (as the op's does)
+            e = min(T, s + self.signal_chunk - state_pos(state, self) % self.signal_chunk)
+            n_target = min(e, T - 1) - s  # the call's last token has no target yet
+            try:
+                us = iter(self._first_pass_signals(tokens[:, s:e], tokens[:, s + 1:s + 1 + n_target],
+                                                   state, cms))
+                for m in cms:  # a block runs once per pass, so one output (and signal) each
+                    m.two_pass_mode = ("learn", next(us), meta)
+                logits, state = self._pass(tokens[:, s:e], state)
+            finally:
+                for m in cms:
+                    m.two_pass_mode = None
+            logits_all.append(logits if outer_grad else logits.detach())
+            s = e
+        return torch.cat(logits_all, dim=1), state
+
+    def _first_pass_signals(self, tokens, targets, state, cms: list) -> list:
+        """u = dL/dy (detached) at each CMS block's output, from a pass with the weights in force;
+        the loss is the summed cross-entropy of the first len(targets) tokens' logits."""
+        n_target = targets.shape[1]
+        captured = {id(m): [] for m in cms}
+        try:
+            for m in cms:
+                m.two_pass_mode = ("capture", captured[id(m)])
+            with torch.enable_grad():
+                first, _ = self._pass(tokens, state)
+                ys = [y for m in cms for y in captured[id(m)]]
+                if n_target <= 0:
+                    return [torch.zeros_like(y) for y in ys]
+                loss = F.cross_entropy(_at_least_fp32(first[:, :n_target]).flatten(0, 1),
+                                       targets.flatten(), reduction="sum")
+                us = torch.autograd.grad(loss, ys, allow_unused=True)
+        finally:
+            for m in cms:
+                m.two_pass_mode = None
+        return [torch.zeros_like(y) if u is None else u.detach() for y, u in zip(ys, us)]
+
 
 def _at_least_fp32(x: torch.Tensor) -> torch.Tensor:
     """Losses in float32 under bf16/fp16 autocast, and in float64 for float64 models."""
     return x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
-
-
-def _alias(w: torch.Tensor, outer_grad: bool) -> torch.Tensor:
-    """A fresh autograd node for w: gradients taken w.r.t. it count only later uses. Outside
-    training it is a detached leaf, so the in-context update still runs under no_grad."""
-    if outer_grad:
-        return w.view_as(w)
-    return w.detach().requires_grad_(True)
 
 
 def state_pos(state, model: NestedModel) -> int:
