@@ -28,6 +28,25 @@ def implementation(mode: str):
         _MODE.pop()
 
 
+_COMPILED_OPS = [False]
+
+
+@contextlib.contextmanager
+def compiled_ops(on: bool = True):
+    """Run the chunk steps of ops that offer one (self-modifying Titans) through torch.compile.
+    Same math, fewer kernel launches. First-order autograd only: the exact CMS signal's
+    create_graph pass turns it off for itself (runtime/model_base.py)."""
+    _COMPILED_OPS.append(on)
+    try:
+        yield
+    finally:
+        _COMPILED_OPS.pop()
+
+
+def ops_compiled() -> bool:
+    return _COMPILED_OPS[-1]
+
+
 def op(chunk, reference, chunk_is_semantic: bool = False, auto=None, kernel=None):
     """One rule with its implementations. `auto` picks the kernel when it can run (default: the
     chunk form). For exact rules the chunk size is only a speed knob and the token-by-token form

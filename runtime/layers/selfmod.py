@@ -15,7 +15,7 @@ from torch import nn
 
 from ..ops.self_modifying_titans import (chunk_self_modifying_titans, memory_names,
                                         naive_self_modifying_titans)
-from .common import CausalConv, _heads, op
+from .common import CausalConv, _heads, op, ops_compiled
 
 self_modifying_titans = op(chunk_self_modifying_titans, naive_self_modifying_titans,
                            chunk_is_semantic=True)
@@ -64,5 +64,6 @@ class SelfModifying(nn.Module):
             h, weights, self.W_q, chunk_size=self.chunk, adaptive_q=self.adaptive_q,
             activation=self.act, eta_map=self.lr_gate, alpha_map=self.retain_gate,
             eta_scale=self.eta_scale, eta_bias=ETA_BIAS, alpha_bias=ALPHA_BIAS, v_l2norm=True, dgd=self.dgd, momentum=self.momentum,
-            read=self.read, retention=self.retention, initial_state=state)
+            read=self.read, retention=self.retention, initial_state=state,
+            **({"compile_step": True} if ops_compiled() else {}))
         return self.out(o.flatten(-2)), (state, tail)

@@ -33,6 +33,8 @@ is again linear in W1. The chunk-end state is row C, materialised once per chunk
 approximated, so chunk == naive up to rounding.
 """
 
+from typing import NamedTuple
+
 import torch
 
 from ..mlp_memory import (
@@ -52,65 +54,107 @@ def _shifted(rep):
             [(shift_term(Coef), V, K) for Coef, V, K in terms])
 
 
+class StepOptions(NamedTuple):
+    """The options one chunk step depends on (the scales and biases may be tensors, e.g. to
+    differentiate through them)."""
+    names: tuple
+    activation: str
+    eta_map: str
+    alpha_map: str
+    eta_scale: float
+    eta_bias: float
+    alpha_bias: float
+    qk_l2norm: bool
+    v_l2norm: bool
+    dgd: str
+    read: str
+
+
 def chunk_self_modifying_titans(x, init_weights=None, W_q=None, chunk_size=16, adaptive_q=False,
                                 activation="silu", eta_map="softplus", alpha_map="sigmoid",
                                 eta_scale=1.0, eta_bias=0.0, alpha_bias=0.0, qk_l2norm=True, v_l2norm=False,
                                 dgd="input", momentum=None, read="previous", retention=True,
-                                initial_state=None):
+                                initial_state=None, compile_step=False):
     """Same arguments and result as `naive_self_modifying_titans`; only the chunk loop is
-    sequential."""
+    sequential. compile_step=True runs each chunk through `torch.compile` of the step (same
+    math, fused elementwise work; first-order autograd only, so not under a create_graph pass)."""
     check_options(activation, eta_map, alpha_map, dgd, read)
     B, T = x.shape[:2]
     names = memory_names(adaptive_q, retention)
     state = initial_self_mod_state(init_weights, B, names, initial_state)
     mom = momentum_gate(momentum, x)  # [B, H, T] or None
+    opts = StepOptions(tuple(names), activation, eta_map, alpha_map, eta_scale, eta_bias,
+                       alpha_bias, qk_l2norm, v_l2norm, dgd, read)
+    step = compiled_chunk_step() if compile_step else chunk_step
     xs = x.transpose(1, 2)  # [B, H, T, D]
     outputs = []
     for s in range(0, T, chunk_size):
         X = xs[:, :, s:s + chunk_size]  # [B, H, C, D]
-        C = X.shape[2]
-        xi = {n: state[n][:2] for n in names}
-        K, V, Q, eta, alpha = generate(xi, X, W_q, activation, eta_map, alpha_map, eta_scale,
-                                       eta_bias, alpha_bias, qk_l2norm, v_l2norm)  # [B,H,C,D], [B,H,C]
-
-        Ba, b0 = decay_matrix(alpha)  # retention scan: [B, H, C, C], [B, H, C]
-        E = Ba * eta.unsqueeze(-2)  # weight of the write -eta_j (.) k_j^T in W_i
-        if mom is None:
-            Dg, e = E, None
-        else:
-            Mo, m0 = decay_matrix(mom[:, :, s:s + chunk_size])  # momentum scan
-            Dg = (Ba @ Mo) * eta.unsqueeze(-2)  # weight of G_j in W_i through the momentum
-            e = (Ba @ m0.unsqueeze(-1)).squeeze(-1)  # weight of S_0 in W_i
-            Mo_eta = Mo * eta.unsqueeze(-2)  # weight of G_j in S_i
-        if dgd == "input":
-            eye = torch.eye(C, dtype=X.dtype, device=X.device)
-            L = shift_term(E) * (K @ K.transpose(-1, -2))  # strictly lower: [B, H, C, C]
-            solve_u = torch.linalg.solve_triangular(eye + L, eye.expand_as(L), upper=False,
-                                                    unitriangular=True)  # (I + L)^-1
-
-        for n in names:
-            W1, W2, S1, S2 = state[n]
-            res = is_residual(W1, W2)
-            vhat = mlp_forward(W1, W2, V, activation, res)  # self-generated targets at xi
-            dY, Act, dZ = mlp_l2_grad_factors(W1, W2, K, vhat, activation, res)
-            b1, b2 = [(b0, W1)], [(b0, W2)]
-            if mom is not None:
-                b1, b2 = b1 + [(e, S1)], b2 + [(e, S2)]
-            w1_rep = (b1, [(-Dg, dY, Act)])
-            w2_rep = (b2, [(-Dg, dZ, K)])
-            if dgd == "input":
-                u = solve_u @ lowrank_apply(K, *_shifted(w2_rep))  # u_i = W2_{i-1} k_i
-                w2_rep = (b2, w2_rep[1] + [(-E, u, K)])
-            if n == "mem":
-                if read == "chunk_start":
-                    outputs.append(mlp_forward(W1, W2, Q, activation, True))
-                else:
-                    reps = (w1_rep, w2_rep) if read == "current" else (_shifted(w1_rep),
-                                                                      _shifted(w2_rep))
-                    outputs.append(mlp_read_lowrank(Q, *reps, activation, True))
-            if mom is not None:
-                S1 = lowrank_row([(m0, S1)], [(-Mo_eta, dY, Act)], -1)
-                S2 = lowrank_row([(m0, S2)], [(-Mo_eta, dZ, K)], -1)
-            state[n] = (lowrank_row(*w1_rep, -1), lowrank_row(*w2_rep, -1), S1, S2)
+        mom_c = None if mom is None else mom[:, :, s:s + chunk_size]
+        out, state = step(state, X, mom_c, W_q, opts)
+        outputs.append(out)
     o = torch.cat(outputs, dim=2).transpose(1, 2) if T else x.new_zeros(x.shape)
     return o, state
+
+
+_COMPILED = []
+
+
+def compiled_chunk_step():
+    """`chunk_step` under torch.compile, built once per process (shapes are static per model)."""
+    if not _COMPILED:
+        _COMPILED.append(torch.compile(chunk_step, dynamic=False))
+    return _COMPILED[0]
+
+
+def chunk_step(state: dict, X, mom, W_q, opts: StepOptions):
+    """One chunk of Eq. 90: state {memory: (W1, W2, S1, S2)} at the boundary, X [B, H, C, D], mom
+    the chunk's momentum gates [B, H, C] or None -> (M_mem's output [B, H, C, D], next state)."""
+    C = X.shape[2]
+    state = dict(state)
+    xi = {n: state[n][:2] for n in opts.names}
+    K, V, Q, eta, alpha = generate(xi, X, W_q, opts.activation, opts.eta_map, opts.alpha_map,
+                                   opts.eta_scale, opts.eta_bias, opts.alpha_bias, opts.qk_l2norm,
+                                   opts.v_l2norm)  # [B,H,C,D], [B,H,C]
+
+    Ba, b0 = decay_matrix(alpha)  # retention scan: [B, H, C, C], [B, H, C]
+    E = Ba * eta.unsqueeze(-2)  # weight of the write -eta_j (.) k_j^T in W_i
+    if mom is None:
+        Dg, e = E, None
+    else:
+        Mo, m0 = decay_matrix(mom)  # momentum scan
+        Dg = (Ba @ Mo) * eta.unsqueeze(-2)  # weight of G_j in W_i through the momentum
+        e = (Ba @ m0.unsqueeze(-1)).squeeze(-1)  # weight of S_0 in W_i
+        Mo_eta = Mo * eta.unsqueeze(-2)  # weight of G_j in S_i
+    if opts.dgd == "input":
+        eye = torch.eye(C, dtype=X.dtype, device=X.device)
+        L = shift_term(E) * (K @ K.transpose(-1, -2))  # strictly lower: [B, H, C, C]
+        solve_u = torch.linalg.solve_triangular(eye + L, eye.expand_as(L), upper=False,
+                                                unitriangular=True)  # (I + L)^-1
+
+    out = None
+    for n in opts.names:
+        W1, W2, S1, S2 = state[n]
+        res = is_residual(W1, W2)
+        vhat = mlp_forward(W1, W2, V, opts.activation, res)  # self-generated targets at xi
+        dY, Act, dZ = mlp_l2_grad_factors(W1, W2, K, vhat, opts.activation, res)
+        b1, b2 = [(b0, W1)], [(b0, W2)]
+        if mom is not None:
+            b1, b2 = b1 + [(e, S1)], b2 + [(e, S2)]
+        w1_rep = (b1, [(-Dg, dY, Act)])
+        w2_rep = (b2, [(-Dg, dZ, K)])
+        if opts.dgd == "input":
+            u = solve_u @ lowrank_apply(K, *_shifted(w2_rep))  # u_i = W2_{i-1} k_i
+            w2_rep = (b2, w2_rep[1] + [(-E, u, K)])
+        if n == "mem":
+            if opts.read == "chunk_start":
+                out = mlp_forward(W1, W2, Q, opts.activation, True)
+            else:
+                reps = (w1_rep, w2_rep) if opts.read == "current" else (_shifted(w1_rep),
+                                                                       _shifted(w2_rep))
+                out = mlp_read_lowrank(Q, *reps, opts.activation, True)
+        if mom is not None:
+            S1 = lowrank_row([(m0, S1)], [(-Mo_eta, dY, Act)], -1)
+            S2 = lowrank_row([(m0, S2)], [(-Mo_eta, dZ, K)], -1)
+        state[n] = (lowrank_row(*w1_rep, -1), lowrank_row(*w2_rep, -1), S1, S2)
+    return out, state
