@@ -85,11 +85,21 @@ def _act(z, ACT: tl.constexpr):
 
 
 @triton.jit
+def _round_bf16(x):
+    """fp32 -> the nearest bf16 (ties to even), kept in fp32: what a.to(bf16) does on a GPU."""
+    u = x.to(tl.uint32, bitcast=True)
+    u = (u + 0x7FFF + ((u >> 16) & 1)) & 0xFFFF0000
+    return u.to(tl.float32, bitcast=True)
+
+
+@triton.jit
 def _mm(a, b, PREC: tl.constexpr):
     """a @ b with fp32 accumulation; PREC="bf16" rounds both operands to bf16 (tensor cores at
     full rate, half the shared memory), else fp32 operands at that input precision."""
     if PREC == "bf16":
         return tl.dot(a.to(tl.bfloat16), b.to(tl.bfloat16))
+    elif PREC == "bf16_rounded":  # the interpreter (its bf16 dot is wrong): the same rounding
+        return tl.dot(_round_bf16(a), _round_bf16(b))
     else:
         return tl.dot(a, b, input_precision=PREC)
 
@@ -368,12 +378,26 @@ _INTERPRET = os.environ.get("TRITON_INTERPRET", "0") == "1"
 _ACTS = {"silu": 0, "gelu": 1}
 
 
-def _prec(dtype: torch.dtype) -> str:
-    # fp32 inputs: exact fp32 products; 16-bit inputs: tf32 products of the fp32 tiles
-    return "ieee" if dtype == torch.float32 else "tf32"
+PRECISIONS = ("ieee", "tf32", "bf16")  # tf32 / ieee on CUDA: small shapes only (shared memory)
+
+
+def _prec(dtype: torch.dtype, device: torch.device) -> str:
+    """Operand precision of the products (always accumulated in fp32; the state stays fp32).
+
+    On CUDA: bf16 operands for every input dtype (tensor cores at full rate). fp32 operands
+    (exact or tf32) do not fit: this fused kernel keeps a dozen operand tiles in shared memory at
+    once, and in fp32 the backward needs 270 to 750 KB at D = 64..128, C = 64 (ptxas, sm_90a),
+    above Hopper's 227 KB; in bf16 it needs 86 KB (forward 70 KB) at D = 128, hid = 512.
+    Exact fp32 products off CUDA (the interpreter), which the CPU tests compare at 1e-5.
+    """
+    if _INTERPRET or device.type != "cuda":
+        return "ieee" if dtype == torch.float32 else "bf16"
+    return "bf16"
 
 
 def _cfg(DK: int, DV: int, HID: int, bhid: int | None = None) -> dict:
+    """Launch configuration: one program per (batch, head), hidden tiles of 64 columns (wide
+    enough for tensor cores, small enough that each tile's weights fit in registers)."""
     bh = bhid or min(64, HID)
     warps = 8 if max(DK, DV) >= 128 else 4
     return dict(BHID=bh, num_warps=warps, num_stages=1)
@@ -387,7 +411,7 @@ class ChunkTitansFunction(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, q, k, v, W1, W2, S1, S2, b0, e, Dm, bC, eC, aC, dC, tC, C, residual, act,
-                bhid):
+                bhid, prec):
         ctx.set_materialize_grads(False)
         B, H, TP, DK = q.shape
         DV, HID = v.shape[-1], W1.shape[-1]
@@ -402,17 +426,17 @@ class ChunkTitansFunction(torch.autograd.Function):
         scratch = torch.empty(B * H, C * DV + C * C, device=dev, dtype=torch.float32)
         _titans_fwd[(B * H,)](
             q, k, v, *states, b0, e, Dm, bC, eC, aC, dC, tC, o, scratch, N, DK=DK, DV=DV, HID=HID, C=C,
-            BHID=cfg["BHID"], RESIDUAL=residual, ACT=act, PREC=_prec(q.dtype),
+            BHID=cfg["BHID"], RESIDUAL=residual, ACT=act, PREC=prec,
             num_warps=cfg["num_warps"], num_stages=cfg["num_stages"],
         )  # fmt: skip
         ctx.save_for_backward(q, k, v, *states, b0, e, Dm, bC, eC, aC, dC, tC)
-        ctx.meta = (C, residual, act, bhid)
+        ctx.meta = (C, residual, act, bhid, prec)
         return (o, *(s[:, :, N].clone() for s in states))
 
     @staticmethod
     def backward(ctx, do, dW1f, dW2f, dS1f, dS2f):
         q, k, v, W1s, W2s, S1s, S2s, b0, e, Dm, bC, eC, aC, dC, tC = ctx.saved_tensors
-        C, residual, act, bhid = ctx.meta
+        C, residual, act, bhid, prec = ctx.meta
         B, H, TP, DK = q.shape
         DV, HID = v.shape[-1], W1s.shape[-1]
         N = TP // C
@@ -436,12 +460,12 @@ class ChunkTitansFunction(torch.autograd.Function):
         _titans_bwd[(B * H,)](
             q, k, v, W1s, W2s, S1s, S2s, b0, e, Dm, bC, eC, aC, dC, tC, do.contiguous(),
             dq, dk, dv, *grads_c, *dbufs, scratch, tiles, N, DK=DK, DV=DV, HID=HID, C=C,
-            BHID=cfg["BHID"], RESIDUAL=residual, ACT=act, PREC=_prec(q.dtype),
+            BHID=cfg["BHID"], RESIDUAL=residual, ACT=act, PREC=prec,
             num_warps=cfg["num_warps"], num_stages=cfg["num_stages"],
         )  # fmt: skip
         dstate = [buf[:, :, N % 2] for buf in dbufs]
         return (dq.to(q.dtype), dk.to(k.dtype), dv.to(v.dtype), *dstate, *grads_c,
-                None, None, None, None)
+                None, None, None, None, None)
 
 
 def _pow2(n: int) -> bool:
@@ -481,18 +505,22 @@ def why_not(q, k, v, eta=None, theta=None, alpha=None, W1_init=None, W2_init=Non
 
 def chunk_titans_kernel(q, k, v, eta, theta, alpha, W1_init=None, W2_init=None, chunk_size=16,
                         memory="mlp", activation="silu", read="current", initial_state=None,
-                        block_hidden=None):
+                        block_hidden=None, precision=None):
     """Triton Titans memory; same arguments and result as `chunk_titans` (read="current").
 
     q, k [B, T, H, Dk], v [B, T, H, Dv]; eta, theta, alpha [B, T, H]; W1_init [H or B,H, Dv, hid],
     W2_init [H or B,H, hid, Dk]; or initial_state (W1, W2, S1, S2). Returns o [B, T, H, Dv] (dtype
     of q) and the final state (W1, W2, S1, S2) [B, H, ...] (dtype of the initial weights), carried
     in fp32. block_hidden: the hidden tile (default min(64, hid); tests use smaller ones).
+    precision: the products' operand precision, "ieee" | "tf32" | "bf16" (default: see `_prec`;
+    the tests pass "bf16" to emulate the GPU's bf16 products in the interpreter).
     """
     reason = why_not(q, k, v, eta, theta, alpha, W1_init, W2_init, chunk_size, memory,
                      activation, read, initial_state)
     if reason is not None:
         raise ValueError(f"the Titans kernel does not support {reason}")
+    if precision is not None and precision not in PRECISIONS:
+        raise ValueError(f"precision is one of {PRECISIONS}, not {precision!r}")
     residual = check_memory_kind(memory)
     B, T, H, _ = q.shape
     C = chunk_size
@@ -527,10 +555,14 @@ def chunk_titans_kernel(q, k, v, eta, theta, alpha, W1_init=None, W2_init=None, 
         return F.pad(x.transpose(1, 2), (0, 0, 0, pad)).contiguous()
 
     qd = q.dtype
+    prec = precision or _prec(qd, q.device)
+    if prec == "bf16" and _INTERPRET:
+        prec = "bf16_rounded"
     o, W1f, W2f, S1f, S2f = ChunkTitansFunction.apply(
         tokens(q), tokens(k.to(qd)), tokens(v.to(qd)), W1, W2, S1, S2, b0.contiguous(),
         e.contiguous(), Dm.contiguous(), bC.contiguous(), eC.contiguous(), aC.contiguous(),
         dC, tC, C, residual, _ACTS[activation], block_hidden,
+        prec,
     )  # fmt: skip
     o = o[:, :, :T].transpose(1, 2)
     return o, tuple(w.to(state_dtype) for w in (W1f, W2f, S1f, S2f))
