@@ -107,25 +107,67 @@ def compiled_chunk_step():
     return _COMPILED[0]
 
 
+def _same_shape_groups(state: dict, names) -> list:
+    """Memories whose weights have the same shapes, in name order: each group runs as one batch
+    of G * H heads (the k, v, q and M_mem memories; the eta and alpha gates)."""
+    groups: dict = {}
+    for n in names:
+        W1, W2 = state[n][:2]
+        groups.setdefault((tuple(W1.shape), tuple(W2.shape)), []).append(n)
+    return list(groups.values())
+
+
+def _stack(ts):
+    """Memories side by side on the head axis: G tensors [B, H, ...] -> [B, G * H, ...]."""
+    return ts[0] if len(ts) == 1 else torch.cat(ts, dim=1)
+
+
+def _tile(t, g: int):
+    """A per-head tensor [B, H, ...] shared by a group of g memories -> [B, g * H, ...]."""
+    return t if g == 1 or t is None else t.repeat(1, g, *([1] * (t.dim() - 2)))
+
+
+def _part(t, j: int, H: int):
+    """Memory j's heads of a stacked tensor."""
+    return t[:, j * H:(j + 1) * H]
+
+
 def chunk_step(state: dict, X, mom, W_q, opts: StepOptions):
     """One chunk of Eq. 90: state {memory: (W1, W2, S1, S2)} at the boundary, X [B, H, C, D], mom
-    the chunk's momentum gates [B, H, C] or None -> (M_mem's output [B, H, C, D], next state)."""
-    C = X.shape[2]
+    the chunk's momentum gates [B, H, C] or None -> (M_mem's output [B, H, C, D], next state).
+
+    Memories of the same shapes run stacked on the head axis (one batched matmul per step for
+    all of them instead of one each: the rule is the same, only the weights differ), which
+    divides the kernel launches of this launch-bound loop by about the group size."""
+    C, H = X.shape[2], X.shape[1]
     state = dict(state)
+    groups = _same_shape_groups(state, opts.names)
+
+    raw = {}
+    for group in groups:
+        gens = [n for n in group if n != "mem"]
+        if not gens:
+            continue
+        W1 = _stack([state[n][0] for n in gens])
+        W2 = _stack([state[n][1] for n in gens])
+        out = mlp_forward(W1, W2, _tile(X, len(gens)), opts.activation, is_residual(W1, W2))
+        raw.update({n: _part(out, j, H) for j, n in enumerate(gens)})
     xi = {n: state[n][:2] for n in opts.names}
     K, V, Q, eta, alpha = generate(xi, X, W_q, opts.activation, opts.eta_map, opts.alpha_map,
                                    opts.eta_scale, opts.eta_bias, opts.alpha_bias, opts.qk_l2norm,
-                                   opts.v_l2norm)  # [B,H,C,D], [B,H,C]
+                                   opts.v_l2norm, raw=raw)  # [B,H,C,D], [B,H,C]
 
     Ba, b0 = decay_matrix(alpha)  # retention scan: [B, H, C, C], [B, H, C]
     E = Ba * eta.unsqueeze(-2)  # weight of the write -eta_j (.) k_j^T in W_i
+    e = m0 = Mo_eta = None
     if mom is None:
-        Dg, e = E, None
+        Dg = E
     else:
         Mo, m0 = decay_matrix(mom)  # momentum scan
         Dg = (Ba @ Mo) * eta.unsqueeze(-2)  # weight of G_j in W_i through the momentum
         e = (Ba @ m0.unsqueeze(-1)).squeeze(-1)  # weight of S_0 in W_i
         Mo_eta = Mo * eta.unsqueeze(-2)  # weight of G_j in S_i
+    solve_u = None
     if opts.dgd == "input":
         eye = torch.eye(C, dtype=X.dtype, device=X.device)
         L = shift_term(E) * (K @ K.transpose(-1, -2))  # strictly lower: [B, H, C, C]
@@ -133,28 +175,40 @@ def chunk_step(state: dict, X, mom, W_q, opts: StepOptions):
                                                 unitriangular=True)  # (I + L)^-1
 
     out = None
-    for n in opts.names:
-        W1, W2, S1, S2 = state[n]
+    for group in groups:
+        g = len(group)
+        W1, W2, S1, S2 = (_stack([state[n][i] for n in group]) for i in range(4))
+        Kg, Vg, b0g, Dgg, Eg, eg, m0g, Mo_etag, solve_g = (
+            _tile(t, g) for t in (K, V, b0, Dg, E, e, m0, Mo_eta, solve_u))
         res = is_residual(W1, W2)
-        vhat = mlp_forward(W1, W2, V, opts.activation, res)  # self-generated targets at xi
-        dY, Act, dZ = mlp_l2_grad_factors(W1, W2, K, vhat, opts.activation, res)
-        b1, b2 = [(b0, W1)], [(b0, W2)]
+        vhat = mlp_forward(W1, W2, Vg, opts.activation, res)  # self-generated targets at xi
+        dY, Act, dZ = mlp_l2_grad_factors(W1, W2, Kg, vhat, opts.activation, res)
+        b1, b2 = [(b0g, W1)], [(b0g, W2)]
         if mom is not None:
-            b1, b2 = b1 + [(e, S1)], b2 + [(e, S2)]
-        w1_rep = (b1, [(-Dg, dY, Act)])
-        w2_rep = (b2, [(-Dg, dZ, K)])
+            b1, b2 = b1 + [(eg, S1)], b2 + [(eg, S2)]
+        w1_rep = (b1, [(-Dgg, dY, Act)])
+        w2_rep = (b2, [(-Dgg, dZ, Kg)])
         if opts.dgd == "input":
-            u = solve_u @ lowrank_apply(K, *_shifted(w2_rep))  # u_i = W2_{i-1} k_i
-            w2_rep = (b2, w2_rep[1] + [(-E, u, K)])
-        if n == "mem":
-            if opts.read == "chunk_start":
-                out = mlp_forward(W1, W2, Q, opts.activation, True)
-            else:
-                reps = (w1_rep, w2_rep) if opts.read == "current" else (_shifted(w1_rep),
-                                                                       _shifted(w2_rep))
-                out = mlp_read_lowrank(Q, *reps, opts.activation, True)
+            u = solve_g @ lowrank_apply(Kg, *_shifted(w2_rep))  # u_i = W2_{i-1} k_i
+            w2_rep = (b2, w2_rep[1] + [(-Eg, u, Kg)])
+        if "mem" in group:
+            out = _read_mem(group.index("mem"), H, Q, w1_rep, w2_rep, opts)
         if mom is not None:
-            S1 = lowrank_row([(m0, S1)], [(-Mo_eta, dY, Act)], -1)
-            S2 = lowrank_row([(m0, S2)], [(-Mo_eta, dZ, K)], -1)
-        state[n] = (lowrank_row(*w1_rep, -1), lowrank_row(*w2_rep, -1), S1, S2)
+            S1 = lowrank_row([(m0g, S1)], [(-Mo_etag, dY, Act)], -1)
+            S2 = lowrank_row([(m0g, S2)], [(-Mo_etag, dZ, Kg)], -1)
+        new = (lowrank_row(*w1_rep, -1), lowrank_row(*w2_rep, -1), S1, S2)
+        for j, n in enumerate(group):
+            state[n] = tuple(t if g == 1 else _part(t, j, H) for t in new)
     return out, state
+
+
+def _read_mem(j: int, H: int, Q, w1_rep, w2_rep, opts: StepOptions):
+    """M_mem's output for the chunk's queries; M_mem is memory j of its stacked group."""
+    pick = lambda rep: ([(_part(c, j, H), _part(M, j, H)) for c, M in rep[0]],  # noqa: E731
+                        [(_part(c, j, H), _part(V, j, H), _part(K, j, H)) for c, V, K in rep[1]])
+    w1_rep, w2_rep = pick(w1_rep), pick(w2_rep)
+    if opts.read == "chunk_start":
+        W1, W2 = w1_rep[0][0][1], w2_rep[0][0][1]  # the first base's matrix: the chunk start
+        return mlp_forward(W1, W2, Q, opts.activation, True)
+    reps = (w1_rep, w2_rep) if opts.read == "current" else (_shifted(w1_rep), _shifted(w2_rep))
+    return mlp_read_lowrank(Q, *reps, opts.activation, True)

@@ -116,23 +116,27 @@ def head_bias(b):
     return b.unsqueeze(-1) if torch.is_tensor(b) and b.dim() == 1 else b
 
 
-def generate(xi, x, W_q, activation, eta_map, alpha_map, eta_scale, eta_bias, alpha_bias,
-             qk_l2norm, v_l2norm=False):
-    """k, v, q [B, H, N, D] and eta, alpha [B, H, N] for tokens x [B, H, N, D], all from the
-    chunk-boundary weights xi = {name: (W1, W2)} (Eq. 84-86, 90)."""
-    def run(name, inp):
-        W1, W2 = xi[name]
-        return mlp_forward(W1, W2, inp, activation, is_residual(W1, W2))
+def raw_generator_outputs(xi, x, activation):
+    """{generator name: M_name(x)} for the generators in xi (every name but "mem")."""
+    return {n: mlp_forward(W1, W2, x, activation, is_residual(W1, W2))
+            for n, (W1, W2) in xi.items() if n != "mem"}
 
-    k, v = run("k", x), run("v", x)
-    q = run("q", x) if "q" in xi else x @ W_q  # fixed projection per head: [B,H,N,D] @ [H,D,D]
+
+def generate(xi, x, W_q, activation, eta_map, alpha_map, eta_scale, eta_bias, alpha_bias,
+             qk_l2norm, v_l2norm=False, raw=None):
+    """k, v, q [B, H, N, D] and eta, alpha [B, H, N] for tokens x [B, H, N, D], all from the
+    chunk-boundary weights xi = {name: (W1, W2)} (Eq. 84-86, 90). `raw` may give the generators'
+    outputs already computed (the chunk form computes them stacked)."""
+    raw = raw_generator_outputs(xi, x, activation) if raw is None else raw
+    k, v = raw["k"], raw["v"]
+    q = raw["q"] if "q" in xi else x @ W_q  # fixed projection per head: [B,H,N,D] @ [H,D,D]
     if qk_l2norm:
         k, q = F.normalize(k, dim=-1), F.normalize(q, dim=-1)
     if v_l2norm:
         v = F.normalize(v, dim=-1)
-    eta = eta_scale * gate(run("eta", x).mean(-1) + head_bias(eta_bias), eta_map)  # [B, H, N]
+    eta = eta_scale * gate(raw["eta"].mean(-1) + head_bias(eta_bias), eta_map)  # [B, H, N]
     if "alpha" in xi:
-        alpha = gate(run("alpha", x).mean(-1) + head_bias(alpha_bias), alpha_map)
+        alpha = gate(raw["alpha"].mean(-1) + head_bias(alpha_bias), alpha_map)
     else:  # no retention: alpha_t = 1
         alpha = torch.ones_like(eta)
     return k, v, q, eta, alpha
