@@ -118,12 +118,6 @@ class Continuum(nn.Module):
             if pos % self.periods[i] == 0:
                 weights[slot] = tuple(w - p for w, p in zip(weights[slot], pending[slot]))
                 pending[slot] = tuple(torch.zeros_like(p) for p in pending[slot])
-        for slot, i in enumerate(self.in_context):
-            period = self.resets.get(i)
-            if period is not None and pos % period == 0:
-                weights[slot] = self._theta0(i, weights[slot][0].shape[0])
-                pending[slot] = tuple(torch.zeros_like(p) for p in pending[slot])
-        return ContinuumState(tuple(weights), tuple(pending), pos)
         return self._resets(weights, pending, pos)
 
     def update(self, state: ContinuumState, grads, n: int) -> ContinuumState:
@@ -145,3 +139,9 @@ class Continuum(nn.Module):
 
     def _resets(self, weights: list, pending: list, pos: int) -> ContinuumState:
         """Nested variant: a level restarts from theta_0 at each boundary of the next slower."""
+        for slot, i in enumerate(self.in_context):
+            period = self.resets.get(i)
+            if period is not None and pos % period == 0:
+                weights[slot] = self._theta0(i, weights[slot][0].shape[0])
+                pending[slot] = tuple(torch.zeros_like(p) for p in pending[slot])
+        return ContinuumState(tuple(weights), tuple(pending), pos)

@@ -31,14 +31,15 @@ def cms_update(
     """
     if impl not in ("auto", "kernel", "reference"):
         raise ValueError(f"impl must be 'auto', 'kernel' or 'reference', got {impl!r}")
-    if impl == "reference" or (impl == "auto" and not (w.is_cuda and _HAS_TRITON)):
+    same = w.shape == p.shape == g.shape and w.dtype == p.dtype == g.dtype
+    if impl == "reference" or (impl == "auto" and not (w.is_cuda and _HAS_TRITON and same)):
         return cms_update_reference(w, p, g, lr, apply)
     if not _HAS_TRITON:
         raise RuntimeError("impl='kernel' needs triton (pip install 'nslang[kernels]')")
     if not (w.is_cuda or os.environ.get("TRITON_INTERPRET") == "1"):
         raise RuntimeError("impl='kernel' needs CUDA tensors (or TRITON_INTERPRET=1)")
-    if not (w.shape == p.shape == g.shape and w.dtype == p.dtype == g.dtype):
-        raise ValueError(f"cms_update_kernel needs equal shapes and dtypes, got "
+    if not same:
+        raise ValueError(f"the CMS kernel needs equal shapes and dtypes, got "
                          f"{tuple(w.shape)}/{w.dtype}, {tuple(p.shape)}/{p.dtype}, "
                          f"{tuple(g.shape)}/{g.dtype}")
     from .kernel import cms_update_kernel
