@@ -4,15 +4,17 @@ GPU at the same time, then one plot (validation loss against wall-clock minutes 
 training tokens) and a markdown table.
 
     python bench/curves.py [SPEC:DIMxDEPTH ...] [--gpus 0,1] [--max-minutes 9] [--context 512]
-        [--batch-size 32] [--lr 1e-3] [--warmup 100] [--eval-every 50] [--data DIR_OR_NAME]
+        [--batch-size 16] [--lr 1e-3] [--warmup 50] [--eval-every 20,200] [--data DIR_OR_NAME]
         [--out runs/curves] [--export DIR] [--device cuda|cpu]
     python bench/curves.py --plot-only runs/curves      # redraw from the runs' metrics.jsonl
 
 Default models: hope:512x4 (31.9M parameters) and transformer_pp:512x10 (31.6M), byte tokenizer,
-context 512, 32 sequences per step (16,384 tokens), AdamW from each spec with the same peak lr,
+context 512, 16 sequences per step (8,192 tokens), AdamW from each spec with the same peak lr,
 warmup, then a constant learning rate: the runs stop on time (`max_minutes`), not on a step count,
 so a decaying schedule would be cut at an arbitrary point (give --steps N for a cosine schedule
-over N steps instead). Each model is trained by `nslang train` in its own process (one per GPU of
+over N steps instead). Validation (4 batches of the held-out split) runs every 20 Hope steps and
+every 200 Transformer++ steps by default, so that both curves get points at similar times; its
+time counts in the wall-clock axis of both. Each model is trained by `nslang train` in its own process (one per GPU of
 --gpus, through CUDA_VISIBLE_DEVICES); everything this script reports comes from the runs'
 metrics.jsonl (runtime/train/metrics.py), never from their console output.
 
@@ -77,12 +79,12 @@ def count_params(package_dir: Path) -> int | None:
         return None
 
 
-def train_command(args, spec: Path, dim: int, depth: int, out: Path) -> list[str]:
+def train_command(args, spec: Path, dim: int, depth: int, out: Path, eval_every: int) -> list[str]:
     cmd = [sys.executable, "-m", "nslang.cli", "train", str(spec),
            "--set", f"dim={dim}", "--set", f"depth={depth}", "--set", f"context={args.context}",
            "--context", str(args.context), "--batch-size", str(args.batch_size), "--data", args.data,
            "--tokenizer", "byte", "--device", args.device, "--out", str(out), "--no-progress",
-           "--warmup", str(args.warmup), "--eval-every", str(args.eval_every),
+           "--warmup", str(args.warmup), "--eval-every", str(eval_every),
            "--eval-batches", str(args.eval_batches), "--log-every", str(args.log_every),
            "--max-minutes", f"{args.max_minutes:g}", "--seed", str(args.seed)]
     if args.lr:
@@ -115,7 +117,7 @@ def launch(args, models) -> dict[str, int]:
             env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 2) // len(models)))
         elif gpus:
             env["CUDA_VISIBLE_DEVICES"] = gpus[i]
-        cmd = train_command(args, spec, dim, depth, out)
+        cmd = train_command(args, spec, dim, depth, out, args.eval_every[i])
         log = open(out / "train.log", "w")
         log.write(" ".join(cmd) + "\n")
         log.flush()
@@ -253,12 +255,15 @@ def main(argv=None) -> int:
     p.add_argument("--max-minutes", type=float, default=9.0)
     p.add_argument("--grace", type=float, default=120.0, help="seconds past max-minutes before a run is stopped")
     p.add_argument("--context", type=int, default=512)
-    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--lr", type=float, default=1e-3, help="peak lr for every model (0: each spec's own)")
-    p.add_argument("--warmup", type=int, default=100)
+    p.add_argument("--warmup", type=int, default=50)
     p.add_argument("--steps", type=int, default=0, help="a cosine schedule over this many steps (0: constant lr)")
-    p.add_argument("--eval-every", type=int, default=50)
-    p.add_argument("--eval-batches", type=int, default=8)
+    p.add_argument("--eval-every", default=None,
+                   help="steps between validation passes: one number, or one per model, comma-separated "
+                   "(default: 20,200 for the default Hope and Transformer++, whose steps differ ~10x in speed; "
+                   "else 50)")
+    p.add_argument("--eval-batches", type=int, default=4)
     p.add_argument("--log-every", type=int, default=10)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--precision", default=None, choices=["auto", "bf16", "fp32"])
@@ -277,6 +282,14 @@ def main(argv=None) -> int:
         print(report(runs, args, out))
         return 0
     models = [parse_model(m) for m in args.models]
+    if args.eval_every is None:
+        args.eval_every = "20,200" if args.models == DEFAULT_MODELS else "50"
+    every = [int(v) for v in str(args.eval_every).split(",") if v.strip()]
+    if len(every) == 1:
+        every *= len(models)
+    if len(every) != len(models):
+        raise SystemExit(f"error: --eval-every gives {len(every)} values for {len(models)} models")
+    args.eval_every = every
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     codes = launch(args, models)

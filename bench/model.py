@@ -57,8 +57,8 @@ NL_VERSION = "0.2.0"
 NL_PATHS = ["/tmp/site", "/tmp/nlpkg"]
 
 
-class _OutOfTime(Exception):
-    pass
+class _OutOfTime(BaseException):
+    """A BaseException, so that no `except Exception` inside a timed library swallows it."""
 
 
 @contextlib.contextmanager
@@ -115,14 +115,24 @@ def nslang_row(spec: Path, args, device: torch.device, workdir: Path, batch: int
         overrides["heads"] = args.heads
     row, one_step = build(spec, overrides, device, workdir, batch, args.context, args.precision, args.compile,
                           activation_checkpointing=args.activation_checkpointing)
+    name = f"nslang {spec.stem}" + (" (act. ckpt)" if args.activation_checkpointing else "")
+    out = {"model": name, "params": row["params"], "batch": batch, "optimizer": row["optimizer"]}
+    warm: list[float] = []
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
     try:
         with alarm(args.budget_s + 30 if args.budget_s else None):
-            timing = time_steps(one_step, args.warmup_steps, args.steps, device, budget_s=args.budget_s)
+            timing = time_steps(one_step, args.warmup_steps, args.steps, device, budget_s=args.budget_s, warm=warm)
+    except _OutOfTime:
+        if not warm:
+            raise
+        # Not one timed step inside the budget: the warm-up step's own time is the estimate.
+        return {**out, "tokens_per_s": batch * args.context / warm[-1], "step_ms": 1000 * warm[-1],
+                "peak_gib": torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None,
+                "timed_steps": 0, "note": "from the warm-up step: the budget ended the timed ones"}
     finally:
         del one_step
-    name = f"nslang {spec.stem}" + (" (act. ckpt)" if args.activation_checkpointing else "")
-    return {"model": name, "params": row["params"], "batch": batch, "optimizer": row["optimizer"],
-            "tokens_per_s": timing["timed_steps"] * batch * args.context / timing["elapsed"],
+    return {**out, "tokens_per_s": timing["timed_steps"] * batch * args.context / timing["elapsed"],
             "step_ms": timing["step_ms"], "peak_gib": timing["peak_gib"], "timed_steps": timing["timed_steps"]}
 
 
@@ -187,6 +197,7 @@ def nl_row(args, device: torch.device, batch: int, mode: str) -> dict:
                 torch.cuda.synchronize(device)
             stamps.append(time.perf_counter())
             if len(stamps) == args.warmup_steps and device.type == "cuda":
+                info["warm_peak"] = torch.cuda.max_memory_allocated(device)
                 torch.cuda.reset_peak_memory_stats(device)
             if args.budget_s and len(stamps) > args.warmup_steps + 1:
                 spent = stamps[-1] - stamps[args.warmup_steps - 1 if args.warmup_steps else 0]
@@ -199,6 +210,8 @@ def nl_row(args, device: torch.device, batch: int, mode: str) -> dict:
         return opt
 
     training._build_optimizer = timed_optimizer
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
     started = time.perf_counter()
     cut = False
     try:
@@ -214,8 +227,16 @@ def nl_row(args, device: torch.device, batch: int, mode: str) -> dict:
     first = args.warmup_steps - 1 if args.warmup_steps else None
     t0 = stamps[first] if first is not None and len(stamps) > first else started
     timed = len(stamps) - (args.warmup_steps if args.warmup_steps else 0)
+    if timed < 1 and stamps:
+        # Not one timed step inside the budget: the first step (its setup included) is the estimate.
+        spent = stamps[-1] - (stamps[-2] if len(stamps) > 1 else started)
+        peak = max(info.get("warm_peak", 0), torch.cuda.max_memory_allocated(device)) if device.type == "cuda" else None
+        row.update(tokens_per_s=batch * args.context / spent, step_ms=1000 * spent, timed_steps=0,
+                   peak_gib=peak / 2**30 if peak is not None else None,
+                   note="from the warm-up step (model setup included): the budget ended the timed ones")
+        return row
     if timed < 1:
-        spent = time.perf_counter() - (stamps[-1] if stamps else started)
+        spent = time.perf_counter() - started
         row["error"] = (f"no timed step within {time.perf_counter() - started:.0f} s ({len(stamps)} step(s) "
                         f"done): under {batch * args.context / spent:,.1f} tokens/s")
         return row
@@ -243,7 +264,8 @@ def table(rows: list[dict], args, device: torch.device) -> str:
             continue
         peak = f"{r['peak_gib']:.2f}" if r.get("peak_gib") is not None else "-"
         ratio = f"{r['tokens_per_s'] / base['tokens_per_s']:.3f}x" if base else "-"
-        note = r.get("note", "") + (f" ({r['timed_steps']} timed)" if r.get("timed_steps", args.steps) < args.steps else "")
+        note = r.get("note", "") + (f" ({r['timed_steps']} timed)" if 0 < r.get("timed_steps", args.steps) < args.steps
+                                    else "")
         lines.append(f"| {r['model']} | {params} | {r['batch']} | {r['optimizer']} | {r['tokens_per_s']:,.0f} | "
                      f"{r['step_ms']:,.1f} | {peak} | {ratio} | {note.strip()} |")
     return "\n".join(lines)
@@ -298,14 +320,14 @@ def main(argv=None) -> int:
             try:
                 rows.append(with_fit(lambda b: nslang_row(spec, args, device, Path(tmp), b), args.batch_size,
                                      args.fit, device))
-            except Exception as err:  # one failure must not hide the other numbers
+            except (Exception, _OutOfTime) as err:  # one failure must not hide the other numbers
                 rows.append(_error_row(f"nslang {spec.stem}", args.batch_size, err))
             _say(rows[-1])
             _free(device)
         for mode in [m.strip() for m in args.nl_modes.split(",") if m.strip()]:
             try:
                 rows.append(with_fit(lambda b: nl_row(args, device, b, mode), args.batch_size, args.fit, device))
-            except Exception as err:
+            except (Exception, _OutOfTime) as err:
                 rows.append(_error_row(f"nested-learning {NL_VERSION} Hope ({mode})", args.batch_size, err))
             _say(rows[-1])
             _free(device)

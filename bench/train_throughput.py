@@ -90,13 +90,21 @@ def checkpoint_blocks(model: torch.nn.Module) -> None:
         block.forward = forward
 
 
-def time_steps(one_step, warmup_steps: int, steps: int, device: torch.device, budget_s: float | None = None) -> dict:
+def time_steps(one_step, warmup_steps: int, steps: int, device: torch.device, budget_s: float | None = None,
+               warm: list | None = None) -> dict:
     """`warmup_steps` untimed steps, then up to `steps` timed ones with the device synchronised; with
     `budget_s`, the timed steps stop early once another step would pass the budget (at least one is
-    timed). Returns {"timed_steps", "elapsed", "step_ms", "loss", "peak_gib"}."""
+    timed). Returns {"timed_steps", "elapsed", "step_ms", "loss", "peak_gib"}. `warm`, when given,
+    receives the seconds of each warm-up step as it ends (an estimate for a caller whose time runs
+    out before the first timed step)."""
     step = 0
     for step in range(1, warmup_steps + 1):
+        t0 = time.perf_counter()
         one_step(step)
+        if warm is not None:
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            warm.append(time.perf_counter() - t0)
     if device.type == "cuda":
         torch.cuda.synchronize(device)
         torch.cuda.reset_peak_memory_stats(device)
