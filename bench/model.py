@@ -3,7 +3,7 @@ same width, depth and context on the same card, and beside the PyPI `nested-lear
 Hope (0.2.0) at its nearest configuration. One table: model, params, batch, tokens/s, peak GiB,
 ratio to Transformer++.
 
-    python bench/model.py [--dim 768] [--depth 12] [--context 2048] [--batch-size 8] [--fit]
+    python bench/model.py [--dim 768] [--depth 12] [--context 2048] [--batch-size 8] [--hope-batch-size 2] [--fit]
         [--specs transformer_pp,hope] [--activation-checkpointing] [--steps 5] [--warmup-steps 1]
         [--budget-s 120] [--nl-modes offline,online] [--nl-path DIR] [--device auto] [--precision auto]
 
@@ -298,6 +298,8 @@ def main(argv=None) -> int:
     p.add_argument("--heads", type=int, default=None, help="default: each spec's own; nested-learning: dim / 64")
     p.add_argument("--context", type=int, default=2048)
     p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--hope-batch-size", type=int, default=None,
+                   help="batch of every Hope (nslang specs named hope*, nested-learning); default: --batch-size")
     p.add_argument("--fit", action="store_true", help="halve the batch on out-of-memory until it fits")
     p.add_argument("--activation-checkpointing", action="store_true")
     p.add_argument("--steps", type=int, default=5)
@@ -316,19 +318,20 @@ def main(argv=None) -> int:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         specs = [_find(name.strip()) for name in args.specs.split(",") if name.strip()]  # all found, or stop now
+        hope_batch = args.hope_batch_size or args.batch_size
         for spec in specs:
+            batch = hope_batch if spec.stem.startswith("hope") else args.batch_size
             try:
-                rows.append(with_fit(lambda b: nslang_row(spec, args, device, Path(tmp), b), args.batch_size,
-                                     args.fit, device))
+                rows.append(with_fit(lambda b: nslang_row(spec, args, device, Path(tmp), b), batch, args.fit, device))
             except (Exception, _OutOfTime) as err:  # one failure must not hide the other numbers
-                rows.append(_error_row(f"nslang {spec.stem}", args.batch_size, err))
+                rows.append(_error_row(f"nslang {spec.stem}", batch, err))
             _say(rows[-1])
             _free(device)
         for mode in [m.strip() for m in args.nl_modes.split(",") if m.strip()]:
             try:
-                rows.append(with_fit(lambda b: nl_row(args, device, b, mode), args.batch_size, args.fit, device))
+                rows.append(with_fit(lambda b: nl_row(args, device, b, mode), hope_batch, args.fit, device))
             except (Exception, _OutOfTime) as err:
-                rows.append(_error_row(f"nested-learning {NL_VERSION} Hope ({mode})", args.batch_size, err))
+                rows.append(_error_row(f"nested-learning {NL_VERSION} Hope ({mode})", hope_batch, err))
             _say(rows[-1])
             _free(device)
     print(table(rows, args, device))
