@@ -116,8 +116,7 @@ class NestedModel(nn.Module):
             for (b, name), ws in aliases.items():
                 m = dict(self.blocks[b].named_children())[name]
                 level_grads = tuple(tuple(next(it) for _ in lv) for lv in ws)
-                st = m.accumulate(state[b][name], level_grads)
-                state[b] = {**state[b], name: m.advance(st, e - s)}
+                state[b] = {**state[b], name: m.update(state[b][name], level_grads, e - s)}
             logits_all.append(logits if outer_grad else logits.detach())
             s = e
         return torch.cat(logits_all, dim=1), state

@@ -27,6 +27,8 @@ from torch import nn
 from ..ops.cms.dispatch import cms_update
 from . import common
 
+from ..ops.cms.chunk import segment_cuts
+
 
 class ContinuumState(NamedTuple):
     weights: tuple   # per in-context level: tuple of per-sequence weight tensors [B, ...]
@@ -87,9 +89,23 @@ class Continuum(nn.Module):
         y = a @ down if down.dim() == 2 else torch.bmm(a, down)
         return h + y if self.kind == "residual_mlp" else y
 
+    # Set by the model's two_pass loop (runtime/model_base.py) for one pass: ("capture", list)
+    # records each output so the first pass can take dL/dy; ("learn", u, meta) makes this layer
+    # learn from the fixed signal u while it reads. None: read only.
+    two_pass_mode = None
+
     def forward(self, x, state: ContinuumState | None = None):
         if state is None:
             state = self.init_state(x.shape[0])
+        mode = self.two_pass_mode
+        if mode is not None and mode[0] == "learn":
+            return self._learn_from_signal(x, state, mode[1], mode[2])
+        y, state = self._read(x, state)
+        if mode is not None:
+            mode[1].append(y)
+        return y, state
+
+    def _read(self, x, state: ContinuumState):
         fast = dict(zip(self.in_context, state.weights))
         out, h = 0, x
         for i, lv in enumerate(self.levels):
@@ -101,6 +117,31 @@ class Continuum(nn.Module):
             else:
                 h = y
         return (out if self.variant == "independent" else h), state
+
+    def _learn_from_signal(self, x, state: ContinuumState, u, meta: bool):
+        """The second pass of the two_pass signal: read segment by segment (segments end on
+        every in-context level's boundary), and after each one add lr * d(sum_t y_t . u_t)/dtheta
+        to the pending updates, with u_t = dL_t/dy_t from the first pass held fixed (the op's
+        definition, runtime/ops/cms/naive.py). u is a constant for the outer gradient too, so no
+        second-order graph of the first pass is kept; under `meta` the writes stay
+        differentiable in theta through the second pass."""
+        outer_grad = torch.is_grad_enabled()
+        periods = [self.periods[i] for i in self.in_context]
+        cuts = segment_cuts(state.pos, x.shape[1], periods)
+        outputs = []
+        for a, b in zip(cuts, cuts[1:]):
+            ws = tuple(tuple(alias_weight(w, outer_grad) for w in lv) for lv in state.weights)
+            state = state._replace(weights=ws)
+            with torch.enable_grad():
+                y, _ = self._read(x[:, a:b], state)
+                flat = [w for lv in ws for w in lv]
+                grads = torch.autograd.grad((y * u[:, a:b].to(y.dtype)).sum(), flat,
+                                            create_graph=meta, retain_graph=outer_grad,
+                                            allow_unused=True)
+            grads = iter(torch.zeros_like(w) if g is None else g for w, g in zip(flat, grads))
+            state = self.update(state, tuple(tuple(next(grads) for _ in lv) for lv in ws), b - a)
+            outputs.append(y if outer_grad else y.detach())
+        return torch.cat(outputs, dim=1), state
 
     # -- update (called by the model's segment loop) ----------------------------------------
     def accumulate(self, state: ContinuumState, grads) -> ContinuumState:
@@ -145,3 +186,11 @@ class Continuum(nn.Module):
                 weights[slot] = self._theta0(i, weights[slot][0].shape[0])
                 pending[slot] = tuple(torch.zeros_like(p) for p in pending[slot])
         return ContinuumState(tuple(weights), tuple(pending), pos)
+
+
+def alias_weight(w: torch.Tensor, outer_grad: bool) -> torch.Tensor:
+    """A fresh autograd node for w: gradients taken w.r.t. it count only later uses. Outside
+    training it is a detached leaf, so the in-context update still runs under no_grad."""
+    if outer_grad:
+        return w.view_as(w)
+    return w.detach().requires_grad_(True)

@@ -13,13 +13,16 @@ from ..ops.dgd import dgd_step_size
 from ..ops.gated_delta import chunk_gated_delta, naive_gated_delta
 from ..ops.gated_delta.dispatch import gated_delta as dispatch_gated_delta
 from ..ops.hebbian import chunk_hebbian, naive_hebbian
+from ..ops.hebbian.dispatch import hebbian as dispatch_hebbian
 from ..ops.omega import chunk_omega, naive_omega
 from ..ops.ttt_linear import chunk_ttt_linear, naive_ttt_linear
 from ..ops.titans import chunk_titans, naive_titans
 from ..ops.titans.dispatch import titans as dispatch_titans
 from .common import CausalConv, _heads, op
 
-hebbian = op(chunk_hebbian, naive_hebbian)
+hebbian = op(chunk_hebbian, naive_hebbian,
+             auto=partial(dispatch_hebbian, impl="auto"),
+             kernel=partial(dispatch_hebbian, impl="kernel"))
 gated_delta = op(chunk_gated_delta, naive_gated_delta,
                  auto=partial(dispatch_gated_delta, impl="auto"),
                  kernel=partial(dispatch_gated_delta, impl="kernel"))
