@@ -45,6 +45,15 @@ with the full ddY, the remaining terms (2 ddY W1 into dZ~, dZ~ W2 into dK, the d
 The state gradient is carried between chunks in a double buffer. The coefficient gradients go
 back to PyTorch, whose autograd takes them through ``decay_matrix`` into eta, theta and alpha.
 
+Precision and layout. Products accumulate in fp32; the state, the state gradient and the
+coefficients stay fp32. On CUDA the products' operands are bf16 for every input dtype (`_prec`:
+fp32 operand tiles would not fit Hopper's shared memory); the interpreter computes exact fp32
+products, or emulates the bf16 rounding (precision="bf16"). Inside the hidden-tile loops the token
+tiles are reloaded from global memory (computed ones through a small per-program scratch) rather
+than kept live across the loop, which keeps shared memory at ~70 KB (forward) and ~86 KB
+(backward) for D = 128, hid = 512, C = 64 (ptxas for sm_90a). Memory: the chunk-start states,
+4 B H (T/C + 1) D hid fp32 (2.2 GB at B = H = 8, T = 2048, D = 128, hid = 512, C = 64).
+
 Tokens past T in the last chunk are padding: q = k = v = 0 and theta = 0, so they write nothing
 (D's columns vanish) and their outputs are dropped; the chunk-end coefficients of the last chunk
 are taken at its last real token (the padding would keep adding the momentum to the weights).
