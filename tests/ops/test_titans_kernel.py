@@ -108,6 +108,14 @@ def test_kernel_matches_chunk(B, T, H, Dk, Dv, hid, C, memory, activation, h0, l
     _compare(x, C, memory, activation, loss, TOL_FP32, block_hidden=bh)
 
 
+def test_empty_sequence():
+    x = _inputs(1, 0, 2, 16, 16, 32, h0=True)
+    state = tuple(x[n] for n in ("W1", "W2", "S1", "S2"))
+    o, S = chunk_titans_kernel(*[x[n] for n in NAMES], initial_state=state, chunk_size=16)
+    assert o.shape == x["v"].shape
+    assert all(torch.equal(a, b) for a, b in zip(S, state))
+
+
 def test_dispatch_and_fallback():
     x = _inputs(1, 20, 1, 16, 16, 32)
     args = [x[n] for n in NAMES] + [x["W1"], x["W2"]]

@@ -533,9 +533,11 @@ def chunk_titans_kernel(q, k, v, eta, theta, alpha, W1_init=None, W2_init=None, 
     residual = check_memory_kind(memory)
     B, T, H, _ = q.shape
     C = chunk_size
-    N = max(1, triton.cdiv(T, C))
+    N = triton.cdiv(T, C)
     pad = N * C - T
     W1, W2, S1, S2 = initial_titans_state(W1_init, W2_init, B, initial_state)
+    if T == 0:  # nothing to write or read (as chunk_titans)
+        return v.new_zeros(v.shape), (W1, W2, S1, S2)
     state_dtype = W1.dtype
     W1, W2, S1, S2 = (w.to(torch.float32).contiguous() for w in (W1, W2, S1, S2))
 
@@ -550,7 +552,7 @@ def chunk_titans_kernel(q, k, v, eta, theta, alpha, W1_init=None, W2_init=None, 
     e = (Bm @ a0.unsqueeze(-1)).squeeze(-1)
     Dm = (Bm @ A) * th.unsqueeze(-2)
     Ath = A * th.unsqueeze(-2)
-    last = (T - 1) % C if T else C - 1  # the last chunk ends at its last real token
+    last = (T - 1) % C  # the last chunk ends at its last real token
 
     def end(x):  # x [B, H, N, C, ...] -> the chunk-end entry of each chunk
         if last == C - 1:
