@@ -54,6 +54,13 @@ than kept live across the loop, which keeps shared memory at ~70 KB (forward) an
 (backward) for D = 128, hid = 512, C = 64 (ptxas for sm_90a). Memory: the chunk-start states,
 4 B H (T/C + 1) D hid fp32 (2.2 GB at B = H = 8, T = 2048, D = 128, hid = 512, C = 64).
 
+Not yet measured on a GPU. Parallelism is one program per (batch, head) (64 programs at B = H = 8,
+under half an H100), and at D = 128 both kernels use all 255 registers and spill (ptxas: ~5 KB
+forward, ~14 KB backward per thread at BHID = 64; ~7.5 KB backward at BHID = 32). The next step
+for speed: one launch per chunk and pass with one program per (batch, head, hidden tile), the
+cross-tile sums (Y, O, PA, R1, ddY, dQ, dK) written as per-tile partials that the next pass
+sums; only Y and ddY gate the sequential chain.
+
 Tokens past T in the last chunk are padding: q = k = v = 0 and theta = 0, so they write nothing
 (D's columns vanish) and their outputs are dropped; the chunk-end coefficients of the last chunk
 are taken at its last real token (the padding would keep adding the momentum to the weights).
