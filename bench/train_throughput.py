@@ -29,6 +29,7 @@ sys.path.insert(0, str(ROOT))
 import torch  # noqa: E402
 
 from runtime.train.build import compile_package  # noqa: E402
+from runtime.train.compiling import compile_for_training  # noqa: E402
 from runtime.train.distributed import pick_device  # noqa: E402
 from runtime.train.errors import TrainError  # noqa: E402
 from runtime.train.loop import LossModule, _autocast, make_optimizer  # noqa: E402
@@ -51,7 +52,7 @@ def build(spec: Path, overrides: dict, device: torch.device, workdir: Path, batc
     periodic = PeriodicGrads(model, batch_size * context)
     step_fn = LossModule(model)
     if compile:
-        step_fn = torch.compile(step_fn)
+        step_fn = compile_for_training(step_fn, model)  # per-chunk steps for looping models
     autocast = _autocast(device, precision)
     vocab = pkg.Config().vocab
     tokens = torch.randint(0, vocab, (batch_size, context + 1), device=device)

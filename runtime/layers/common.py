@@ -47,6 +47,11 @@ def ops_compiled() -> bool:
     return _COMPILED_OPS[-1]
 
 
+def use_compiled_ops(on: bool = True) -> None:
+    """compiled_ops for the rest of the process (a training run compiles once, then trains)."""
+    _COMPILED_OPS[0] = on
+
+
 def op(chunk, reference, chunk_is_semantic: bool = False, auto=None, kernel=None):
     """One rule with its implementations. `auto` picks the kernel when it can run (default: the
     chunk form). For exact rules the chunk size is only a speed knob and the token-by-token form

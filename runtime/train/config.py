@@ -66,7 +66,8 @@ class RunConfig:
     device: str = _f("auto", "auto (cuda when present, else cpu), cpu, cuda, cuda:N")
     precision: str = _f("auto", "auto (bf16 autocast on CUDA, fp32 on CPU), bf16 or fp32",
                         choices=("auto", "bf16", "fp32"))
-    compile: bool = _f(False, "wrap the model in torch.compile")
+    compile: bool = _f(False, "torch.compile the loss step (models with in-context learning loops: "
+                               "their per-chunk steps; runtime/train/compiling.py)")
     parallel: str = _f("ddp", "under torchrun: ddp (replicated weights) or fsdp (FSDP2, sharded)",
                        choices=("ddp", "fsdp"))
     # logging, evaluation, checkpoints

@@ -39,6 +39,7 @@ import torch
 from torch import nn
 
 from . import build, checkpoint, distributed, metrics, schedule
+from .compiling import compile_for_training
 from .config import RunConfig
 from .errors import NonFiniteLoss, OutOfMemory, TrainError
 from .nan_guard import diagnose
@@ -225,7 +226,7 @@ def train(cfg: RunConfig, callbacks: Sequence[Callable[[StepInfo], None]] = (), 
             if "rng" in payload:
                 checkpoint.set_rng_state(payload["rng"])
             step, tokens = int(payload["step"]), int(payload["tokens"])
-        train_module = torch.compile(loss_module) if cfg.compile else loss_module
+        train_module = compile_for_training(loss_module, model) if cfg.compile else loss_module
         autocast = _autocast(device, cfg.precision)
 
         log_ = metrics.MetricsLog(out, enabled=dist.is_main, tensorboard=cfg.tensorboard and dist.is_main)
