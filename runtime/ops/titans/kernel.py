@@ -38,8 +38,9 @@ start state), R2 = dO dY^T, R1 = dZq dZ^T, PA = Hq A^T, PK = Q K^T (all [C, C], 
     deC = <X1, S1> + <X2, S2>,  daC = <Y1, S1> + <Y2, S2>,
     ddC = -rowsum(A * dY X1) - rowsum(dZ * K X2^T),  dtC: the same with Y1, Y2.
 
-The backward kernel runs the chunks in reverse from the stored chunk-start states, in three passes
-over the hidden tiles: Y (for dY); every tile-local term, with the [C, C] and [C, D] reductions
+The backward kernel runs the chunks in reverse from the stored chunk-start states (and dY, D*QK^T
+kept from the forward), in two passes over the hidden tiles: every tile-local term, with the
+[C, C] and [C, D] reductions
 (PA, R1, ddY, dQ, dK) accumulated, and the tile's partial dZ~ parked in a scratch buffer; then,
 with the full ddY, the remaining terms (2 ddY W1 into dZ~, dZ~ W2 into dK, the dW1/dW2 updates).
 The state gradient is carried between chunks in a double buffer. The coefficient gradients go
@@ -52,7 +53,8 @@ products, or emulates the bf16 rounding (precision="bf16"). Inside the hidden-ti
 tiles are reloaded from global memory (computed ones through a small per-program scratch) rather
 than kept live across the loop, which keeps shared memory at ~70 KB (forward) and ~86 KB
 (backward) for D = 128, hid = 512, C = 64 (ptxas for sm_90a). Memory: the chunk-start states,
-4 B H (T/C + 1) D hid fp32 (2.2 GB at B = H = 8, T = 2048, D = 128, hid = 512, C = 64).
+4 B H (T/C + 1) D hid fp32 (2.2 GB at B = H = 8, T = 2048, D = 128, hid = 512, C = 64), and
+dY, D*QK^T per chunk (0.1 GB there).
 
 Not yet measured on a GPU. Parallelism is one program per (batch, head) (64 programs at B = H = 8,
 under half an H100), and at D = 128 both kernels use all 255 registers and spill (ptxas: ~5 KB
@@ -134,16 +136,17 @@ def _titans_fwd(
     """One (b, h): all chunks in order; stores O and the state at every chunk end.
 
     Token tiles used inside the hidden-tile loop are (re)loaded there from global memory (dY and
-    D*QK^T from a per-program scratch X): loop-invariant tiles would be hoisted with their shared-
-    memory copies live across the loop, which at C = 64, D = 128 overflows Hopper's 227 KB.
+    D*QK^T from X, which keeps them per chunk for the backward): loop-invariant tiles would be
+    hoisted with their shared-memory copies live across the loop.
     """
     i_bh = tl.program_id(0)
     o_c, o_k, o_v, o_h = tl.arange(0, C), tl.arange(0, DK), tl.arange(0, DV), tl.arange(0, BHID)
     causal = o_c[:, None] >= o_c[None, :]
-    p_xdy = X + i_bh.to(tl.int64) * (C * DV + C * C) + o_c[:, None] * DV + o_v[None, :]
-    p_xm1 = X + i_bh.to(tl.int64) * (C * DV + C * C) + C * DV + o_c[:, None] * C + o_c[None, :]
     for i_n in range(N):
         rows = (i_bh * N * C + i_n * C + o_c).to(tl.int64)
+        x0 = X + (i_bh * N + i_n).to(tl.int64) * (C * DV + C * C)  # kept for the backward
+        p_xdy = x0 + o_c[:, None] * DV + o_v[None, :]  # dY
+        p_xm1 = x0 + C * DV + o_c[:, None] * C + o_c[None, :]  # D * Q K^T
         p_q = q + rows[:, None] * DK + o_k[None, :]
         p_k = k + rows[:, None] * DK + o_k[None, :]
         cf = (i_bh * N + i_n).to(tl.int64)
@@ -218,26 +221,27 @@ def _titans_fwd(
 @triton.jit
 def _titans_bwd(
     q, k, v, W1s, W2s, S1s, S2s, b0, e, Dm, bC, eC, aC, dC, tC, do,
-    dq, dk, dv, db0, de, dDm, dbC, deC, daC, ddC, dtC, dW1b, dW2b, dS1b, dS2b, P, X, N,
+    dq, dk, dv, db0, de, dDm, dbC, deC, daC, ddC, dtC, dW1b, dW2b, dS1b, dS2b, P, XF, X, N,
     DK: tl.constexpr, DV: tl.constexpr, HID: tl.constexpr, C: tl.constexpr,
     BHID: tl.constexpr, RESIDUAL: tl.constexpr, ACT: tl.constexpr, PREC: tl.constexpr,
 ):  # fmt: skip
     """One (b, h): chunks in reverse; the state gradient is carried in dW1b.. (two slots).
 
-    As in the forward, token tiles are (re)loaded inside the hidden-tile loops (dY, D*QK^T,
-    D*R2 and 2 ddY through the per-program scratch X) so no [C, D] tile stays live across them.
+    dY and D*QK^T come from the forward (XF). As there, token tiles are (re)loaded inside the
+    hidden-tile loops (D*R2 and 2 ddY through the per-program scratch X).
     """
     i_bh = tl.program_id(0)
     o_c, o_k, o_v, o_h = tl.arange(0, C), tl.arange(0, DK), tl.arange(0, DV), tl.arange(0, BHID)
     causal = o_c[:, None] >= o_c[None, :]
     p_P = P + i_bh.to(tl.int64) * C * HID + o_c[:, None] * HID
-    x0 = X + i_bh.to(tl.int64) * (2 * C * DV + 2 * C * C)
-    p_xdy = x0 + o_c[:, None] * DV + o_v[None, :]  # dY
-    p_xyf = x0 + C * DV + o_c[:, None] * DV + o_v[None, :]  # 2 ddY (the gradient of Y)
-    p_xm1 = x0 + 2 * C * DV + o_c[:, None] * C + o_c[None, :]  # D * Q K^T
-    p_xr2 = x0 + 2 * C * DV + C * C + o_c[:, None] * C + o_c[None, :]  # D * dO dY^T
+    x0 = X + i_bh.to(tl.int64) * (C * DV + C * C)
+    p_xyf = x0 + o_c[:, None] * DV + o_v[None, :]  # 2 ddY (the gradient of Y)
+    p_xr2 = x0 + C * DV + o_c[:, None] * C + o_c[None, :]  # D * dO dY^T
     for j in range(N):
         i_n = N - 1 - j
+        xf = XF + (i_bh * N + i_n).to(tl.int64) * (C * DV + C * C)  # from the forward
+        p_xdy = xf + o_c[:, None] * DV + o_v[None, :]  # dY
+        p_xm1 = xf + C * DV + o_c[:, None] * C + o_c[None, :]  # D * Q K^T
         rows = (i_bh * N * C + i_n * C + o_c).to(tl.int64)
         p_q = q + rows[:, None] * DK + o_k[None, :]
         p_k = k + rows[:, None] * DK + o_k[None, :]
@@ -256,21 +260,8 @@ def _titans_bwd(
         p_s2 = S2s + slot * HID * DK
         rd = (i_bh * 2 + j % 2).to(tl.int64)  # slot holding the gradient of the chunk-end state
         wr = (i_bh * 2 + 1 - j % 2).to(tl.int64)  # slot for the chunk-start state's gradient
-        # pass A: recompute Y, dY
-        b_y = tl.zeros([C, DV], dtype=tl.float32)
-        for i_t in range(HID // BHID):
-            o_t = i_t * BHID + o_h
-            w1 = tl.load(p_w1 + o_v[:, None] * HID + o_t[None, :])
-            w2 = tl.load(p_w2 + o_t[:, None] * DK + o_k[None, :])
-            a, _, _ = _act(_mm(tl.load(p_k).to(tl.float32), tl.trans(w2), PREC), ACT)
-            b_y += _mm(a, tl.trans(w1), PREC)
-        if RESIDUAL:
-            b_y += tl.load(p_k).to(tl.float32)
-        b_dy = 2 * (b_y - tl.load(v + rows[:, None] * DV + o_v[None, :]).to(tl.float32))
-        tl.store(p_xdy, b_dy)
+        b_dy = tl.load(p_xdy)
         b_D = tl.load(p_D)
-        b_q, b_k = tl.load(p_q).to(tl.float32), tl.load(p_k).to(tl.float32)
-        tl.store(p_xm1, tl.where(causal, b_D * _mm(b_q, tl.trans(b_k), PREC), 0.0))
         r2 = _mm(tl.load(p_do).to(tl.float32), tl.trans(b_dy), PREC)
         tl.store(p_xr2, tl.where(causal, b_D * r2, 0.0))
         tl.debug_barrier()
@@ -439,19 +430,19 @@ class ChunkTitansFunction(torch.autograd.Function):
         for buf, w in zip(states, (W1, W2, S1, S2)):
             buf[:, :, 0] = w
         o = torch.empty(B, H, TP, DV, device=dev, dtype=q.dtype)
-        scratch = torch.empty(B * H, C * DV + C * C, device=dev, dtype=torch.float32)
+        fwd_tiles = torch.empty(B * H, N, C * DV + C * C, device=dev, dtype=torch.float32)
         _titans_fwd[(B * H,)](
-            q, k, v, *states, b0, e, Dm, bC, eC, aC, dC, tC, o, scratch, N, DK=DK, DV=DV, HID=HID, C=C,
+            q, k, v, *states, b0, e, Dm, bC, eC, aC, dC, tC, o, fwd_tiles, N, DK=DK, DV=DV, HID=HID, C=C,
             BHID=cfg["BHID"], RESIDUAL=residual, ACT=act, PREC=prec,
             num_warps=cfg["num_warps"], num_stages=cfg["num_stages"],
         )  # fmt: skip
-        ctx.save_for_backward(q, k, v, *states, b0, e, Dm, bC, eC, aC, dC, tC)
+        ctx.save_for_backward(q, k, v, *states, b0, e, Dm, bC, eC, aC, dC, tC, fwd_tiles)
         ctx.meta = (C, residual, act, bhid, prec)
         return (o, *(s[:, :, N].clone() for s in states))
 
     @staticmethod
     def backward(ctx, do, dW1f, dW2f, dS1f, dS2f):
-        q, k, v, W1s, W2s, S1s, S2s, b0, e, Dm, bC, eC, aC, dC, tC = ctx.saved_tensors
+        q, k, v, W1s, W2s, S1s, S2s, b0, e, Dm, bC, eC, aC, dC, tC, fwd_tiles = ctx.saved_tensors
         C, residual, act, bhid, prec = ctx.meta
         B, H, TP, DK = q.shape
         DV, HID = v.shape[-1], W1s.shape[-1]
@@ -472,10 +463,10 @@ class ChunkTitansFunction(torch.autograd.Function):
         dv = torch.empty(B, H, TP, DV, device=dev, dtype=f32)
         grads_c = [torch.empty_like(t) for t in (b0, e, Dm, bC, eC, aC, dC, tC)]
         scratch = torch.empty(B * H, C, HID, device=dev, dtype=f32)
-        tiles = torch.empty(B * H, 2 * C * DV + 2 * C * C, device=dev, dtype=f32)
+        tiles = torch.empty(B * H, C * DV + C * C, device=dev, dtype=f32)
         _titans_bwd[(B * H,)](
             q, k, v, W1s, W2s, S1s, S2s, b0, e, Dm, bC, eC, aC, dC, tC, do.contiguous(),
-            dq, dk, dv, *grads_c, *dbufs, scratch, tiles, N, DK=DK, DV=DV, HID=HID, C=C,
+            dq, dk, dv, *grads_c, *dbufs, scratch, fwd_tiles, tiles, N, DK=DK, DV=DV, HID=HID, C=C,
             BHID=cfg["BHID"], RESIDUAL=residual, ACT=act, PREC=prec,
             num_warps=cfg["num_warps"], num_stages=cfg["num_stages"],
         )  # fmt: skip
