@@ -320,6 +320,7 @@ def eval_commands(job: Job, run: Path, out: Path, p: dict, notes: dict, device: 
 
 # -- running ----------------------------------------------------------------------------------------
 
+T0 = time.monotonic()
 RUNNING: set = set()  # process ids of the commands running now (each leads its own process group)
 STOPPED = threading.Event()  # set when the budget is spent or the run is interrupted: start nothing more
 
@@ -351,6 +352,10 @@ def run_job(job: Job, slot: tuple[str, int], out: Path, threads: int) -> None:
                                 and not _has_checkpoint(folder / "run")):
             cmd.rc, cmd.seconds = None, 0.0
             continue
+        if cmd.kind != "train" and job.minutes:
+            # the evaluations share what the job has left (training may have ended early)
+            left = t_job + job.minutes * 60 - time.monotonic()
+            cmd.timeout_s = max(cmd.timeout_s, left / (len(job.commands) - i))
         _run_command(cmd, env, "w")
         # Out of memory (exit 4): the same tokens per step in smaller micro-batches, resumed from the
         # last checkpoint when there is one. The job records the retry.
@@ -474,6 +479,95 @@ def collect(job: Job, out: Path) -> dict:
     return rec
 
 
+PROBE_STEPS = 6
+SAFETY = 0.6  # of the estimated training time, since the probes run less crowded than the grid
+
+
+def kind_of(job: Job) -> str:
+    return "formal" if job.experiment.startswith("formal_") else job.experiment
+
+
+def calibrate(jobs: list[Job], args, work: Path, notes: dict, slots: list, threads: int,
+              has_max_minutes: bool, heavy_slots: int) -> dict:
+    """Time a few steps of the slowest models (Hope, Titans) on each experiment's data, all probes at
+    once, and give every experiment the steps its slowest model can finish in its time cap, so that
+    every model of an experiment still sees the same tokens and none is cut. Returns the record."""
+    import copy
+
+    t0 = time.monotonic()
+    probes = []
+    for kind in ("lm", "mqar", "formal"):
+        for model in ("hope", "titans"):
+            j = next((x for x in jobs if kind_of(x) == kind and x.model == model), None)
+            if j is not None:
+                probe = copy.deepcopy(j)
+                probe.name, probe.experiment, probe.steps = f"probe-{kind}-{model}", "probe", PROBE_STEPS
+                probes.append((kind, probe))
+    if not probes:
+        return {}
+    for _, probe in probes:
+        set_commands(probe, args, work, notes, 2.0, has_max_minutes)
+    threads_ = [threading.Thread(target=run_job, args=(probe, slots[i % len(slots)], work, threads), daemon=True)
+                for i, (_, probe) in enumerate(probes)]
+    for t in threads_:
+        t.start()
+    for t in threads_:
+        t.join()
+    per_step: dict[str, float] = {}
+    measured = {}
+    for kind, probe in probes:
+        rec = collect(probe, work)
+        times = [probe.batch * probe.context / c[3] for c in rec["train"]["curve"][1:] if c[3]]
+        if times:
+            sec = sorted(times)[len(times) // 2]
+            measured[probe.name] = round(sec, 4)
+            per_step[kind] = max(per_step.get(kind, 0.0), sec)
+        else:
+            measured[probe.name] = f"no timing ({probe.status})"
+    spent = time.monotonic() - t0
+    left = max(60.0, args.budget_minutes * 60 * 0.95 - spent)
+    heavy = [j for j in jobs if j.heavy]
+    rest = [j for j in jobs if not j.heavy]
+    weight = lambda j: 1.0 if j.heavy else SLOW_WEIGHT if j.slow else LIGHT_WEIGHT  # noqa: E731
+    record = {"probe_seconds": round(spent, 1), "seconds_per_step": measured, "steps": {}}
+    for kind, sec in per_step.items():
+        js = [j for j in jobs if kind_of(j) == kind]
+        if not js:
+            continue
+        if kind in ("lm", "mqar"):
+            cap = left / max(1, math.ceil(len(heavy) / heavy_slots))
+        else:
+            free = max(1, len(slots) - min(heavy_slots, len(heavy)))
+            cap = left * free * SLOW_WEIGHT / max(1e-9, sum(weight(j) for j in rest))
+            cap = min(cap, left)
+        fit = int(cap * TRAIN_SHARE * SAFETY / sec)
+        planned = js[0].steps
+        steps = max(10, min(planned, fit))
+        for j in js:
+            j.steps = steps
+        record["steps"][kind] = {"planned": planned, "fit": fit, "steps": steps, "cap_minutes": round(cap / 60, 2)}
+    for kind in ("optim",):  # the optimizer jobs train a fast model on the LM data: keep the LM's tokens
+        if "lm" in record["steps"]:
+            for j in jobs:
+                if j.experiment == kind:
+                    j.steps = record["steps"]["lm"]["steps"]
+    return record
+
+
+def pack_logs(work: Path, target: Path) -> None:
+    """The jobs' logs, metrics and eval files in one archive (no checkpoints, no packages)."""
+    import tarfile
+
+    keep = ("*.log", "eval_*.json", "run/metrics.jsonl", "run/run.json", "run/loss.png", "run/spec/*.nsam")
+    with tarfile.open(target, "w:gz") as tar:
+        for folder in sorted((work / "jobs").glob("*")):
+            for pattern in keep:
+                for path in sorted(folder.glob(pattern)):
+                    tar.add(path, arcname=str(path.relative_to(work)))
+        for extra in sorted((work / "specs").glob("*.nsam")):
+            tar.add(extra, arcname=str(extra.relative_to(work)))
+
+
 def _rel(path) -> str:
     """A path under the repository as a relative one (the commands run in the repository root)."""
     p = Path(path).resolve()
@@ -506,12 +600,24 @@ def main(argv=None) -> int:
     ap.add_argument("--optim-model", default="transformer_pp", help="the model of the optimizer comparison")
     ap.add_argument("--corpus", default=None, help="the LM corpus (default: .gpu_data/shakespeare/... or shakespeare)")
     ap.add_argument("--records", default=None, help="labelled .jsonl for the continual stream (text, topic)")
-    ap.add_argument("--out", default="out/results")
+    ap.add_argument("--out", default="out/results",
+                    help="results.json, commands.sh and logs.tar.gz (the few files to bring back)")
+    ap.add_argument("--work", default=None,
+                    help="where the runs, checkpoints and logs go (default: the --out folder)")
+    ap.add_argument("--keep-checkpoints", action="store_true",
+                    help="keep every run's checkpoints (default: delete them once the job's results are in)")
+    ap.add_argument("--calibrate", action="store_true",
+                    help="first time a few steps of Hope and Titans on each experiment's data, and lower each "
+                    "experiment's steps (for every model alike) to what the slowest can finish in its time cap")
     ap.add_argument("--dry-run", action="store_true", help="write the plan and commands, run nothing")
     args = ap.parse_args(argv)
 
+    global T0
+    T0 = time.monotonic()  # the budget counts from here (calibration included)
     out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
+    work = Path(args.work).resolve() if args.work else out  # runs, checkpoints, logs
+    work.mkdir(parents=True, exist_ok=True)
     if args.device == "cpu" or (args.device == "auto" and not args.gpus and not _cuda_count()):
         slots = [("cpu", k) for k in range(args.slots or max(1, (os.cpu_count() or 2) // 2))]
         threads = max(1, (os.cpu_count() or 2) // len(slots))
@@ -521,7 +627,7 @@ def main(argv=None) -> int:
         slots = [(g, k) for k in range(args.slots_per_gpu) for g in gpus]  # slot k of every GPU, then k+1
         threads = max(1, (os.cpu_count() or 16) // len(slots))
         args.device = "cuda"
-    jobs, notes = plan(args, out)
+    jobs, notes = plan(args, work)
     jobs.sort(key=lambda j: (not j.heavy, not j.slow, j.experiment != "lm", j.name))  # slowest first
     waves = max(1, math.ceil(len(jobs) / len(slots)))
     job_minutes = args.budget_minutes * 0.92 / waves  # a margin for start-up and the report
@@ -529,13 +635,21 @@ def main(argv=None) -> int:
     from runtime.train.config import FIELDS
 
     has_max_minutes = "max_minutes" in FIELDS
-    attach_commands(jobs, args, out, notes, job_minutes, has_max_minutes)
+    heavy_limit = args.heavy_per_gpu if args.heavy_per_gpu and args.device != "cpu" else len(slots)
+    heavy_slots = min(len(slots), heavy_limit * len({g for g, _ in slots}))
+    calibration = {}
+    if args.calibrate and not args.dry_run:
+        print(f"calibrating: {PROBE_STEPS} steps of the slowest models on each experiment's data", file=sys.stderr)
+        calibration = calibrate(jobs, args, work, notes, slots, threads, has_max_minutes, heavy_slots)
+        print(f"calibration: {json.dumps(calibration)}", file=sys.stderr)
+    attach_commands(jobs, args, work, notes, job_minutes, has_max_minutes)
     header = {"format": "nslang-results", "scale": args.scale, "preset": PRESETS[args.scale],
               "steps_scale": args.steps_scale, "budget_minutes": args.budget_minutes, "slots": len(slots),
               "waves": waves, "job_minutes": round(job_minutes, 3), "device": args.device,
               "gpus": sorted({s[0] for s in slots}), "threads_per_job": threads, "optim_model": args.optim_model,
-              "argv": [sys.executable, *sys.argv], "started": time.time(), "notes": notes,
-              "train_time_limit": "max_minutes" if has_max_minutes else "timeout", "host": _host()}
+              "argv": [sys.executable, *sys.argv], "started": time.time(), "notes": notes, "work": str(work),
+              "train_time_limit": "max_minutes" if has_max_minutes else "timeout", "host": _host(),
+              "calibration": calibration, "heavy_per_gpu": heavy_limit}
     def write_commands() -> None:
         (out / "commands.sh").write_text(
             "#!/usr/bin/env bash\n# The commands of every job (bench/results.py wrote this; the time limits are\n"
@@ -561,12 +675,10 @@ def main(argv=None) -> int:
         print(f"wrote {out / 'commands.sh'} and {out / 'results.json'} (dry run)")
         return 0
     todo: list[Job] = list(jobs)
-    t_start = time.monotonic()
+    t_start = T0
     deadline = t_start + args.budget_minutes * 60 * 0.95
     weight = lambda j: 1.0 if j.heavy else SLOW_WEIGHT if j.slow else LIGHT_WEIGHT  # noqa: E731
     heavy_running = {g: 0 for g, _ in slots}
-    heavy_limit = args.heavy_per_gpu if args.heavy_per_gpu and args.device != "cpu" else len(slots)
-    heavy_slots = min(len(slots), heavy_limit * len(heavy_running))
 
     def time_cap(job: Job) -> float:
         """Minutes for a job starting now: a fair share of what is left of the budget. Heavy jobs share
@@ -596,16 +708,19 @@ def main(argv=None) -> int:
                     return
                 job = take(gpu)
                 if job is not None:
-                    set_commands(job, args, out, notes, time_cap(job), has_max_minutes)
+                    set_commands(job, args, work, notes, time_cap(job), has_max_minutes)
                     heavy_running[gpu] += job.heavy
             if job is None:  # only heavy jobs left and this GPU is full of them: wait for one to end
                 time.sleep(1.0)
                 continue
             try:
-                run_job(job, slot, out, threads)
+                run_job(job, slot, work, threads)
             except Exception as err:  # noqa: BLE001 - one job's failure never stops the others
                 job.status = f"failed: {type(err).__name__}: {err}"
-            rec = collect(job, out)
+            rec = collect(job, work)
+            if not args.keep_checkpoints:  # results.json holds what the report needs
+                for ckpt in (work / "jobs" / job.name / "run" / "checkpoints").glob("*.pt"):
+                    ckpt.unlink(missing_ok=True)
             with lock:
                 heavy_running[gpu] -= job.heavy
                 results[job.name] = rec
@@ -642,6 +757,7 @@ def main(argv=None) -> int:
     header["wall_s"] = round(time.monotonic() - t_start, 1)
     write()
     write_commands()
+    pack_logs(work, out / "logs.tar.gz")
     bad = [j.name for j in jobs if j.status != "ok"]
     print(f"done in {header['wall_s']:.0f}s: {len(jobs) - len(bad)} ok, {len(bad)} not ok"
           + (f" ({', '.join(bad)})" if bad else "") + f"; {out / 'results.json'}")

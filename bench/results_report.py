@@ -312,7 +312,6 @@ def render(folder: Path, output: Path) -> str:
             row.append(f"{fmt(bin_metric(res, 'bin', 'bin0', 'acc'), 2)} / {fmt(bin_metric(res, 'bin', 'bin1', 'acc'), 2)}")
         rows.append(row)
     add(markdown_table(["model", *[LANG_NAMES[x] for x in LANGUAGES]], rows))
-    add("\nGreedy generation (the verdict the model writes), bin0 / bin1:\n")
     rows = []
     for model in MAIN:
         row = [pretty(model)]
@@ -321,7 +320,9 @@ def render(folder: Path, output: Path) -> str:
             row.append(f"{fmt(bin_metric(res, 'bin', 'bin0', 'gen_acc'), 2)} / "
                        f"{fmt(bin_metric(res, 'bin', 'bin1', 'gen_acc'), 2)}")
         rows.append(row)
-    add(markdown_table(["model", *[LANG_NAMES[x] for x in LANGUAGES]], rows))
+    if any(cell != "- / -" for row in rows for cell in row[1:]):
+        add("\nGreedy generation (the verdict the model writes), bin0 / bin1:\n")
+        add(markdown_table(["model", *[LANG_NAMES[x] for x in LANGUAGES]], rows))
     path = plot_formal(doc, plots_dir / "formal.png")
     if path:
         add(f"\n![formal languages]({rel(path)})\n")
@@ -341,6 +342,11 @@ def render(folder: Path, output: Path) -> str:
             panels[pretty(model)] = res
         rows.append([pretty(model), metric(res, "final_accuracy"), metric(res, "forgetting"), metric(res, "bwt")])
     add(markdown_table(["model", "final accuracy", "forgetting", "backward transfer"], rows))
+    names = next((r.get("names") for r in panels.values() if r.get("names")), None)
+    if names:
+        add("\nTasks, in training order: " + "; ".join(f"T{i + 1} = {n.replace('+', ', ')}"
+                                                     for i, n in enumerate(names)) + ".\n")
+        panels = {k: {**r, "names": [f"T{i + 1}" for i in range(len(r.get("names", [])))]} for k, r in panels.items()}
     path = plot_forgetting(panels, plots_dir / "continual.png", "class-incremental accuracy matrices")
     if path:
         add(f"\n![continual]({rel(path)})\n")
@@ -396,12 +402,13 @@ def render(folder: Path, output: Path) -> str:
     add("The whole run and the report:\n")
     add("```sh\n" + " ".join(_short_argv(doc["argv"])) + "\n"
         + f"python bench/results_report.py {_short(str(folder))} -o {os.path.relpath(output, ROOT)}\n```\n")
-    add("Each job's commands (run from the repository root; `$OUT` is the results folder):\n")
+    add("Each job's commands (run from the repository root; `$WORK` is the folder of the runs, "
+        "`--work` of bench/results.py):\n")
     add("```sh")
     for j in doc["jobs"]:
         add(f"# {j['name']}")
         for cmd in j.get("commands", []):
-            add(cmd["command"].replace(str(folder), "$OUT"))
+            add(cmd["command"].replace(doc.get("work") or str(folder), "$WORK"))
     add("```\n")
     add("## Reading\n")
     add("_To be written after the GPU run._\n")
