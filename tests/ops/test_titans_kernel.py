@@ -108,6 +108,19 @@ def test_kernel_matches_chunk(B, T, H, Dk, Dv, hid, C, memory, activation, h0, l
     _compare(x, C, memory, activation, loss, TOL_FP32, block_hidden=bh)
 
 
+def test_no_grad_forward():
+    """Without a gradient due the forward keeps only the latest state (two slots)."""
+    x = _inputs(1, 63, 2, 16, 16, 32, h0=True)
+    state = tuple(x[n] for n in ("W1", "W2", "S1", "S2"))
+    args = [x[n] for n in NAMES]
+    with torch.no_grad():
+        o, S = chunk_titans_kernel(*args, initial_state=state, chunk_size=16)
+    o_r, S_r = chunk_titans(*[t.double() for t in args],
+                            initial_state=tuple(t.double() for t in state), chunk_size=16)
+    assert _rel(o, o_r) < TOL_FP32
+    assert all(_rel(a, b) < TOL_FP32 for a, b in zip(S, S_r))
+
+
 def test_empty_sequence():
     x = _inputs(1, 0, 2, 16, 16, 32, h0=True)
     state = tuple(x[n] for n in ("W1", "W2", "S1", "S2"))

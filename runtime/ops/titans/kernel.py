@@ -31,7 +31,7 @@ start state), R2 = dO dY^T, R1 = dZq dZ^T, PA = Hq A^T, PK = Q K^T (all [C, C], 
     dA  = -(D*R2)^T Hq - dC.(dY X1) - tC.(dY Y1) + 2 ddY W1
     dZ~ = dA * s'(Z) + ddZ * G * s''(Z)      (the pre-activation of the keys)
     dK  = dZ~ W2 - (D*R1)^T Q - (dC.dZ) X2 - (tC.dZ) Y2 (+ 2 ddY)
-    dW1 = bC X1 + (b0.dO)^T Hq + dY^T (ddZ * s'(Z)) + 2 ddY^T A,    dS1 = eC X1 + aC Y1 + (e.dO)^T Hq
+    dW1 = bC X1 + (b0.dO)^T Hq + dY^T (ddZ * s'(Z)) + 2 ddY^T A,   dS1 = eC X1 + aC Y1 + (e.dO)^T Hq
     dW2 = bC X2 + (b0.dZq)^T Q + dZ~^T K,                          dS2 = eC X2 + aC Y2 + (e.dZq)^T Q
     db0 = rowsum(dO * Hq W1^T) + rowsum(dZq * Q W2^T),   de: the same with S1, S2
     dD  = -(PA * R2) - (PK * R1)  (lower triangle),      dbC = <X1, W1> + <X2, W2>,
@@ -129,11 +129,12 @@ def _mm(a, b, PREC: tl.constexpr):
 
 @triton.jit
 def _titans_fwd(
-    q, k, v, W1s, W2s, S1s, S2s, b0, e, Dm, bC, eC, aC, dC, tC, o, X, N,
+    q, k, v, W1s, W2s, S1s, S2s, b0, e, Dm, bC, eC, aC, dC, tC, o, X, N, NS, NX,
     DK: tl.constexpr, DV: tl.constexpr, HID: tl.constexpr, C: tl.constexpr,
     BHID: tl.constexpr, RESIDUAL: tl.constexpr, ACT: tl.constexpr, PREC: tl.constexpr,
 ):  # fmt: skip
-    """One (b, h): all chunks in order; stores O and the state at every chunk end.
+    """One (b, h): all chunks in order; stores O and the state at every chunk end (slot n % NS of
+    W1s..: NS = N + 1 keeps all for the backward, NS = 2 only the latest when no gradient is due).
 
     Token tiles used inside the hidden-tile loop are (re)loaded there from global memory (dY and
     D*QK^T from X, which keeps them per chunk for the backward): loop-invariant tiles would be
@@ -144,7 +145,7 @@ def _titans_fwd(
     causal = o_c[:, None] >= o_c[None, :]
     for i_n in range(N):
         rows = (i_bh * N * C + i_n * C + o_c).to(tl.int64)
-        x0 = X + (i_bh * N + i_n).to(tl.int64) * (C * DV + C * C)  # kept for the backward
+        x0 = X + (i_bh * NX + i_n % NX).to(tl.int64) * (C * DV + C * C)  # kept for the backward
         p_xdy = x0 + o_c[:, None] * DV + o_v[None, :]  # dY
         p_xm1 = x0 + C * DV + o_c[:, None] * C + o_c[None, :]  # D * Q K^T
         p_q = q + rows[:, None] * DK + o_k[None, :]
@@ -155,11 +156,12 @@ def _titans_fwd(
         b_bc, b_ec, b_ac = tl.load(bC + cf), tl.load(eC + cf), tl.load(aC + cf)
         b_dc = tl.load(dC + cf * C + o_c)
         b_tc = tl.load(tC + cf * C + o_c)
-        slot = (i_bh * (N + 1) + i_n).to(tl.int64)
+        slot = (i_bh * NS + i_n % NS).to(tl.int64)
         p_w1 = W1s + slot * DV * HID
         p_s1 = S1s + slot * DV * HID
         p_w2 = W2s + slot * HID * DK
         p_s2 = S2s + slot * HID * DK
+        nxt = (i_bh * NS + (i_n + 1) % NS).to(tl.int64) - slot  # the chunk-end state's slot
         # pass 1: the keys' prediction Y (a reduction over the hidden width)
         b_k = tl.load(p_k).to(tl.float32)
         b_y = tl.zeros([C, DV], dtype=tl.float32)
@@ -201,10 +203,10 @@ def _titans_fwd(
             ns1 = b_ac * s1 - _mm(dyt, a * b_tc[:, None], PREC)
             nw2 = b_bc * w2 + b_ec * s2 - _mm(tl.trans(dz * b_dc[:, None]), t_k, PREC)
             ns2 = b_ac * s2 - _mm(tl.trans(dz * b_tc[:, None]), t_k, PREC)
-            tl.store(p_w1 + DV * HID + q1, nw1)
-            tl.store(p_s1 + DV * HID + q1, ns1)
-            tl.store(p_w2 + HID * DK + q2, nw2)
-            tl.store(p_s2 + HID * DK + q2, ns2)
+            tl.store(p_w1 + nxt * DV * HID + q1, nw1)
+            tl.store(p_s1 + nxt * DV * HID + q1, ns1)
+            tl.store(p_w2 + nxt * HID * DK + q2, nw2)
+            tl.store(p_s2 + nxt * HID * DK + q2, ns2)
         b_D = tl.load(Dm + cf * C * C + o_c[:, None] * C + o_c[None, :])
         b_o -= _mm(tl.where(causal, b_D * b_pa, 0.0), tl.load(p_xdy), PREC)
         if RESIDUAL:
@@ -425,20 +427,24 @@ class ChunkTitansFunction(torch.autograd.Function):
         N = TP // C
         cfg = _cfg(DK, DV, HID, bhid)
         dev = q.device
-        states = [torch.empty(B, H, N + 1, *w.shape[2:], device=dev, dtype=torch.float32)
+        # all chunk-start states and dY, D*QK^T per chunk for the backward; without one, the latest
+        keep = any(ctx.needs_input_grad[:15])
+        NS, NX = (N + 1, N) if keep else (2, 1)
+        states = [torch.empty(B, H, NS, *w.shape[2:], device=dev, dtype=torch.float32)
                   for w in (W1, W2, S1, S2)]
         for buf, w in zip(states, (W1, W2, S1, S2)):
             buf[:, :, 0] = w
         o = torch.empty(B, H, TP, DV, device=dev, dtype=q.dtype)
-        fwd_tiles = torch.empty(B * H, N, C * DV + C * C, device=dev, dtype=torch.float32)
+        fwd_tiles = torch.empty(B * H, NX, C * DV + C * C, device=dev, dtype=torch.float32)
         _titans_fwd[(B * H,)](
-            q, k, v, *states, b0, e, Dm, bC, eC, aC, dC, tC, o, fwd_tiles, N, DK=DK, DV=DV, HID=HID, C=C,
-            BHID=cfg["BHID"], RESIDUAL=residual, ACT=act, PREC=prec,
+            q, k, v, *states, b0, e, Dm, bC, eC, aC, dC, tC, o, fwd_tiles, N, NS, NX, DK=DK,
+            DV=DV, HID=HID, C=C, BHID=cfg["BHID"], RESIDUAL=residual, ACT=act, PREC=prec,
             num_warps=cfg["num_warps"], num_stages=cfg["num_stages"],
         )  # fmt: skip
-        ctx.save_for_backward(q, k, v, *states, b0, e, Dm, bC, eC, aC, dC, tC, fwd_tiles)
+        if keep:
+            ctx.save_for_backward(q, k, v, *states, b0, e, Dm, bC, eC, aC, dC, tC, fwd_tiles)
         ctx.meta = (C, residual, act, bhid, prec)
-        return (o, *(s[:, :, N].clone() for s in states))
+        return (o, *(s[:, :, N % NS].clone() for s in states))
 
     @staticmethod
     def backward(ctx, do, dW1f, dW2f, dS1f, dS2f):
