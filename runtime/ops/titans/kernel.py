@@ -509,6 +509,8 @@ def why_not(q, k, v, eta=None, theta=None, alpha=None, W1_init=None, W2_init=Non
     hid = w1.shape[-1]
     if not (_pow2(dk) and _pow2(dv) and dk <= 128 and dv <= 128):
         return f"head widths Dk={dk}, Dv={dv} (kernel: powers of two, 16 to 128)"
+    if memory == "residual_mlp" and dk != dv:
+        return f"residual_mlp with Dk={dk} != Dv={dv}"
     if not (_pow2(hid) and hid <= 4096):
         return f"hidden width {hid} (kernel: a power of two, 16 to 4096)"
     if q.dtype not in (torch.float32, torch.bfloat16, torch.float16):
