@@ -657,8 +657,10 @@ def main(argv=None) -> int:
                 f"\n# {j.name}\n" + "".join(c.shell + "\n" for c in j.commands) for j in jobs))
 
     write_commands()
-    print(f"{len(jobs)} jobs on {len(slots)} slots ({waves} wave(s)), {job_minutes:.2f} min per job; "
-          f"out {out}", file=sys.stderr)
+    n_heavy = sum(j.heavy for j in jobs)
+    print(f"{len(jobs)} jobs on {len(slots)} slots; {n_heavy} heavy (at most {heavy_slots} at once, "
+          f"about {args.budget_minutes * 0.95 / max(1, math.ceil(n_heavy / heavy_slots)):.1f} min each), the others "
+          f"share the other slots; time caps are set as jobs start; out {out}", file=sys.stderr)
     lock = threading.Lock()
     results: dict[str, dict] = {}
 
