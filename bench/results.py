@@ -67,7 +67,7 @@ PRESETS = {
         "niah": {"lengths": (512, 1024), "n": 2},
         "continual": {"classes_per_task": 4, "test_per_class": 2, "train_per_class": 4, "max_chars": 160,
                       "train_steps": 2, "train_batch": 2, "train_seq_len": 64},
-        "eval_n": 8, "eval_batch": 8, "eval_mode": "ll",  # greedy generation is token by token: slow on a CPU
+        "eval_n": 8, "eval_batch": 8, "eval_mode": "ll", "val_batches": 4,  # greedy generation is token by token: slow on a CPU
     },
     # The GPU run: 10.7M (Transformer++) to 26.9M (Hope) parameters at dim 384, depth 6, byte vocab.
     # Contexts are powers of two: Hope's CMS levels (every 16, 128, 2048 tokens) must divide the
@@ -81,7 +81,7 @@ PRESETS = {
         "niah": {"lengths": (1024, 2048, 4096), "n": 30},
         "continual": {"classes_per_task": 2, "test_per_class": 20, "train_per_class": 40, "max_chars": 600,
                       "train_steps": 20, "train_batch": 8, "train_seq_len": 256},
-        "eval_n": 120, "eval_batch": 16, "eval_mode": "auto",  # auto: log-likelihood and greedy generation
+        "eval_n": 120, "eval_batch": 16, "eval_mode": "auto", "val_batches": 16,  # auto: log-likelihood and greedy generation
     },
 }
 
@@ -264,7 +264,7 @@ def set_commands(job: Job, args, out: Path, notes: dict, job_minutes: float, has
     for k, v in model_sets.items():
         argv += ["--set", f"{k}={v}"]
     argv += ["--data", job.data, "--context", str(job.context), "--steps", str(job.steps),
-             "--batch-size", str(job.batch), "--eval-every", "0", "--eval-batches", "4",
+             "--batch-size", str(job.batch), "--eval-every", "0", "--eval-batches", str(p.get("val_batches", 4)),
              "--save-every", str(max(1, job.steps // 4)), "--log-every", str(max(1, job.steps // 20)),
              "--device", device, "--seed", "0", "--out", str(run), "--no-progress"]
     if job.lr is not None:
