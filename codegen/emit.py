@@ -9,10 +9,12 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import textwrap
 from pathlib import Path
 
 import jinja2
 
+from nslang.kernels import comment as kernel_comment
 from nslang.plan import Plan
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -52,6 +54,17 @@ def _rendered_args(plan: Plan, args: dict) -> list[tuple[str, str]]:
     return out
 
 
+def _wrapped_dict(value: dict) -> list[str]:
+    """The lines of a dict literal's items, wrapped between items to fit the file's width."""
+    lines, line = [], ""
+    for item in (f"{k!r}: {_literal(v)}," for k, v in value.items()):
+        if line and len(line) + 1 + len(item) > 88:
+            lines.append(line)
+            line = ""
+        line = f"{line} {item}" if line else item
+    return lines + [line]
+
+
 def _text(value: str) -> str:
     """A path or name as safe text inside comments, docstrings and string literals: escapes
     for control characters and backslashes, and no quote that could end a literal."""
@@ -69,8 +82,10 @@ def render(plan: Plan, spec_display: str, out_display: str) -> dict[str, str]:
     fields = [dict(name=n, type=t, value=_literal(getattr(plan, n)),
                    source=_text(plan.setting_lines.get(n, "default"))) for n, t in _SETTINGS]
     subs = [dict(name=s.name, cls=s.cls, layer=s.layer, source=_text(s.source),
-                 schedule=_text(s.schedule),
-                 rendered_args=_rendered_args(plan, s.args)) for s in plan.sublayers]
+                 schedule=_text(s.schedule), rendered_args=_rendered_args(plan, s.args),
+                 kernel=None if s.kernel is None else _wrapped_dict(s.kernel),
+                 kernel_comment=None if s.kernel is None else
+                 textwrap.wrap(_text(kernel_comment(s.kernel)), 92)) for s in plan.sublayers]
     flow = "x -> " + " -> ".join(s.name for s in plan.sublayers)
     env = _env()
     context = dict(header=header, plan=plan, fields=fields, flow=flow, spec_file=plan_file)

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import hashlib
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 from . import ir
 from .checks import CheckedModel, period_tokens
 from .diagnostics import Diagnostics
+from .kernels import choose as choose_kernel
 from .naming import class_name
 from .schema import DEEP
 from .source import SOURCES
@@ -35,6 +36,7 @@ class SublayerPlan:
     schedule: str        # one line for the generated docstring
     source: str          # file:line of the declaration
     args: dict = field(default_factory=dict)  # constructor arguments (plain values)
+    kernel: dict | None = None  # the Triton kernel on CUDA and its constexprs (nslang/kernels.py)
 
 
 @dataclass(frozen=True)
@@ -102,6 +104,9 @@ def plan_model(checked: CheckedModel, spec_text_hash: str, diags: Diagnostics) -
             sub = _plan_memory(member, m, levels[member.level], checked.chunks[name], inits, diags)
             if sub is not None:
                 sublayers.append(sub)
+    sublayers = [replace(sub, kernel=choose_kernel(sub.layer, sub.args, sub.args.get("dim", s.dim),
+                                                   sub.args.get("heads", s.heads)))
+                 for sub in sublayers]
     segment = _segment(m, sublayers, diags)
     cms_signal, signal_chunk = _signal(m, sublayers, diags)
     if diags.errors:

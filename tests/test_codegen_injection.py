@@ -56,7 +56,9 @@ def _spec(tmp_path: Path, filename: str = "m.nsam", **kw) -> Path:
 
 def _constant(node) -> bool:
     return isinstance(node, ast.Constant) or (
-        isinstance(node, (ast.List, ast.Tuple)) and all(_constant(e) for e in node.elts))
+        isinstance(node, (ast.List, ast.Tuple)) and all(_constant(e) for e in node.elts)) or (
+        isinstance(node, ast.Dict) and all(k is not None and _constant(k) and _constant(v)
+                                           for k, v in zip(node.keys, node.values)))
 
 
 def assert_inert(files: dict[str, str]) -> None:

@@ -55,22 +55,36 @@ def use_compiled_ops(on: bool = True) -> None:
 def op(chunk, reference, chunk_is_semantic: bool = False, auto=None, kernel=None):
     """One rule with its implementations. `auto` picks the kernel when it can run (default: the
     chunk form). For exact rules the chunk size is only a speed knob and the token-by-token form
-    takes none; for mini-batch rules (Titans, Eq. 90) it is part of the definition."""
-    def call(*args, **kwargs):
+    takes none; for mini-batch rules (Titans, Eq. 90) it is part of the definition.
+
+    A call may pass `kernel_choice`: the generated model's `kernel` (nslang/kernels.py), a dict
+    with the kernel's constexprs, or {"op": None, "reason": ...} when codegen chose none; "auto"
+    (the default, for layers built by hand) leaves the choice to the dispatch."""
+    def call(*args, kernel_choice="auto", **kwargs):
         mode = _MODE[-1]
         if mode == "reference":
             if not chunk_is_semantic:
                 kwargs.pop("chunk_size", None)
             return reference(*args, **kwargs)
+        chosen = kernel_choice if isinstance(kernel_choice, dict) else None
+        if chosen is not None and chosen.get("op") is None:  # codegen chose no kernel
+            if mode == "kernel":
+                raise RuntimeError(f"{chunk.__name__}: the generated model runs no Triton kernel "
+                                   f"here: {chosen.get('reason')}")
+            return chunk(*args, **kwargs)
+        params = None if chosen is None else {k: v for k, v in chosen.items() if k.isupper()}
         if mode == "kernel":
             if kernel is None:
                 raise RuntimeError(f"{chunk.__name__} has no Triton kernel yet")
-            return kernel(*args, **kwargs)
+            return kernel(*args, **kwargs) if params is None else kernel(*args, constexprs=params,
+                                                                          **kwargs)
         if mode == "fast" and auto is not None:
-            return auto(*args, **kwargs)
+            return auto(*args, **kwargs) if params is None else auto(*args, constexprs=params,
+                                                                      **kwargs)
         return chunk(*args, **kwargs)
     call.__name__ = chunk.__name__
     return call
+
 
 class RMSNorm(nn.Module):
     def __init__(self, dim: int, eps: float = 1e-6):

@@ -93,6 +93,8 @@ class Continuum(nn.Module):
     # records each output so the first pass can take dL/dy; ("learn", u, meta) makes this layer
     # learn from the fixed signal u while it reads. None: read only.
     two_pass_mode = None
+    # The generated class sets the kernel codegen chose (nslang/kernels.py); "auto": dispatch's.
+    kernel = "auto"
 
     def forward(self, x, state: ContinuumState | None = None):
         if state is None:
@@ -168,6 +170,8 @@ class Continuum(nn.Module):
         to any order, so it also serves the meta-learned (create_graph) writes."""
         mode = common._MODE[-1]
         impl = {"fast": "auto", "kernel": "kernel"}.get(mode, "reference")
+        if isinstance(self.kernel, dict) and self.kernel.get("op") is None:
+            impl = "reference"  # codegen chose no kernel (nslang/kernels.py)
         pos = state.pos + n
         weights, pending = [], []
         for slot, i in enumerate(self.in_context):

@@ -59,6 +59,10 @@ class _Gates(nn.Module):
 class _FastMemory(nn.Module):
     """Projections, optional short convolution and L2-normalised q/k shared by fast memories."""
 
+    # The generated class sets the Triton kernel codegen chose (nslang/kernels.py); "auto" lets
+    # the dispatch decide (layers built by hand).
+    kernel = "auto"
+
     def __init__(self, dim, heads, conv, qk_norm, lr, retain, momentum, gate_bias=None):
         super().__init__()
         self.heads, self.qk_norm = heads, qk_norm
@@ -111,21 +115,24 @@ class LinearMemory(_FastMemory):
         if self.rule == "hebbian":
             if lr is not None:
                 v = v * lr[..., None]
-            o, state = hebbian(q, k, v, retain, initial_state=state, chunk_size=self.chunk)
+            o, state = hebbian(q, k, v, retain, initial_state=state, chunk_size=self.chunk,
+                               kernel_choice=self.kernel)
         elif self.rule == "gd" and self.minibatch > 1:
             # TTT-linear: gradients of ||M k - v||^2 at the start of each mini-batch
             o, state = ttt_linear(q, k, v, lr, mini_batch_size=self.minibatch, initial_state=state)
         elif self.rule in ("delta", "gd"):
             # per token, gd on ||M k - v||^2 is the delta rule with b = 2 eta
             b = 2 * lr if self.rule == "gd" else lr
-            o, state = gated_delta(q, k, v, b, retain, initial_state=state, chunk_size=self.chunk)
+            o, state = gated_delta(q, k, v, b, retain, initial_state=state, chunk_size=self.chunk,
+                                   kernel_choice=self.kernel)
         elif self.rule == "omega":
             o, state = omega(q, k, v, lr, retain, window=self.window, initial_state=state,
                              chunk_size=self.chunk)
         elif self.rule == "dgd":
             # Eq. 57 is the gated delta rule with write strength eta' (runtime/ops/dgd)
             b = dgd_step_size(lr, k, self.step)
-            o, state = gated_delta(q, k, v, b, retain, initial_state=state, chunk_size=self.chunk)
+            o, state = gated_delta(q, k, v, b, retain, initial_state=state, chunk_size=self.chunk,
+                                   kernel_choice=self.kernel)
         else:
             raise NotImplementedError(f"rule {self.rule} in a model")  # the planner rejects it
         return self.out(o.flatten(-2)), (state, tail)
@@ -168,5 +175,5 @@ class DeepMemory(_FastMemory):
             theta = theta * (1 - momentum)
         o, state = titans(q, k, v, momentum, theta, alpha, self.W1, self.W2,
                                 chunk_size=self.chunk, memory=self.kind, activation=self.act,
-                                read=self.read, initial_state=state)
+                                read=self.read, initial_state=state, kernel_choice=self.kernel)
         return self.out(o.flatten(-2)), (state, tail)

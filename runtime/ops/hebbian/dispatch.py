@@ -1,20 +1,12 @@
-"""Hebbian rule: one entry point that picks the Triton kernel or the PyTorch chunk form."""
+"""Hebbian rule: one entry point that picks the Triton kernel (the gated-delta kernel with
+DELTA=False) or the PyTorch chunk form (runtime/ops/kernel_dispatch.py says how)."""
 
 from __future__ import annotations
 
-import importlib.util
-import os
-
 import torch
 
+from ..kernel_dispatch import run
 from .chunk import chunk_hebbian
-
-_HAS_TRITON = importlib.util.find_spec("triton") is not None
-
-
-def _kernel_usable(x: torch.Tensor) -> bool:
-    # TRITON_INTERPRET=1 runs the kernels on CPU tensors (tests); otherwise they need CUDA.
-    return _HAS_TRITON and (x.is_cuda or os.environ.get("TRITON_INTERPRET") == "1")
 
 
 def hebbian(
@@ -27,30 +19,25 @@ def hebbian(
     initial_state: torch.Tensor | None = None,
     chunk_size: int = 64,
     impl: str = "auto",
+    constexprs: dict | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """M_t = a_t M_{t-1} + v_t k_t^T, y_t = M_t q_t; see chunk.py.
 
-    impl: "auto" (the Triton kernel on CUDA when triton imports and the shapes are supported,
-    else the chunk reference), "kernel" (raise if it cannot run) or "reference".
+    impl: "auto", "kernel" or "reference"; constexprs: the kernel parameters codegen chose.
     Returns (o [B, T, H, Dv], final_state [B, H, Dv, Dk]).
     """
-    if impl not in ("auto", "kernel", "reference"):
-        raise ValueError(f"impl must be 'auto', 'kernel' or 'reference', got {impl!r}")
     kwargs = dict(log_a=log_a, initial_state=initial_state, chunk_size=chunk_size)
-    if impl == "reference":
-        return chunk_hebbian(q, k, v, a, **kwargs)
-    if impl == "kernel":
-        if not _HAS_TRITON:
-            raise RuntimeError("impl='kernel' needs triton (pip install 'nslang[kernels]')")
-        if not _kernel_usable(q):
-            raise RuntimeError("impl='kernel' needs CUDA tensors (or TRITON_INTERPRET=1)")
-    elif not (q.is_cuda and _HAS_TRITON):
-        return chunk_hebbian(q, k, v, a, **kwargs)
-    from .kernel import chunk_hebbian_kernel, supports
 
-    if impl == "auto" and not supports(k, v, chunk_size):
-        return chunk_hebbian(q, k, v, a, **kwargs)
-    return chunk_hebbian_kernel(q, k, v, a, **kwargs)  # raises on unsupported shapes
+    def load():
+        from .kernel import chunk_hebbian_kernel, supports
+
+        return (lambda: chunk_hebbian_kernel(q, k, v, a, **kwargs),
+                lambda: None if supports(k, v, chunk_size) else
+                f"chunk {chunk_size}, head widths {k.shape[-1]}/{v.shape[-1]} or dtype {k.dtype}")
+
+    actual = dict(DELTA=False, GATE=a is not None or log_a is not None, CHUNK=chunk_size,
+                  DK=k.shape[-1], DV=v.shape[-1])
+    return run(impl, q, lambda: chunk_hebbian(q, k, v, a, **kwargs), load, constexprs, actual)
 
 
 __all__ = ["hebbian"]

@@ -1,46 +1,29 @@
-"""Titans MLP memory: one entry point that picks the Triton kernel or the PyTorch chunk form."""
+"""Titans MLP memory: one entry point that picks the Triton kernel or the PyTorch chunk form
+(runtime/ops/kernel_dispatch.py says how)."""
 
 from __future__ import annotations
 
-import importlib.util
-import os
-
-import torch
-
+from ..kernel_dispatch import run
 from .chunk import chunk_titans
-
-_HAS_TRITON = importlib.util.find_spec("triton") is not None
-
-
-def _kernel_usable(x: torch.Tensor) -> bool:
-    # TRITON_INTERPRET=1 runs the kernels on CPU tensors (tests); otherwise they need CUDA.
-    return _HAS_TRITON and (x.is_cuda or os.environ.get("TRITON_INTERPRET") == "1")
 
 
 def titans(q, k, v, eta, theta, alpha, W1_init=None, W2_init=None, chunk_size=16, memory="mlp",
-           activation="silu", read="current", initial_state=None, impl="auto"):
-    """Same arguments and result as `chunk_titans`, plus impl: "auto" (the Triton kernel on CUDA
-    when triton imports and the options are supported, else the chunk reference), "kernel"
-    (raise if it cannot run) or "reference"."""
-    if impl not in ("auto", "kernel", "reference"):
-        raise ValueError(f"impl must be 'auto', 'kernel' or 'reference', got {impl!r}")
+           activation="silu", read="current", initial_state=None, impl="auto", constexprs=None):
+    """Same arguments and result as `chunk_titans`, plus impl ("auto", "kernel" or "reference")
+    and constexprs (the kernel parameters codegen chose)."""
     args = (q, k, v, eta, theta, alpha, W1_init, W2_init)
     kwargs = dict(chunk_size=chunk_size, memory=memory, activation=activation, read=read,
                   initial_state=initial_state)
-    if impl == "reference":
-        return chunk_titans(*args, **kwargs)
-    if impl == "kernel":
-        if not _HAS_TRITON:
-            raise RuntimeError("impl='kernel' needs triton (pip install 'nslang[kernels]')")
-        if not _kernel_usable(q):
-            raise RuntimeError("impl='kernel' needs CUDA tensors (or TRITON_INTERPRET=1)")
-    elif not (q.is_cuda and _HAS_TRITON):
-        return chunk_titans(*args, **kwargs)
-    from .kernel import chunk_titans_kernel, supports
 
-    if impl == "auto" and not supports(*args, **kwargs):
-        return chunk_titans(*args, **kwargs)
-    return chunk_titans_kernel(*args, **kwargs)  # raises ValueError on unsupported options
+    def load():
+        from .kernel import chunk_titans_kernel, why_not
+
+        return lambda: chunk_titans_kernel(*args, **kwargs), lambda: why_not(*args, **kwargs)
+
+    w1 = initial_state[0] if initial_state is not None else W1_init
+    actual = dict(RESIDUAL=memory == "residual_mlp", ACT=activation, CHUNK=chunk_size,
+                  DK=k.shape[-1], DV=v.shape[-1], HIDDEN=None if w1 is None else w1.shape[-1])
+    return run(impl, q, lambda: chunk_titans(*args, **kwargs), load, constexprs, actual)
 
 
 __all__ = ["titans"]

@@ -24,6 +24,12 @@ class Delta(layers.LinearMemory):
     """`delta` (specs/deltanet.nsam:16). in-context: every token, chunk-parallel over 64 tokens; initial state zeros; writes differentiable."""
 
     nsam_source = "specs/deltanet.nsam:16"
+    # On CUDA: the `gated_delta` Triton kernel (runtime/ops/gated_delta/kernel.py), specialised by
+    # its constexprs DELTA=True, GATE=True, CHUNK=64.
+    kernel = {
+        'op': 'gated_delta', 'file': 'runtime/ops/gated_delta/kernel.py', 'DELTA': True,
+        'GATE': True, 'CHUNK': 64,
+    }
 
     def __init__(self, cfg: Config):
         super().__init__(

@@ -27,6 +27,12 @@ class Titans(layers.SelfModifying):
     """`titans` (specs/hope.nsam:36). in-context: every 16 tokens, chunk-parallel over 16 tokens (Eq. 90); a self-modifying group with generators k_gen, lr_gen, retain_gen, v_gen; initial states meta-learned (init transfer)."""
 
     nsam_source = "specs/hope.nsam:36"
+    # No Triton kernel: the self-modifying group has none yet (`--compile` compiles its chunk step
+    # with torch.compile). The PyTorch chunk form runs everywhere.
+    kernel = {
+        'op': None,
+        'reason': 'the self-modifying group has none yet (`--compile` compiles its chunk step with torch.compile)',
+    }
 
     def __init__(self, cfg: Config):
         super().__init__(
@@ -52,6 +58,10 @@ class Continuum(layers.Continuum):
     """`continuum` (specs/hope.nsam:46). CMS sequential; cms1: every 16 tokens (in-context); cms2: every 128 tokens (in-context); cms3: every 2048 tokens (cross-sequence)."""
 
     nsam_source = "specs/hope.nsam:46"
+    # On CUDA: the `cms_update` Triton kernel (runtime/ops/cms/kernel.py).
+    kernel = {
+        'op': 'cms_update', 'file': 'runtime/ops/cms/kernel.py',
+    }
 
     def __init__(self, cfg: Config):
         super().__init__(

@@ -24,6 +24,12 @@ class Lmm(layers.DeepMemory):
     """`lmm` (specs/titans.nsam:25). in-context: every 16 tokens, chunk-parallel over 16 tokens; initial state meta-learned (init transfer); writes differentiable."""
 
     nsam_source = "specs/titans.nsam:25"
+    # On CUDA: the `titans` Triton kernel (runtime/ops/titans/kernel.py), specialised by its
+    # constexprs RESIDUAL=False, ACT='silu', CHUNK=16, HIDDEN=128.
+    kernel = {
+        'op': 'titans', 'file': 'runtime/ops/titans/kernel.py', 'RESIDUAL': False,
+        'ACT': 'silu', 'CHUNK': 16, 'HIDDEN': 128,
+    }
 
     def __init__(self, cfg: Config):
         super().__init__(
