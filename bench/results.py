@@ -588,7 +588,7 @@ def main(argv=None) -> int:
     ap.add_argument("--budget-minutes", type=float, default=8.0,
                     help="wall-clock budget of the whole run; every job gets budget / waves minutes")
     ap.add_argument("--scale", default="small", choices=tuple(PRESETS))
-    ap.add_argument("--heavy-per-gpu", type=int, default=3,
+    ap.add_argument("--heavy-per-gpu", type=int, default=4,
                     help="at most this many jobs of the slow, memory-hungry models (Hope, Titans ...) on one GPU "
                     "at a time (0: no limit; the CPU ignores it)")
     ap.add_argument("--grace-s", type=float, default=45.0,
@@ -606,9 +606,10 @@ def main(argv=None) -> int:
                     help="where the runs, checkpoints and logs go (default: the --out folder)")
     ap.add_argument("--keep-checkpoints", action="store_true",
                     help="keep every run's checkpoints (default: delete them once the job's results are in)")
-    ap.add_argument("--calibrate", action="store_true",
+    ap.add_argument("--calibrate", action=argparse.BooleanOptionalAction, default=None,
                     help="first time a few steps of Hope and Titans on each experiment's data, and lower each "
-                    "experiment's steps (for every model alike) to what the slowest can finish in its time cap")
+                    "experiment's steps (for every model alike) to what the slowest can finish in its time cap "
+                    "(default: on for GPUs, off on the CPU)")
     ap.add_argument("--dry-run", action="store_true", help="write the plan and commands, run nothing")
     args = ap.parse_args(argv)
 
@@ -638,6 +639,8 @@ def main(argv=None) -> int:
     heavy_limit = args.heavy_per_gpu if args.heavy_per_gpu and args.device != "cpu" else len(slots)
     heavy_slots = min(len(slots), heavy_limit * len({g for g, _ in slots}))
     calibration = {}
+    if args.calibrate is None:
+        args.calibrate = args.device != "cpu"
     if args.calibrate and not args.dry_run:
         print(f"calibrating: {PROBE_STEPS} steps of the slowest models on each experiment's data", file=sys.stderr)
         calibration = calibrate(jobs, args, work, notes, slots, threads, has_max_minutes, heavy_slots)
