@@ -220,12 +220,25 @@ def render(folder: Path, output: Path) -> str:
         "disjoint from the evaluation seeds; the continual stream reads Wikipedia topics "
         "(`.gpu_data/continual_wiki.jsonl`, written by bench/results.py from the `wiki` corpus).")
     lm, mq, fo = p["lm"], p["mqar"], p["formal"]
-    rows = [["LM (+NIAH, continual)", doc["notes"].get("corpus"), lm["steps"], lm["batch"], lm["context"],
-             lm["steps"] * lm["batch"] * lm["context"]],
-            ["MQAR", f"task:mqar, pairs {mq['num_pairs']}, length {mq['seq_len']}", mq["steps"], mq["batch"],
-             mq["seq_len"], mq["steps"] * mq["batch"] * mq["seq_len"]],
-            ["formal languages", "task:formal_X, bin0 lengths 1-50", fo["steps"], fo["batch"], fo["context"],
-             fo["steps"] * fo["batch"] * fo["context"]]]
+
+    def planned(prefix: str, preset: dict) -> int:
+        """The steps the jobs were given (the preset's, or fewer after calibration)."""
+        found = [j.get("steps") for j in doc["jobs"] if j["name"].startswith(prefix) and j.get("steps")]
+        return found[0] if found else int(round(preset["steps"] * doc.get("steps_scale", 1.0)))
+
+    s_lm, s_mq, s_fo = planned("lm-", lm), planned("mqar-", mq), planned("formal_", fo)
+    rows = [["LM (+NIAH, continual)", doc["notes"].get("corpus"), s_lm, lm["batch"], lm["context"],
+             s_lm * lm["batch"] * lm["context"]],
+            ["MQAR", f"task:mqar, pairs {mq['num_pairs']}, length {mq['seq_len']}", s_mq, mq["batch"],
+             mq["seq_len"], s_mq * mq["batch"] * mq["seq_len"]],
+            ["formal languages", "task:formal_X, bin0 lengths 1-50", s_fo, fo["batch"], fo["context"],
+             s_fo * fo["batch"] * fo["context"]]]
+    cal = doc.get("calibration") or {}
+    if cal.get("steps"):
+        add("- Calibration: before the grid, a few steps of Hope and Titans were timed on each experiment's data "
+            f"({', '.join(f'{k} {v}s/step' for k, v in cal.get('seconds_per_step', {}).items())}); each "
+            "experiment's steps were lowered, for every model alike, to what the slowest fits in its time cap: "
+            + ", ".join(f"{k} {v['planned']} -> {v['steps']}" for k, v in cal["steps"].items()) + ".")
     add("\nEvery model of an experiment trains on the same tokens (same steps, batch, context, seed, data order), "
         f"learning rate {p['lr']:g} (AdamW, the specs' optimizer) except in the optimizer comparison, where each "
         "optimizer keeps its spec's rate. A job that hit its time limit is marked `(time)` with the steps it saw.\n")
