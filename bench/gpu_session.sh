@@ -31,7 +31,7 @@ run_stage() {  # name, gpus (comma-separated physical ids)
   mkdir -p "$dir"
   case $name in
     tests)
-      CUDA_VISIBLE_DEVICES=$gpus timeout 300 python3 -m pytest -q -p no:cacheprovider -m gpu tests ;;
+      CUDA_VISIBLE_DEVICES=$gpus timeout 300 python3 -m pytest -q -p no:cacheprovider -m gpu -rs tests/ops tests/test_codegen_kernels.py ;;
     kernels)
       CUDA_VISIBLE_DEVICES=$gpus timeout 150 python3 bench/kernels.py --fla-ignore-triton-guard
       CUDA_VISIBLE_DEVICES=$gpus timeout 240 python3 bench/deep_memory.py ;;
