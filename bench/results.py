@@ -78,10 +78,10 @@ PRESETS = {
         "lm": {"steps": 240, "batch": 8, "context": 512},
         "mqar": {"steps": 300, "batch": 16, "num_pairs": (4, 8, 12), "seq_len": 256, "eval_seq_len": (256, 512)},
         "formal": {"steps": 200, "batch": 32, "context": 64},
-        "niah": {"lengths": (1024, 2048, 4096), "n": 30},
+        "niah": {"lengths": (1024, 2048, 4096), "n": 15},
         "continual": {"classes_per_task": 2, "test_per_class": 20, "train_per_class": 40, "max_chars": 600,
                       "train_steps": 20, "train_batch": 8, "train_seq_len": 256},
-        "eval_n": 120, "eval_batch": 16, "eval_mode": "auto", "val_batches": 16,  # auto: log-likelihood and greedy generation
+        "eval_n": 96, "eval_batch": 16, "eval_mode": "auto", "val_batches": 16,  # auto: log-likelihood and greedy generation
     },
 }
 
@@ -242,7 +242,10 @@ def plan(args, out: Path) -> tuple[list[Job], dict]:
 # short sequences (formal languages) and a fast model (attention, DeltaNet) on anything.
 SLOW_WEIGHT = 0.6
 LIGHT_WEIGHT = 0.3
-TRAIN_SHARE = 0.6  # of a job's minutes; the evaluations share the rest
+def train_share(experiment: str) -> float:
+    """The share of a job's minutes for training; its evaluations share the rest. The LM jobs run
+    several (NIAH at 1-4K characters, the continual stream), the others one short one."""
+    return {"lm": 0.5, "optim": 0.95}.get(experiment, 0.75)
 
 
 def attach_commands(jobs: list[Job], args, out: Path, notes: dict, job_minutes: float, has_max_minutes: bool):
@@ -255,7 +258,6 @@ def set_commands(job: Job, args, out: Path, notes: dict, job_minutes: float, has
     p = PRESETS[args.scale]
     nslang = [sys.executable, *NSLANG]
     device = "cpu" if args.device == "cpu" else "cuda"
-    train_share = TRAIN_SHARE
     job.commands = []
     job.minutes = round(job_minutes, 3)
     run = out / "jobs" / job.name / "run"
@@ -271,7 +273,7 @@ def set_commands(job: Job, args, out: Path, notes: dict, job_minutes: float, has
         argv += ["--lr", str(job.lr)]
     warmup = min(20, max(1, job.steps // 10))
     argv += ["--warmup", str(warmup)]
-    train_minutes = job_minutes * train_share
+    train_minutes = job_minutes * train_share(job.experiment)
     if has_max_minutes:
         argv += ["--max-minutes", f"{train_minutes:.3f}"]
     # the hard cap leaves time to start (compile, load data) and, after --max-minutes, for the
@@ -540,7 +542,7 @@ def calibrate(jobs: list[Job], args, work: Path, notes: dict, slots: list, threa
             free = max(1, len(slots) - min(heavy_slots, len(heavy)))
             cap = left * free * SLOW_WEIGHT / max(1e-9, sum(weight(j) for j in rest))
             cap = min(cap, left)
-        fit = int(cap * TRAIN_SHARE * SAFETY / sec)
+        fit = int(cap * train_share(kind) * SAFETY / sec)
         planned = js[0].steps
         steps = max(10, min(planned, fit))
         for j in js:
