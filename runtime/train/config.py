@@ -42,7 +42,8 @@ class RunConfig:
                        "derived spec that extends the given one")
     out: str = _f("", "run directory: package, checkpoints, metrics, plot (default: runs/<spec name>)")
     # data
-    data: str = _f("shakespeare", "corpus name (`nslang data list`) or a prepared-corpus folder")
+    data: str = _f("shakespeare", "corpus name (`nslang data list`), a prepared-corpus folder, or a "
+                                   "generated task: task:NAME?key=value&... (runtime/data/tasks.py)")
     tokenizer: str = _f("byte", "byte (257 ids, needs nothing), gpt2, or bpe (trained on the corpus)")
     vocab_size: int | None = _f(None, "vocabulary size of a bpe tokenizer")
     val_fraction: float = _f(0.01, "share of the corpus's documents held out for validation")
