@@ -3,8 +3,8 @@ by default a ~30M Hope against the same-size Transformer++ on the packaged corpu
 GPU at the same time, then one plot (validation loss against wall-clock minutes and against
 training tokens) and a markdown table.
 
-    python bench/curves.py [SPEC:DIMxDEPTH ...] [--gpus 0,1] [--max-minutes 9] [--context 512]
-        [--batch-size 16] [--lr 1e-3] [--warmup 50] [--eval-every 20,200] [--data DIR_OR_NAME]
+    python bench/curves.py [SPEC:DIMxDEPTH[:BATCHxACCUM] ...] [--gpus 0,1] [--max-minutes 9] [--context 512]
+        [--batch-size 16] [--accumulation 1] [--lr 1e-3] [--warmup 50] [--eval-every 20,200] [--data DIR_OR_NAME]
         [--out runs/curves] [--export DIR] [--device cuda|cpu]
     python bench/curves.py --plot-only runs/curves      # redraw from the runs' metrics.jsonl
 
@@ -17,6 +17,14 @@ every 200 Transformer++ steps by default, so that both curves get points at simi
 time counts in the wall-clock axis of both. Each model is trained by `nslang train` in its own process (one per GPU of
 --gpus, through CUDA_VISIBLE_DEVICES); everything this script reports comes from the runs'
 metrics.jsonl (runtime/train/metrics.py), never from their console output.
+
+Out of memory: a run that exits with nslang train's out-of-memory status (4) is started again with
+half the micro-batch and twice the accumulation (the same tokens per step), down to a micro-batch of
+1, within the same time (bench/_retry.py, shared with bench/results.py): on the H100s, Hope 512x4 at
+context 512 x 16 died at step 1 (77.7 of 79.2 GiB: the exact CMS signal keeps a second-order graph
+per 16-token segment). A model may also be given its own micro-batch and accumulation from the
+start, `hope:512x4:4x4` (4 sequences x 4 micro-batches per step); the others take --batch-size and
+--accumulation. The table shows the micro-batch x accumulation each run ended with.
 
 `max_minutes` counts from each run's first step; compiling, loading the corpus and the final
 validation come on top (about half a minute), so the default 9 keeps one call under 10 minutes.
@@ -32,6 +40,7 @@ import argparse
 import json
 import math
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -42,25 +51,27 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 DEFAULT_MODELS = ["hope:512x4", "transformer_pp:512x10"]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _retry import retry_note, run_with_retries  # noqa: E402
 CARRIED_CORPUS = ROOT / ".gpu_data" / "shakespeare" / "byte-val0.01-seed0"
 BIG = 10_000_000  # the step count of a run that stops on time
 
 
-def parse_model(text: str) -> tuple[str, Path, int, int]:
-    """`hope:512x4` or `path/to/x.nsam:256x2` -> (label, spec path, dim, depth)."""
-    spec, sep, size = text.rpartition(":")
-    try:
-        dim, depth = (int(v) for v in size.lower().split("x"))
-        if not sep:
-            raise ValueError
-    except ValueError:
-        raise SystemExit(f"error: model {text!r} is not SPEC:DIMxDEPTH (e.g. hope:512x4)") from None
+def parse_model(text: str) -> tuple[str, Path, int, int, tuple[int, int] | None]:
+    """`hope:512x4`, `hope:512x4:4x4` or `path/to/x.nsam:256x2` -> (label, spec path, dim, depth,
+    (micro-batch, accumulation) or None for the command line's)."""
+    m = re.fullmatch(r"(.+?):(\d+)x(\d+)(?::(\d+)x(\d+))?", text.strip(), re.I)
+    if not m or min(int(v) for v in m.groups()[1:] if v is not None) < 1:
+        raise SystemExit(f"error: model {text!r} is not SPEC:DIMxDEPTH[:BATCHxACCUM] "
+                         f"(e.g. hope:512x4 or hope:512x4:4x4)") from None
+    spec, dim, depth = m.group(1), int(m.group(2)), int(m.group(3))
+    batch = (int(m.group(4)), int(m.group(5))) if m.group(4) else None
     path = Path(spec)
     if not path.is_file():
         path = ROOT / "specs" / f"{spec}.nsam"
         if not path.is_file():
             raise SystemExit(f"error: no spec {spec} (neither a file nor specs/{spec}.nsam)")
-    return f"{path.stem}-{dim}x{depth}", path, dim, depth
+    return f"{path.stem}-{dim}x{depth}", path, dim, depth, batch
 
 
 def count_params(package_dir: Path) -> int | None:
@@ -79,10 +90,13 @@ def count_params(package_dir: Path) -> int | None:
         return None
 
 
-def train_command(args, spec: Path, dim: int, depth: int, out: Path, eval_every: int) -> list[str]:
+def train_command(args, spec: Path, dim: int, depth: int, out: Path, eval_every: int,
+                  batch: tuple[int, int] | None = None) -> list[str]:
+    micro, accumulation = batch or (args.batch_size, args.accumulation)
     cmd = [sys.executable, "-m", "nslang.cli", "train", str(spec),
            "--set", f"dim={dim}", "--set", f"depth={depth}", "--set", f"context={args.context}",
-           "--context", str(args.context), "--batch-size", str(args.batch_size), "--data", args.data,
+           "--context", str(args.context), "--batch-size", str(micro), "--accumulation", str(accumulation),
+           "--data", args.data,
            "--tokenizer", "byte", "--device", args.device, "--out", str(out), "--no-progress",
            "--warmup", str(args.warmup), "--eval-every", str(eval_every),
            "--eval-batches", str(args.eval_batches), "--log-every", str(args.log_every),
@@ -101,12 +115,19 @@ def train_command(args, spec: Path, dim: int, depth: int, out: Path, eval_every:
 
 
 def launch(args, models) -> dict[str, int]:
-    """Start every run at once (one per GPU), wait for all; return label -> exit status."""
+    """Start every run at once (one per GPU), wait for all; return label -> exit status. A run that
+    runs out of memory is started again with half the micro-batch and twice the accumulation (the
+    same tokens per step) within the same time limit (bench/_retry.py)."""
+    import threading
+
     gpus = [g.strip() for g in args.gpus.split(",") if g.strip()] if args.gpus else []
     if args.device != "cpu" and gpus and len(gpus) < len(models):
         raise SystemExit(f"error: {len(models)} models need {len(models)} GPUs in --gpus, got {args.gpus!r}")
-    procs = {}
-    for i, (label, spec, dim, depth) in enumerate(models):
+    limit = 60 * args.max_minutes + args.grace
+    start = time.monotonic()
+    codes: dict[str, int] = {}
+
+    def one(i, label, spec, dim, depth, batch):
         out = Path(args.out) / label
         if out.exists():
             shutil.rmtree(out)  # a benchmark starts fresh
@@ -117,33 +138,44 @@ def launch(args, models) -> dict[str, int]:
             env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 2) // len(models)))
         elif gpus:
             env["CUDA_VISIBLE_DEVICES"] = gpus[i]
-        cmd = train_command(args, spec, dim, depth, out, args.eval_every[i])
-        log = open(out / "train.log", "w")
-        log.write(" ".join(cmd) + "\n")
-        log.flush()
+        cmd = train_command(args, spec, dim, depth, out, args.eval_every[i], batch)
         print(f"{label}: started on {'GPU ' + gpus[i] if gpus and args.device != 'cpu' else args.device}"
               f" -> {out}", file=sys.stderr, flush=True)
-        procs[label] = (subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT), log)
-    codes = {}
-    limit = 60 * args.max_minutes + args.grace
-    start = time.monotonic()
-    for label, (proc, log) in procs.items():
-        try:
-            codes[label] = proc.wait(timeout=max(1.0, limit - (time.monotonic() - start)))
-        except subprocess.TimeoutExpired:
-            proc.terminate()  # SIGTERM: only our own child
-            try:
-                codes[label] = proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                codes[label] = proc.wait()
-            print(f"{label}: still running {limit:.0f} s after the start: stopped", file=sys.stderr)
-        log.close()
+
+        def attempt(argv):
+            t0 = time.monotonic()
+            with open(out / "train.log", "a") as log:
+                log.write(" ".join(argv) + "\n")
+                log.flush()
+                proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+                try:
+                    return proc.wait(timeout=max(1.0, limit - (time.monotonic() - start))), \
+                        time.monotonic() - t0, False
+                except subprocess.TimeoutExpired:
+                    proc.terminate()  # SIGTERM: only our own child
+                    try:
+                        rc = proc.wait(timeout=30)
+                    except subprocess.TimeoutExpired:
+                        proc.kill()
+                        rc = proc.wait()
+                    print(f"{label}: still running {limit:.0f} s after the start: stopped", file=sys.stderr)
+                    return rc, time.monotonic() - t0, True
+
+        def on_retry(argv):
+            print(f"{label}: {retry_note(argv)}", file=sys.stderr, flush=True)
+
+        codes[label] = run_with_retries(cmd, out, attempt, on_retry)
         status = "done" if codes[label] == 0 else f"exit {codes[label]}"
         print(f"{label}: {status} ({time.monotonic() - start:.0f} s)", file=sys.stderr, flush=True)
         if codes[label] != 0:
-            tail = (Path(args.out) / label / "train.log").read_text(errors="replace").splitlines()[-15:]
+            tail = (out / "train.log").read_text(errors="replace").splitlines()[-15:]
             print("\n".join("    " + line for line in tail), file=sys.stderr)
+
+    threads = [threading.Thread(target=one, args=(i, *m), daemon=True) for i, m in enumerate(models)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
     return codes
 
 
@@ -167,6 +199,13 @@ def summarize(run: Path) -> dict:
     info = {}
     if (run / "run.json").is_file():
         info = json.loads((run / "run.json").read_text())
+    config = info.get("config") or {}
+    retries = []
+    if (run / "oom_retries.json").is_file():
+        try:
+            retries = json.loads((run / "oom_retries.json").read_text())
+        except json.JSONDecodeError:
+            pass
     return {
         "label": run.name,
         "model": info.get("model", run.name),
@@ -180,20 +219,28 @@ def summarize(run: Path) -> dict:
         "peak_gib": max(peaks) if peaks else None,
         "stopped": ends[-1].get("reason", "steps") if ends else "unfinished",
         "device": info.get("device", "?"),
+        "batch_size": config.get("batch_size"),  # the micro-batch of the last attempt
+        "accumulation": config.get("accumulation"),
+        "oom_retries": len(retries),
     }
 
 
 def table(rows: list[dict], args) -> str:
-    lines = [f"context {args.context}, batch {args.batch_size}, byte tokenizer, data {args.data}, "
+    lines = [f"context {args.context}, batch {args.batch_size} x accumulation {args.accumulation} (unless a "
+             f"model's own), byte tokenizer, data {args.data}, "
              f"max {args.max_minutes:g} min per run, lr {args.lr or 'spec'}, warmup {args.warmup}, "
              f"{'cosine over ' + str(args.steps) + ' steps' if args.steps else 'constant lr'}", "",
-             "| model | params | steps | tokens seen | final val loss | bits/byte | tokens/s | peak GiB | stopped by |",
-             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"]
+             "| model | params | micro-batch x accum | steps | tokens seen | final val loss | bits/byte | tokens/s "
+             "| peak GiB | stopped by |",
+             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"]
     for r in rows:
         final = r["val_loss"][-1] if r["val_loss"] else float("nan")
         params = f"{r['params'] / 1e6:.1f}M" if r["params"] else "?"
         peak = f"{r['peak_gib']:.2f}" if r["peak_gib"] is not None else "-"
-        lines.append(f"| {r['label']} | {params} | {r['steps']:,} | {r['tokens_seen'] / 1e6:.2f}M | {final:.4f} | "
+        mb = f"{r.get('batch_size')} x {r.get('accumulation')}" if r.get("batch_size") else "?"
+        if r.get("oom_retries"):
+            mb += f" ({r['oom_retries']} OOM {'retry' if r['oom_retries'] == 1 else 'retries'})"
+        lines.append(f"| {r['label']} | {params} | {mb} | {r['steps']:,} | {r['tokens_seen'] / 1e6:.2f}M | {final:.4f} | "
                      f"{final / math.log(2):.3f} | {r['tokens_per_s']:,.0f} | {peak} | {r['stopped']} |")
     return "\n".join(lines)
 
@@ -241,7 +288,7 @@ def export(run_dirs: list[Path], out: Path, dest: Path) -> None:
         if (out / name).is_file():
             shutil.copy2(out / name, dest / name)
     for d in run_dirs:
-        for name in ("metrics.jsonl", "run.json", "train.log", "loss.png"):
+        for name in ("metrics.jsonl", "run.json", "train.log", "loss.png", "oom_retries.json"):
             if (d / name).is_file():
                 (dest / d.name).mkdir(exist_ok=True)
                 shutil.copy2(d / name, dest / d.name / name)
@@ -255,7 +302,9 @@ def main(argv=None) -> int:
     p.add_argument("--max-minutes", type=float, default=9.0)
     p.add_argument("--grace", type=float, default=120.0, help="seconds past max-minutes before a run is stopped")
     p.add_argument("--context", type=int, default=512)
-    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--batch-size", type=int, default=16, help="micro-batch (sequences) of every model "
+                   "without its own SPEC:DIMxDEPTH:BATCHxACCUM")
+    p.add_argument("--accumulation", type=int, default=1, help="micro-batches per step (gradient accumulation)")
     p.add_argument("--lr", type=float, default=1e-3, help="peak lr for every model (0: each spec's own)")
     p.add_argument("--warmup", type=int, default=50)
     p.add_argument("--steps", type=int, default=0, help="a cosine schedule over this many steps (0: constant lr)")
@@ -292,6 +341,10 @@ def main(argv=None) -> int:
     args.eval_every = every
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    per_step = {label: (b or (args.batch_size, args.accumulation)) for label, _, _, _, b in models}
+    if len({m * a for m, a in per_step.values()}) > 1:
+        print("warning: the models see different tokens per step: "
+              + ", ".join(f"{k} {m} x {a}" for k, (m, a) in per_step.items()), file=sys.stderr)
     codes = launch(args, models)
     runs = [out / label for label, *_ in models]
     print(report(runs, args, out))

@@ -43,6 +43,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _retry import has_checkpoint, micro_batch, retry_note, run_with_retries  # noqa: E402
 CARRIED_CORPUS = ROOT / ".gpu_data" / "shakespeare" / "byte-val0.01-seed0"
 CARRIED_RECORDS = ROOT / ".gpu_data" / "continual_wiki.jsonl"
 
@@ -61,8 +64,9 @@ PRESETS = {
     "tiny": {
         "model": {"dim": 32, "depth": 1, "heads": 2},
         "lr": 3e-3,
-        "lm": {"steps": 12, "batch": 4, "context": 64},
-        "mqar": {"steps": 20, "batch": 8, "num_pairs": (2, 4), "seq_len": 128, "eval_seq_len": (128, 256)},
+        "lm": {"steps": 12, "batch": 4, "context": 64, "min_context": 32},
+        "mqar": {"steps": 20, "batch": 8, "num_pairs": (2, 4), "seq_len": 128, "eval_seq_len": (128, 256),
+                 "min_context": 64},
         "formal": {"steps": 12, "batch": 8, "context": 64},
         "niah": {"lengths": (512, 1024), "n": 2},
         "continual": {"classes_per_task": 4, "test_per_class": 2, "train_per_class": 4, "max_chars": 160,
@@ -72,11 +76,23 @@ PRESETS = {
     # The GPU run: 10.7M (Transformer++) to 26.9M (Hope) parameters at dim 384, depth 6, byte vocab.
     # Contexts are powers of two: Hope's CMS levels (every 16, 128, 2048 tokens) must divide the
     # context or be multiples of it (NS202).
+    # Why the contexts are short: on 2 H100s (torch 2.11; `--scale small --budget-minutes 4.8`, the
+    # six calibration probes running at once, so inflated by contention) Hope measured 111.4 s/step on
+    # the LM at context 512 x batch 8, 54.3 s/step on MQAR at length 256 x 16, 1.79 s/step on the
+    # formal languages at context 64 x 32; Titans 1.8, 0.98 and 0.30 s/step. Hope is launch-bound
+    # (its chunk loops: ~400-800 tokens/s on one H100 even alone; the exact CMS signal keeps a
+    # second-order graph per 16-token segment, and Hope 512x4 at context 512 x 16 ran out of 80 GB),
+    # so its step time grows with the context far more than with the batch. An 8-minute budget on
+    # 4 GPUs fits Hope only at short contexts: LM 128 (was 512) and MQAR 128 with 2-6 pairs (was
+    # 256 with 4-12); the formal languages keep context 64. The calibration (on GPUs) shrinks the
+    # LM and MQAR contexts further, for every model alike, when the slowest model cannot fit
+    # MIN_STEPS steps in its time cap (down to `min_context`), and only then skips the slow family.
     "small": {
         "model": {"dim": 384, "depth": 6, "heads": 4},
         "lr": 1e-3,
-        "lm": {"steps": 240, "batch": 8, "context": 512},
-        "mqar": {"steps": 300, "batch": 16, "num_pairs": (4, 8, 12), "seq_len": 256, "eval_seq_len": (256, 512)},
+        "lm": {"steps": 240, "batch": 16, "context": 128, "min_context": 64},
+        "mqar": {"steps": 300, "batch": 16, "num_pairs": (2, 4, 6), "seq_len": 128, "eval_seq_len": (128, 256),
+                 "min_context": 64},
         "formal": {"steps": 200, "batch": 32, "context": 64},
         "niah": {"lengths": (1024, 2048, 4096), "n": 15},
         "continual": {"classes_per_task": 2, "test_per_class": 20, "train_per_class": 40, "max_chars": 600,
@@ -117,6 +133,9 @@ class Job:
     lr: float | None
     heavy: bool  # a slow model on long sequences: limited per GPU (memory), the largest time share
     slow: bool = False  # a slow model (Hope, Titans ...) on any data: a larger time share than a fast one
+    # `batch` sequences per optimizer step, as `accumulation` micro-batches of batch // accumulation
+    # (raised by an out-of-memory retry, or from the start when the calibration probe needed it)
+    accumulation: int = 1
     commands: list[Command] = field(default_factory=list)
     status: str = "pending"
     slot: str = ""
@@ -200,7 +219,7 @@ def optimizer_spec(kind: str, base: str, folder: Path) -> Path:
 
 
 def plan(args, out: Path) -> tuple[list[Job], dict]:
-    p = PRESETS[args.scale]
+    p = args.preset
     scale = args.steps_scale
     corpus = corpus_path(args.corpus)
     haystack = write_haystack(corpus, out)
@@ -255,7 +274,7 @@ def attach_commands(jobs: list[Job], args, out: Path, notes: dict, job_minutes: 
 
 
 def set_commands(job: Job, args, out: Path, notes: dict, job_minutes: float, has_max_minutes: bool) -> None:
-    p = PRESETS[args.scale]
+    p = args.preset
     nslang = [sys.executable, *NSLANG]
     device = "cpu" if args.device == "cpu" else "cuda"
     job.commands = []
@@ -266,7 +285,8 @@ def set_commands(job: Job, args, out: Path, notes: dict, job_minutes: float, has
     for k, v in model_sets.items():
         argv += ["--set", f"{k}={v}"]
     argv += ["--data", job.data, "--context", str(job.context), "--steps", str(job.steps),
-             "--batch-size", str(job.batch), "--eval-every", "0", "--eval-batches", str(p.get("val_batches", 4)),
+             "--batch-size", str(max(1, job.batch // job.accumulation)), "--accumulation", str(job.accumulation),
+             "--eval-every", "0", "--eval-batches", str(p.get("val_batches", 4)),
              "--save-every", str(max(1, job.steps // 4)), "--log-every", str(max(1, job.steps // 20)),
              "--device", device, "--seed", "0", "--out", str(run), "--no-progress"]
     if job.lr is not None:
@@ -358,13 +378,24 @@ def run_job(job: Job, slot: tuple[str, int], out: Path, threads: int) -> None:
             # the evaluations share what the job has left (training may have ended early)
             left = t_job + job.minutes * 60 - time.monotonic()
             cmd.timeout_s = max(cmd.timeout_s, left / (len(job.commands) - i))
-        _run_command(cmd, env, "w")
-        # Out of memory (exit 4): the same tokens per step in smaller micro-batches, resumed from the
-        # last checkpoint when there is one. The job records the retry.
-        while cmd.kind == "train" and cmd.rc == 4 and not cmd.timed_out and _halve_batch(cmd, folder / "run"):
-            job.notes.append(f"out of memory: retried with {_opt(cmd.argv, '--batch-size')} x "
-                             f"{_opt(cmd.argv, '--accumulation')} micro-batches")
-            _run_command(cmd, env, "a")
+        if cmd.kind != "train":
+            _run_command(cmd, env, "w")
+            continue
+        # Out of memory (exit 4): the same tokens per step in smaller micro-batches, down to 1, within
+        # the command's time (bench/_retry.py). The job records the retry and the micro-batch used.
+        deadline = time.monotonic() + cmd.timeout_s
+        attempts = [0]
+
+        def attempt(argv, cmd=cmd, deadline=deadline, attempts=attempts):
+            before = cmd.seconds or 0.0
+            if attempts[0]:
+                cmd.timeout_s = max(30.0, deadline - time.monotonic())
+            _run_command(cmd, env, "a" if attempts[0] else "w")
+            attempts[0] += 1
+            return cmd.rc, (cmd.seconds or 0.0) - before, cmd.timed_out
+
+        run_with_retries(cmd.argv, folder / "run", attempt, on_retry=lambda argv: job.notes.append(retry_note(argv)))
+        micro, job.accumulation = micro_batch(cmd.argv)
     job.seconds = round(time.monotonic() - t_job, 2)
     train = job.commands[0]
     if train.rc == 0 and all(c.rc == 0 for c in job.commands):
@@ -401,35 +432,7 @@ def _run_command(cmd: Command, env: dict, mode: str) -> None:
     cmd.seconds = round((cmd.seconds or 0.0) + time.monotonic() - t0, 2)
 
 
-def _opt(argv: list[str], name: str) -> str | None:
-    return argv[argv.index(name) + 1] if name in argv else None
-
-
-def _set_opt(argv: list[str], name: str, value: str) -> None:
-    if name in argv:
-        argv[argv.index(name) + 1] = value
-    else:
-        argv += [name, value]
-
-
-def _halve_batch(cmd: Command, run: Path) -> bool:
-    """Rewrite a train command to half the micro-batch and twice the accumulation; False at batch 1."""
-    batch = int(_opt(cmd.argv, "--batch-size") or 1)
-    if batch < 2 or batch % 2:  # an odd batch cannot keep the tokens per step
-        return False
-    accumulation = int(_opt(cmd.argv, "--accumulation") or 1)
-    _set_opt(cmd.argv, "--batch-size", str(batch // 2))
-    _set_opt(cmd.argv, "--accumulation", str(accumulation * 2))
-    if _has_checkpoint(run) and "--resume" not in cmd.argv:
-        cmd.argv += ["--resume", "latest"]
-    minutes = _opt(cmd.argv, "--max-minutes")
-    if minutes is not None:  # what is left of the training time
-        _set_opt(cmd.argv, "--max-minutes", f"{max(0.1, float(minutes) - (cmd.seconds or 0) / 60):.3f}")
-    return True
-
-
-def _has_checkpoint(run: Path) -> bool:
-    return any((run / "checkpoints").glob("step_*.pt")) if (run / "checkpoints").is_dir() else False
+_has_checkpoint = has_checkpoint
 
 
 def collect(job: Job, out: Path) -> dict:
@@ -481,58 +484,177 @@ def collect(job: Job, out: Path) -> dict:
     return rec
 
 
-PROBE_STEPS = 6
-SAFETY = 0.6  # of the estimated training time, since the probes run less crowded than the grid
+PROBE_STEPS = 3  # one warm-up step (compiles, allocates), then two timed ones
+CALIBRATION_SHARE = 0.15  # the calibration's hard cap, of the budget; the jobs get what is left
+MIN_STEPS = 20  # an experiment whose slowest model cannot train this many steps in its cap is shrunk
+SAFETY = 0.8  # of a job's training minutes (final validation and checkpoint come on top)
+# Models timed by the calibration, slowest first, and the models each one stands for.
+FAMILIES = {"hope": ("hope", "hope_attention") + ABLATIONS, "titans": ("titans",)}
 
 
 def kind_of(job: Job) -> str:
     return "formal" if job.experiment.startswith("formal_") else job.experiment
 
 
+def family_of(model: str) -> str | None:
+    base = model.split("@")[0]
+    return next((f for f, members in FAMILIES.items() if base in members), None)
+
+
+def mqar_pairs(pairs, seq_len: int) -> tuple[int, ...]:
+    """The numbers of pairs that fit a sequence of seq_len (all of them, or the largest that fits)."""
+    sys.path.insert(0, str(ROOT))
+    from runtime.eval.mqar import MQAR
+
+    fits = lambda p: MQAR().min_length(p, p) <= seq_len  # noqa: E731
+    kept = tuple(p for p in pairs if fits(p))
+    if kept:
+        return kept
+    largest = max((p for p in range(1, min(pairs) + 1) if fits(p)), default=None)
+    return (largest,) if largest else ()
+
+
+def scale_ladder(preset: dict, kind: str) -> list[int]:
+    """The contexts an experiment may shrink to, largest first: halving down to its min_context (the
+    formal languages keep theirs: their length bins are fixed)."""
+    if kind == "lm":
+        ctx, floor = preset["lm"]["context"], preset["lm"].get("min_context", preset["lm"]["context"])
+    elif kind == "mqar":
+        ctx, floor = preset["mqar"]["seq_len"], preset["mqar"].get("min_context", preset["mqar"]["seq_len"])
+    else:
+        return [preset["formal"]["context"]]
+    out = [ctx]
+    while out[-1] // 2 >= floor and out[-1] % 2 == 0:
+        if kind == "mqar" and len(mqar_pairs(preset["mqar"]["num_pairs"], out[-1] // 2)) == 0:
+            break
+        out.append(out[-1] // 2)
+    return out
+
+
+def apply_scale(preset: dict, jobs: list[Job], kind: str, context: int) -> dict:
+    """Set an experiment's context (LM: also the optimizer jobs; MQAR: the sequence length, the
+    pairs that fit, evaluation at that length and twice it) in the run's preset and its jobs."""
+    if kind == "lm":
+        before = preset["lm"]["context"]
+        preset["lm"]["context"] = context
+        for j in jobs:
+            if j.experiment in ("lm", "optim"):
+                j.context = context
+        return {"context": [before, context]}
+    mq = preset["mqar"]
+    before = {"seq_len": mq["seq_len"], "num_pairs": list(mq["num_pairs"]), "eval_seq_len": list(mq["eval_seq_len"])}
+    mq["num_pairs"] = mqar_pairs(mq["num_pairs"], context)
+    mq["eval_seq_len"] = (context, 2 * context)
+    mq["seq_len"] = context
+    data = f"task:mqar?num_pairs={','.join(map(str, mq['num_pairs']))}&seq_len={context}"
+    for j in jobs:
+        if j.experiment == "mqar":
+            j.context, j.data = context, data
+    return {"context": [before["seq_len"], context], "num_pairs": [before["num_pairs"], list(mq["num_pairs"])],
+            "eval_seq_len": [before["eval_seq_len"], list(mq["eval_seq_len"])]}
+
+
+def run_probes(probes: list, args, work: Path, threads: int, gpus: list[str], cap_s: float) -> None:
+    """The probes one per GPU at a time (a queue), each with its own timeout, all within cap_s."""
+    t_end = time.monotonic() + cap_s
+    queue = list(probes)
+    lock = threading.Lock()
+
+    def worker(gpu):
+        while True:
+            with lock:
+                if not queue:
+                    return
+                probe = queue.pop(0)
+            left = t_end - time.monotonic()
+            if left < 10 or STOPPED.is_set():
+                probe.status = "not run (calibration time spent)"
+                continue
+            train = probe.commands[0]
+            train.timeout_s = min(left, 0.75 * cap_s)
+            try:
+                run_job(probe, (gpu, 0), work, threads)
+            except Exception as err:  # noqa: BLE001
+                probe.status = f"failed: {type(err).__name__}: {err}"
+
+    ts = [threading.Thread(target=worker, args=(g,), daemon=True) for g in gpus]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+
+
+def probe_seconds(probe: Job, work: Path) -> tuple[float | None, str]:
+    """Seconds per step of a probe: the median of its timed steps (after the warm-up); else the
+    warm-up step (an over-estimate: it compiles); else, when no step ended, its whole time (a lower
+    bound). Returns (seconds, how)."""
+    rec = collect(probe, work)
+    curve = rec["train"]["curve"]
+    per_step = lambda c: probe.batch * probe.context / c[3] if c[3] else None  # noqa: E731
+    timed = [x for x in (per_step(c) for c in curve[1:]) if x]
+    if timed:
+        return sorted(timed)[len(timed) // 2], "timed"
+    if curve and per_step(curve[0]):
+        return per_step(curve[0]), "warm-up step only"
+    spent = sum(c.seconds or 0.0 for c in probe.commands)
+    return (spent, "lower bound: no step in its time") if spent > 0 else (None, probe.status)
+
+
 def calibrate(jobs: list[Job], args, work: Path, notes: dict, slots: list, threads: int,
               has_max_minutes: bool, heavy_slots: int) -> dict:
-    """Time a few steps of the slowest models (Hope, Titans) on each experiment's data, all probes at
-    once, and give every experiment the steps its slowest model can finish in its time cap, so that
-    every model of an experiment still sees the same tokens and none is cut. Returns the record."""
+    """Time a few steps of the slowest models (Hope, Titans) on each experiment's data, one probe per
+    GPU at a time, within CALIBRATION_SHARE of the budget. Then, per experiment: the steps its slowest
+    model can finish in its time cap (every model alike, so all see the same tokens); when that is
+    under MIN_STEPS, a shorter context for every model alike (scale_ladder); when no context is short
+    enough, the slow family is skipped in that experiment (its jobs marked `skipped: ...`).
+    Returns the record (results.json's `calibration`)."""
     import copy
 
     t0 = time.monotonic()
+    budget_s = args.budget_minutes * 60
+    cap_s = CALIBRATION_SHARE * budget_s
     probes = []
-    for kind in ("lm", "mqar", "formal"):
-        for model in ("hope", "titans"):
+    for model in FAMILIES:  # Hope's probes first: they matter most
+        for kind in ("lm", "mqar", "formal"):
             j = next((x for x in jobs if kind_of(x) == kind and x.model == model), None)
             if j is not None:
                 probe = copy.deepcopy(j)
                 probe.name, probe.experiment, probe.steps = f"probe-{kind}-{model}", "probe", PROBE_STEPS
-                probes.append((kind, probe))
+                probes.append((kind, model, probe))
     if not probes:
         return {}
-    for _, probe in probes:
-        set_commands(probe, args, work, notes, 2.0, has_max_minutes)
-    threads_ = [threading.Thread(target=run_job, args=(probe, slots[i % len(slots)], work, threads), daemon=True)
-                for i, (_, probe) in enumerate(probes)]
-    for t in threads_:
-        t.start()
-    for t in threads_:
-        t.join()
-    per_step: dict[str, float] = {}
-    measured = {}
-    for kind, probe in probes:
-        rec = collect(probe, work)
-        times = [probe.batch * probe.context / c[3] for c in rec["train"]["curve"][1:] if c[3]]
-        if times:
-            sec = sorted(times)[len(times) // 2]
-            measured[probe.name] = round(sec, 4)
-            per_step[kind] = max(per_step.get(kind, 0.0), sec)
-        else:
-            measured[probe.name] = f"no timing ({probe.status})"
+    for _, _, probe in probes:
+        set_commands(probe, args, work, notes, cap_s / 60, has_max_minutes)
+        argv = probe.commands[0].argv
+        for name, value in (("--eval-batches", "1"), ("--save-every", str(PROBE_STEPS)), ("--log-every", "1"),
+                            ("--warmup", "1")):
+            argv[argv.index(name) + 1] = value
+        if "--max-minutes" in argv:
+            argv[argv.index("--max-minutes") + 1] = f"{0.75 * cap_s / 60:.3f}"
+    gpus = sorted({g for g, _ in slots}, key=lambda g: [g2 for g2, _ in slots].index(g))
+    run_probes([p for _, _, p in probes], args, work, threads, gpus, cap_s)
+    measured, seconds = {}, {}  # probe name -> shown value; (kind, family) -> seconds per step
+    for kind, model, probe in probes:
+        sec, how = probe_seconds(probe, work)
+        measured[probe.name] = round(sec, 3) if sec is not None and how == "timed" else \
+            (f"{sec:.3f} ({how})" if sec is not None else f"no timing ({how})")
+        if sec is not None:
+            seconds[(kind, model)] = sec
+        if probe.accumulation > 1:  # it ran out of memory at the full batch: start its family's jobs smaller
+            for j in jobs:
+                if kind_of(j) == kind and family_of(j.model) == model:
+                    j.accumulation = probe.accumulation
     spent = time.monotonic() - t0
-    left = max(60.0, args.budget_minutes * 60 * 0.95 - spent)
+    left = max(60.0, budget_s * 0.95 - (time.monotonic() - T0))
+    gpus_n = max(1, len(gpus))
+    contention = args.contention or max(1.0, min(len(slots) / gpus_n, math.ceil(len(jobs) / gpus_n)))
+    weight = lambda j: 1.0 if j.heavy else SLOW_WEIGHT if j.slow else LIGHT_WEIGHT  # noqa: E731
     heavy = [j for j in jobs if j.heavy]
     rest = [j for j in jobs if not j.heavy]
-    weight = lambda j: 1.0 if j.heavy else SLOW_WEIGHT if j.slow else LIGHT_WEIGHT  # noqa: E731
-    record = {"probe_seconds": round(spent, 1), "seconds_per_step": measured, "steps": {}}
-    for kind, sec in per_step.items():
+    record = {"probe_seconds": round(spent, 1), "cap_seconds": round(cap_s, 1), "seconds_per_step": measured,
+              "contention": contention, "min_steps": MIN_STEPS, "safety": SAFETY, "steps": {}, "scale": {},
+              "skipped": {}}
+    for kind in ("lm", "mqar", "formal"):
         js = [j for j in jobs if kind_of(j) == kind]
         if not js:
             continue
@@ -540,19 +662,41 @@ def calibrate(jobs: list[Job], args, work: Path, notes: dict, slots: list, threa
             cap = left / max(1, math.ceil(len(heavy) / heavy_slots))
         else:
             free = max(1, len(slots) - min(heavy_slots, len(heavy)))
-            cap = left * free * SLOW_WEIGHT / max(1e-9, sum(weight(j) for j in rest))
-            cap = min(cap, left)
-        fit = int(cap * train_share(kind) * SAFETY / sec)
+            cap = min(left, left * free * SLOW_WEIGHT / max(1e-9, sum(weight(j) for j in rest)))
+        train_s = cap * train_share(kind) * SAFETY
         planned = js[0].steps
-        steps = max(10, min(planned, fit))
+        ctx0 = js[0].context
+        # the timed families of this experiment, slowest first (a probe that never ran constrains nothing)
+        families = sorted((f for f in FAMILIES if (kind, f) in seconds and any(family_of(j.model) == f for j in js)),
+                          key=lambda f: -seconds[(kind, f)])
+        ladder = scale_ladder(args.preset, kind)
+        chosen, fit = ctx0, None
+        while families:
+            sec = seconds[(kind, families[0])]
+            # launch-bound: the step time grows with the context (the chunk loops), hardly with the batch
+            fits = [(ctx, int(train_s / (sec * contention * ctx / ctx0))) for ctx in ladder]
+            ok = next(((ctx, n) for ctx, n in fits if n >= MIN_STEPS), None)
+            if ok:
+                chosen, fit = ok
+                break
+            why = (f"skipped: too slow for the budget (measured {sec:.2f} s/step at context {ctx0}; fewer than "
+                   f"{MIN_STEPS} steps fit its {cap / 60:.1f}-minute cap even at context {ladder[-1]})")
+            for j in js:
+                if family_of(j.model) == families[0]:
+                    j.status = why
+            record["skipped"].setdefault(kind, {})[families[0]] = why
+            families.pop(0)
+        if chosen != ctx0:
+            record["scale"][kind] = apply_scale(args.preset, jobs, kind, chosen)
+        steps = planned if fit is None else max(1, min(planned, fit))
         for j in js:
             j.steps = steps
-        record["steps"][kind] = {"planned": planned, "fit": fit, "steps": steps, "cap_minutes": round(cap / 60, 2)}
-    for kind in ("optim",):  # the optimizer jobs train a fast model on the LM data: keep the LM's tokens
-        if "lm" in record["steps"]:
-            for j in jobs:
-                if j.experiment == kind:
-                    j.steps = record["steps"]["lm"]["steps"]
+        record["steps"][kind] = {"planned": planned, "fit": fit, "steps": steps, "cap_minutes": round(cap / 60, 2),
+                                 "context": chosen}
+    if "lm" in record["steps"]:  # the optimizer jobs train a fast model on the LM data: the LM's tokens
+        for j in jobs:
+            if j.experiment == "optim":
+                j.steps = record["steps"]["lm"]["steps"]
     return record
 
 
@@ -612,6 +756,10 @@ def main(argv=None) -> int:
                     help="first time a few steps of Hope and Titans on each experiment's data, and lower each "
                     "experiment's steps (for every model alike) to what the slowest can finish in its time cap "
                     "(default: on for GPUs, off on the CPU)")
+    ap.add_argument("--contention", type=float, default=None,
+                    help="how many times slower a step runs in the full grid than in its calibration probe "
+                    "(default: the processes sharing one GPU, slots per GPU or jobs per GPU if fewer; "
+                    "launch-bound models share a GPU about linearly)")
     ap.add_argument("--dry-run", action="store_true", help="write the plan and commands, run nothing")
     args = ap.parse_args(argv)
 
@@ -630,6 +778,9 @@ def main(argv=None) -> int:
         slots = [(g, k) for k in range(args.slots_per_gpu) for g in gpus]  # slot k of every GPU, then k+1
         threads = max(1, (os.cpu_count() or 16) // len(slots))
         args.device = "cuda"
+    import copy
+
+    args.preset = copy.deepcopy(PRESETS[args.scale])  # the calibration may shorten contexts in it
     jobs, notes = plan(args, work)
     jobs.sort(key=lambda j: (not j.heavy, not j.slow, j.experiment != "lm", j.name))  # slowest first
     waves = max(1, math.ceil(len(jobs) / len(slots)))
@@ -644,11 +795,16 @@ def main(argv=None) -> int:
     if args.calibrate is None:
         args.calibrate = args.device != "cpu"
     if args.calibrate and not args.dry_run:
-        print(f"calibrating: {PROBE_STEPS} steps of the slowest models on each experiment's data", file=sys.stderr)
+        print(f"calibrating: {PROBE_STEPS} steps of the slowest models on each experiment's data, one per GPU, "
+              f"at most {CALIBRATION_SHARE * args.budget_minutes * 60:.0f} s", file=sys.stderr)
         calibration = calibrate(jobs, args, work, notes, slots, threads, has_max_minutes, heavy_slots)
         print(f"calibration: {json.dumps(calibration)}", file=sys.stderr)
     attach_commands(jobs, args, work, notes, job_minutes, has_max_minutes)
-    header = {"format": "nslang-results", "scale": args.scale, "preset": PRESETS[args.scale],
+    skipped = [j for j in jobs if j.status.startswith("skipped")]
+    for j in skipped:
+        j.commands, j.minutes = [], None
+    header = {"format": "nslang-results", "scale": args.scale, "preset": args.preset,
+              "preset_planned": PRESETS[args.scale],
               "steps_scale": args.steps_scale, "budget_minutes": args.budget_minutes, "slots": len(slots),
               "waves": waves, "job_minutes": round(job_minutes, 3), "device": args.device,
               "gpus": sorted({s[0] for s in slots}), "threads_per_job": threads, "optim_model": args.optim_model,
@@ -681,7 +837,10 @@ def main(argv=None) -> int:
     if args.dry_run:
         print(f"wrote {out / 'commands.sh'} and {out / 'results.json'} (dry run)")
         return 0
-    todo: list[Job] = list(jobs)
+    todo: list[Job] = [j for j in jobs if not j.status.startswith("skipped")]
+    for j in skipped:  # recorded with their reason, never run
+        results[j.name] = collect(j, work)
+    write()
     t_start = T0
     deadline = t_start + args.budget_minutes * 60 * 0.95
     weight = lambda j: 1.0 if j.heavy else SLOW_WEIGHT if j.slow else LIGHT_WEIGHT  # noqa: E731

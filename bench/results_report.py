@@ -235,10 +235,22 @@ def render(folder: Path, output: Path) -> str:
              s_fo * fo["batch"] * fo["context"]]]
     cal = doc.get("calibration") or {}
     if cal.get("steps"):
-        add("- Calibration: before the grid, a few steps of Hope and Titans were timed on each experiment's data "
-            f"({', '.join(f'{k} {v}s/step' for k, v in cal.get('seconds_per_step', {}).items())}); each "
+        add("- Calibration: before the grid, a few steps of Hope and Titans were timed on each experiment's data, "
+            f"one probe per GPU, in {fmt(cal.get('probe_seconds'), 0)} s (cap {fmt(cal.get('cap_seconds'), 0)} s) "
+            f"({', '.join(f'{k} {v} s/step' if isinstance(v, (int, float)) else f'{k}: {v}' for k, v in cal.get('seconds_per_step', {}).items())}); a step in "
+            f"the full grid was taken as {fmt(cal.get('contention'), 1)}x slower (processes sharing a GPU). Each "
             "experiment's steps were lowered, for every model alike, to what the slowest fits in its time cap: "
             + ", ".join(f"{k} {v['planned']} -> {v['steps']}" for k, v in cal["steps"].items()) + ".")
+    for kind, change in (cal.get("scale") or {}).items():
+        parts = [f"context {change['context'][0]} -> {change['context'][1]}"]
+        if "num_pairs" in change:
+            parts.append(f"pairs {change['num_pairs'][0]} -> {change['num_pairs'][1]}")
+            parts.append(f"evaluation lengths {change['eval_seq_len'][0]} -> {change['eval_seq_len'][1]}")
+        add(f"- **Scale shrunk** for `{kind}` (every model alike: the slowest could not fit "
+            f"{cal.get('min_steps', 20)} steps at the preset's scale): " + ", ".join(parts) + ".")
+    for kind, fams in (cal.get("skipped") or {}).items():
+        for fam, why in fams.items():
+            add(f"- **Skipped** in `{kind}`: the {pretty(fam)} family ({why}).")
     add("\nEvery model of an experiment trains on the same tokens (same steps, batch, context, seed, data order), "
         f"learning rate {p['lr']:g} (AdamW, the specs' optimizer) except in the optimizer comparison, where each "
         "optimizer keeps its spec's rate. A job that hit its time limit is marked `(time)` with the steps it saw.\n")
@@ -401,15 +413,20 @@ def render(folder: Path, output: Path) -> str:
 
     # jobs
     add("## Jobs\n")
-    add("Every job, its status (`ok`; `partial`: trained but a command failed or was cut; `failed`), the "
-        "steps it trained, its time cap and its wall time. Logs are in the results folder under jobs/.\n")
+    add("Every job, its status (`ok`; `partial`: trained but a command failed or was cut; `failed`; `skipped`: "
+        "too slow for the budget, never run), the steps it trained, its context, its micro-batch x accumulation "
+        "(an out-of-memory retry halves the micro-batch and doubles the accumulation: the same tokens per step), "
+        "its time cap and its wall time. Logs are in the results folder under jobs/.\n")
     rows = []
     for j in doc["jobs"]:
         bad = [f"{c['kind']}: " + ("timeout" if c.get("timed_out") else f"rc {c.get('rc')}")
                for c in j.get("commands", []) if c.get("rc") != 0]
-        rows.append([j["name"], j.get("status"), steps_note(j), fmt(j.get("minutes"), 2), fmt(j.get("seconds"), 0),
-                     "; ".join(bad) or ""])
-    add(markdown_table(["job", "status", "steps", "cap (min)", "wall (s)", "problems"], rows))
+        acc = j.get("accumulation") or 1
+        micro = f"{j['batch'] // acc} x {acc}" if j.get("batch") else "-"
+        rows.append([j["name"], j.get("status"), steps_note(j), j.get("context", "-"), micro, fmt(j.get("minutes"), 2),
+                     fmt(j.get("seconds"), 0), "; ".join(bad + list(j.get("notes") or [])) or ""])
+    add(markdown_table(["job", "status", "steps", "context", "micro-batch x accum", "cap (min)", "wall (s)",
+                        "problems"], rows))
 
     add("\n## Commands\n")
     add("The whole run and the report:\n")
