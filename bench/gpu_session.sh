@@ -43,8 +43,9 @@ run_stage() {  # name, gpus (comma-separated physical ids)
   mkdir -p "$dir"
   case $name in
     kernels)
-      CUDA_VISIBLE_DEVICES=$gpus limit "$(( t < 300 ? t : 300 ))" python3 bench/kernels.py \
-        --fla-ignore-triton-guard
+      # one process per measurement with its own limit (a first call compiles or autotunes)
+      CUDA_VISIBLE_DEVICES=$gpus limit "$(( t < 420 ? t : 420 ))" python3 bench/kernels.py \
+        --fla-ignore-triton-guard --no-reference --timeout 150
       t=$(left)
       [ "$t" -gt 10 ] && CUDA_VISIBLE_DEVICES=$gpus limit "$(( t < 240 ? t : 240 ))" \
         python3 bench/deep_memory.py ;;
