@@ -19,10 +19,24 @@ The job list (model x experiment), every job a chain of `nslang train` then `nsl
 
 Within an experiment every model gets the same steps, batch and context (the same tokens). The
 jobs run in parallel on `slots` (GPU x slot, CUDA_VISIBLE_DEVICES set per process); the whole run
-is planned to fit `--budget-minutes`: each job gets budget / waves minutes, training is stopped by
-`nslang train --max-minutes` at 60% of that (it saves a checkpoint, records a `time_limit` event,
-and the job records the steps and tokens it saw), and every command also has a hard `timeout`.
-A failed or cut job is recorded as such; the others go on.
+is planned to fit `--budget-minutes`: each job gets a share of what is left of the budget when it
+starts, training is stopped by `nslang train --max-minutes` at a share of that (it saves a
+checkpoint, records a `time_limit` event, and the job records the steps and tokens it saw), and
+every command also has a hard `timeout`. A failed or cut job is recorded as such; the others go on.
+
+Calibration (on GPUs): at most 15% of the budget, before the grid, one probe per GPU at a time,
+each with its own timeout: 1 warm-up + 2 timed steps of Hope, then Titans, on each experiment's
+data. Each experiment's steps become what its slowest model fits in its time cap (a step in the
+grid taken as `--contention` times slower than alone). When that is under MIN_STEPS (20), the LM
+or MQAR context is halved for every model alike (MQAR: the pairs that fit the shorter sequences,
+evaluation at that length and twice it) down to the preset's min_context; when even that is too
+slow, the slow family (Hope, its ablations and Hope-Attention) is skipped in that experiment, its
+jobs recorded as `skipped: too slow for the budget (measured X s/step ...)`. results.json keeps the
+scale used (`preset`, and `calibration.scale`) next to the planned one (`preset_planned`).
+
+Out of memory: a training command that exits with nslang train's out-of-memory status is run again
+with half the micro-batch and twice the accumulation (the same tokens per step), down to 1, within
+its time (bench/_retry.py, shared with bench/curves.py); the job records the micro-batch used.
 
 Output folder: results.json (the plan, every job's commands, return codes, times, training and
 evaluation results), commands.sh (the exact commands), jobs/<job>/ (runs, logs, eval JSON).
@@ -576,6 +590,7 @@ def run_probes(probes: list, args, work: Path, threads: int, gpus: list[str], ca
                 run_job(probe, (gpu, 0), work, threads)
             except Exception as err:  # noqa: BLE001
                 probe.status = f"failed: {type(err).__name__}: {err}"
+            probe.ended = time.time()  # read by probe_seconds
 
     ts = [threading.Thread(target=worker, args=(g,), daemon=True) for g in gpus]
     for t in ts:
@@ -586,8 +601,10 @@ def run_probes(probes: list, args, work: Path, threads: int, gpus: list[str], ca
 
 def probe_seconds(probe: Job, work: Path) -> tuple[float | None, str]:
     """Seconds per step of a probe: the median of its timed steps (after the warm-up); else the
-    warm-up step (an over-estimate: it compiles); else, when no step ended, its whole time (a lower
-    bound). Returns (seconds, how)."""
+    warm-up step (an over-estimate: it compiles and allocates); else, when the run started (its
+    `start` event) but no step ended before it was stopped, the time from that start to the stop (a
+    lower bound of the warm-up step); else None: no measure (still starting up when the calibration's
+    time ran out: such a probe constrains nothing). Returns (seconds, how)."""
     rec = collect(probe, work)
     curve = rec["train"]["curve"]
     per_step = lambda c: probe.batch * probe.context / c[3] if c[3] else None  # noqa: E731
@@ -596,8 +613,19 @@ def probe_seconds(probe: Job, work: Path) -> tuple[float | None, str]:
         return sorted(timed)[len(timed) // 2], "timed"
     if curve and per_step(curve[0]):
         return per_step(curve[0]), "warm-up step only"
-    spent = sum(c.seconds or 0.0 for c in probe.commands)
-    return (spent, "lower bound: no step in its time") if spent > 0 else (None, probe.status)
+    started = None
+    metrics = work / "jobs" / probe.name / "run" / "metrics.jsonl"
+    for line in (metrics.read_text().splitlines() if metrics.is_file() else []):
+        try:
+            r = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if r.get("kind") == "event" and r.get("event") == "start":
+            started = r.get("time")
+    ended = getattr(probe, "ended", None)
+    if started and ended and ended > started:
+        return ended - started, "lower bound: no step ended after the start"
+    return None, probe.status
 
 
 def calibrate(jobs: list[Job], args, work: Path, notes: dict, slots: list, threads: int,

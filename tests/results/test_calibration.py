@@ -68,3 +68,20 @@ def test_too_slow_everywhere_skips_the_family(tmp_path, monkeypatch):
 @pytest.mark.parametrize("pairs,n,expect", [((2, 4, 6), 128, (2, 4, 6)), ((2, 4, 6), 64, (2,)), ((4, 8), 64, (3,))])
 def test_mqar_pairs(pairs, n, expect):
     assert R.mqar_pairs(pairs, n) == expect
+
+
+def test_probe_seconds(tmp_path):
+    import json
+
+    probe = R.Job("probe-lm-hope", "probe", "hope", "specs/hope.nsam", "x", 3, 16, 128, 1e-3, True)
+    run = tmp_path / "jobs" / probe.name / "run"
+    run.mkdir(parents=True)
+    assert R.probe_seconds(probe, tmp_path)[0] is None  # never started: no measure
+    records = [{"kind": "event", "event": "start", "time": 100.0}]
+    (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    probe.ended = 130.0
+    assert R.probe_seconds(probe, tmp_path) == (30.0, "lower bound: no step ended after the start")
+    records += [{"kind": "train", "step": s, "tokens": s * 2048, "loss": 5.0, "tokens_per_s": tps}
+                for s, tps in ((1, 100.0), (2, 1024.0), (3, 2048.0))]
+    (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    assert R.probe_seconds(probe, tmp_path) == (2.0, "timed")  # the median of steps 2 and 3 (the later)
