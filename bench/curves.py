@@ -4,16 +4,19 @@ GPU at the same time, then one plot (validation loss against wall-clock minutes 
 training tokens) and a markdown table.
 
     python bench/curves.py [SPEC:DIMxDEPTH[:BATCHxACCUM] ...] [--gpus 0,1] [--max-minutes 9] [--context 512]
-        [--batch-size 16] [--accumulation 1] [--lr 1e-3] [--warmup 50] [--eval-every 20,200] [--data DIR_OR_NAME]
+        [--batch-size 16] [--accumulation 1] [--lr 1e-3] [--warmup 50] [--eval-every 3,200] [--data DIR_OR_NAME]
         [--out runs/curves] [--export DIR] [--device cuda|cpu]
     python bench/curves.py --plot-only runs/curves      # redraw from the runs' metrics.jsonl
 
 Default models: hope:512x4 (31.9M parameters) and transformer_pp:512x10 (31.6M), byte tokenizer,
-context 512, 16 sequences per step (8,192 tokens), AdamW from each spec with the same peak lr,
+context 512, 16 sequences per step (8,192 tokens; Hope's as 2 micro-batches of 8, which fit an
+80 GB H100: its 16 ran out of memory at step 1, 77.7 of 79.2 GiB), AdamW from each spec with the same peak lr,
 warmup, then a constant learning rate: the runs stop on time (`max_minutes`), not on a step count,
 so a decaying schedule would be cut at an arbitrary point (give --steps N for a cosine schedule
-over N steps instead). Validation (4 batches of the held-out split) runs every 20 Hope steps and
-every 200 Transformer++ steps by default, so that both curves get points at similar times; its
+over N steps instead). Validation (4 batches of the held-out split) runs every 3 Hope steps and
+every 200 Transformer++ steps by default, so that both curves get points at similar times (on an
+H100, Transformer++ 512x10 ran ~24 steps/s, 208,838 tokens/s; Hope 512x4 ~400-800 tokens/s, i.e.
+10-20 s per 8,192-token step); its
 time counts in the wall-clock axis of both. Each model is trained by `nslang train` in its own process (one per GPU of
 --gpus, through CUDA_VISIBLE_DEVICES); everything this script reports comes from the runs'
 metrics.jsonl (runtime/train/metrics.py), never from their console output.
@@ -50,7 +53,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-DEFAULT_MODELS = ["hope:512x4", "transformer_pp:512x10"]
+DEFAULT_MODELS = ["hope:512x4:8x2", "transformer_pp:512x10"]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _retry import retry_note, run_with_retries  # noqa: E402
 CARRIED_CORPUS = ROOT / ".gpu_data" / "shakespeare" / "byte-val0.01-seed0"
@@ -296,7 +299,7 @@ def export(run_dirs: list[Path], out: Path, dest: Path) -> None:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("models", nargs="*", default=DEFAULT_MODELS, help="SPEC:DIMxDEPTH, e.g. hope:512x4")
+    p.add_argument("models", nargs="*", default=DEFAULT_MODELS, help="SPEC:DIMxDEPTH[:BATCHxACCUM], e.g. hope:512x4 or hope:512x4:8x2")
     p.add_argument("--gpus", default="0,1", help="one GPU per model, comma-separated (default 0,1)")
     p.add_argument("--device", default="cuda", help="cuda (one process per GPU of --gpus) or cpu")
     p.add_argument("--max-minutes", type=float, default=9.0)
@@ -310,7 +313,7 @@ def main(argv=None) -> int:
     p.add_argument("--steps", type=int, default=0, help="a cosine schedule over this many steps (0: constant lr)")
     p.add_argument("--eval-every", default=None,
                    help="steps between validation passes: one number, or one per model, comma-separated "
-                   "(default: 20,200 for the default Hope and Transformer++, whose steps differ ~10x in speed; "
+                   "(default: 3,200 for the default Hope and Transformer++, whose steps differ ~200x in speed on an H100; "
                    "else 50)")
     p.add_argument("--eval-batches", type=int, default=4)
     p.add_argument("--log-every", type=int, default=10)
@@ -332,7 +335,7 @@ def main(argv=None) -> int:
         return 0
     models = [parse_model(m) for m in args.models]
     if args.eval_every is None:
-        args.eval_every = "20,200" if args.models == DEFAULT_MODELS else "50"
+        args.eval_every = "3,200" if args.models == DEFAULT_MODELS else "50"
     every = [int(v) for v in str(args.eval_every).split(",") if v.strip()]
     if len(every) == 1:
         every *= len(models)
