@@ -179,6 +179,8 @@ def launch(args, models) -> dict[str, int]:
         t.start()
     for t in threads:
         t.join()
+    for label, *_ in models:  # a run whose thread failed before its process ended
+        codes.setdefault(label, -1)
     return codes
 
 
