@@ -139,9 +139,12 @@ def main(argv=None) -> int:
         if found < args.nproc:
             print(f"warning: {found} CUDA device(s), fewer than --nproc {args.nproc}", file=sys.stderr)
     models = [parse_model(m) for m in args.models]
+    if any(batch for *_, batch in models):
+        raise SystemExit("error: ddp_throughput.py sizes every run by --batch-size (per process); "
+                         "give models as SPEC:DIMxDEPTH")
     strategies = [s.strip() for s in args.strategies.split(",") if s.strip()]
     rows = []
-    for label, spec, dim, depth in models:
+    for label, spec, dim, depth, _ in models:
         for nproc, strategy in [(1, "none"), *[(args.nproc, s) for s in strategies]]:
             rows.append(run_one(args, label, spec, dim, depth, nproc, strategy))
             r = rows[-1]
