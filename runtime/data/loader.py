@@ -18,7 +18,7 @@ where they are, for models that reset their memory state at a new document).
 
 from __future__ import annotations
 
-from typing import Iterator
+from typing import Iterator, Sequence
 
 import numpy as np
 import torch
@@ -33,10 +33,13 @@ def _tokens_of(corpus, split: str) -> np.ndarray:
     return np.asarray(corpus)  # a plain token array, for tests and in-memory data
 
 
+def _to_device(batch: torch.Tensor, device) -> torch.Tensor:
+    return batch.to(device, non_blocking=True) if device is not None else batch
+
+
 def _gather(tokens: np.ndarray, starts: np.ndarray, width: int, device) -> torch.Tensor:
     rows = np.asarray(tokens[starts[:, None] + np.arange(width)], dtype=np.int64)
-    batch = torch.from_numpy(rows)
-    return batch.to(device, non_blocking=True) if device is not None else batch
+    return _to_device(torch.from_numpy(rows), device)
 
 
 def _task_corpus(corpus) -> bool:
@@ -45,7 +48,21 @@ def _task_corpus(corpus) -> bool:
     return isinstance(corpus, TaskCorpus)
 
 
-class BatchSampler:
+class _EndlessBatches:
+    """Iterating a training sampler (BatchSampler, tasks.TaskBatchSampler) calls its next_batch forever."""
+
+    def next_batch(self) -> torch.Tensor:
+        raise NotImplementedError
+
+    def __iter__(self) -> Iterator[torch.Tensor]:
+        while True:
+            yield self.next_batch()
+
+    def __next__(self) -> torch.Tensor:
+        return self.next_batch()
+
+
+class BatchSampler(_EndlessBatches):
     """Deterministic, resumable sampler of `[batch_size, seq_len + 1]` training windows.
 
     Given a TaskCorpus (`--data task:...`, runtime/data/tasks.py) it is a TaskBatchSampler: one
@@ -105,13 +122,6 @@ class BatchSampler:
         starts = np.concatenate(starts)[self.rank * self.batch_size:(self.rank + 1) * self.batch_size]
         return _gather(self.tokens, starts, self.seq_len + 1, self.device)
 
-    def __iter__(self) -> Iterator[torch.Tensor]:
-        while True:
-            yield self.next_batch()
-
-    def __next__(self) -> torch.Tensor:
-        return self.next_batch()
-
     def state_dict(self) -> dict:
         """The position, as a small dict of ints; save it in the checkpoint."""
         return {"seed": self.seed, "epoch": self.epoch, "cursor": self.cursor, "seq_len": self.seq_len,
@@ -129,7 +139,42 @@ class BatchSampler:
         self._plan = None
 
 
-class ValidationIterator:
+class _InOrderBatches:
+    """A fixed list of row keys served `batch_size` at a time, in order, the same on every pass: the part
+    ValidationIterator and tasks.TaskValidationIterator share. A subclass calls `_take` with all the
+    keys of the split and turns a slice of them into a `[<=batch_size, seq_len + 1]` batch (`_rows`)."""
+
+    keys: Sequence
+    batch_size: int
+    seq_len: int
+    device: object
+
+    def _take(self, keys: Sequence, batch_size: int, seq_len: int, max_batches: int | None, rank: int,
+              world_size: int, device) -> None:
+        self.batch_size, self.seq_len, self.device = batch_size, seq_len, device
+        # Every rank takes every world_size-th row, so ranks cover disjoint parts of the split;
+        # max_batches keeps the first batches, so a capped evaluation is still deterministic.
+        self.keys = keys[rank::world_size]
+        if max_batches is not None:
+            self.keys = self.keys[:max_batches * batch_size]
+
+    def _rows(self, keys: Sequence) -> torch.Tensor:
+        raise NotImplementedError
+
+    def __len__(self) -> int:
+        return -(-len(self.keys) // self.batch_size)
+
+    @property
+    def n_tokens(self) -> int:
+        """Predicted tokens per full pass (each row predicts seq_len of them)."""
+        return len(self.keys) * self.seq_len
+
+    def __iter__(self) -> Iterator[torch.Tensor]:
+        for i in range(0, len(self.keys), self.batch_size):
+            yield _to_device(self._rows(self.keys[i:i + self.batch_size]), self.device)
+
+
+class ValidationIterator(_InOrderBatches):
     """Consecutive `[<=batch_size, seq_len + 1]` windows of the validation split, in order.
 
     Each iteration starts over, so evaluating twice gives the same batches. The tail shorter than
@@ -148,24 +193,13 @@ class ValidationIterator:
     def __init__(self, corpus, batch_size: int, seq_len: int, max_batches: int | None = None, split: str = "val",
                  rank: int = 0, world_size: int = 1, device=None):
         self.tokens = _tokens_of(corpus, split)
-        self.batch_size, self.seq_len, self.device = batch_size, seq_len, device
         n_windows = max(0, (len(self.tokens) - 1) // seq_len)
         if n_windows == 0:
             raise DataError(f"the {split} split has {len(self.tokens)} tokens, fewer than seq_len + 1 = {seq_len + 1}",
                             "use a shorter seq_len, a larger val_fraction or a larger corpus")
-        # Every rank takes every world_size-th window, so ranks cover disjoint parts of the split.
-        self.starts = np.arange(n_windows, dtype=np.int64)[rank::world_size] * seq_len
-        if max_batches is not None:
-            self.starts = self.starts[:max_batches * batch_size]
+        # The keys are the windows' start offsets.
+        self._take(np.arange(n_windows, dtype=np.int64) * seq_len, batch_size, seq_len, max_batches, rank,
+                   world_size, device)
 
-    def __len__(self) -> int:
-        return -(-len(self.starts) // self.batch_size)
-
-    @property
-    def n_tokens(self) -> int:
-        """Predicted tokens per full pass (each window predicts seq_len of them)."""
-        return len(self.starts) * self.seq_len
-
-    def __iter__(self) -> Iterator[torch.Tensor]:
-        for i in range(0, len(self.starts), self.batch_size):
-            yield _gather(self.tokens, self.starts[i:i + self.batch_size], self.seq_len + 1, self.device)
+    def _rows(self, starts: np.ndarray) -> torch.Tensor:
+        return _gather(self.tokens, starts, self.seq_len + 1, None)

@@ -31,12 +31,12 @@ training lengths) and bin1 (longer strings, never seen in training).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Iterator
 
 import numpy as np
 import torch
 
 from ._common import DataError
+from .loader import _EndlessBatches, _InOrderBatches, _to_device
 
 PREFIX = "task:"
 VAL_ROWS = 256
@@ -183,7 +183,7 @@ def open_task(data: str, tokenizer: str = "byte", **_ignored) -> TaskCorpus:
     return TaskCorpus(data, tokenizer=tokenizer)
 
 
-class TaskBatchSampler:
+class TaskBatchSampler(_EndlessBatches):
     """Training batches of a TaskCorpus: row i of the run is example i of seed `train-<seed>`.
 
     Same interface as loader.BatchSampler (next_batch, state_dict, load_state_dict). With
@@ -207,15 +207,7 @@ class TaskBatchSampler:
         first = self.cursor + self.rank * self.batch_size
         rows = [self.stream.row(first + i, train_seed(self.seed), self.seq_len + 1) for i in range(self.batch_size)]
         self.cursor += self.batch_size * self.world_size
-        batch = torch.from_numpy(np.stack(rows))
-        return batch.to(self.device, non_blocking=True) if self.device is not None else batch
-
-    def __iter__(self) -> Iterator[torch.Tensor]:
-        while True:
-            yield self.next_batch()
-
-    def __next__(self) -> torch.Tensor:
-        return self.next_batch()
+        return _to_device(torch.from_numpy(np.stack(rows)), self.device)
 
     def state_dict(self) -> dict:
         return {"task": self.stream.name, "seed": self.seed, "cursor": self.cursor, "seq_len": self.seq_len,
@@ -228,27 +220,14 @@ class TaskBatchSampler:
         self.seed, self.cursor = int(state["seed"]), int(state["cursor"])
 
 
-class TaskValidationIterator:
-    """The held-out slice: rows 0..VAL_ROWS-1 of seed `val-<seed>`, the same on every pass."""
+class TaskValidationIterator(_InOrderBatches):
+    """The held-out slice: rows 0..VAL_ROWS-1 of seed `val-<seed>`, the same on every pass (batching,
+    rank split and max_batches as loader.ValidationIterator)."""
 
     def __init__(self, corpus: TaskCorpus, batch_size: int, seq_len: int, max_batches: int | None = None,
                  split: str = "val", rank: int = 0, world_size: int = 1, device=None):
         self.stream, self.seed = corpus.stream, corpus.seed
-        self.batch_size, self.seq_len, self.device = batch_size, seq_len, device
-        self.indices = list(range(VAL_ROWS))[rank::world_size]
-        if max_batches is not None:
-            self.indices = self.indices[:max_batches * batch_size]
+        self._take(list(range(VAL_ROWS)), batch_size, seq_len, max_batches, rank, world_size, device)
 
-    def __len__(self) -> int:
-        return -(-len(self.indices) // self.batch_size)
-
-    @property
-    def n_tokens(self) -> int:
-        return len(self.indices) * self.seq_len
-
-    def __iter__(self) -> Iterator[torch.Tensor]:
-        for i in range(0, len(self.indices), self.batch_size):
-            rows = [self.stream.row(j, val_seed(self.seed), self.seq_len + 1)
-                    for j in self.indices[i:i + self.batch_size]]
-            batch = torch.from_numpy(np.stack(rows))
-            yield batch.to(self.device, non_blocking=True) if self.device is not None else batch
+    def _rows(self, indices: list[int]) -> torch.Tensor:
+        return torch.from_numpy(np.stack([self.stream.row(j, val_seed(self.seed), self.seq_len + 1) for j in indices]))
