@@ -7,7 +7,8 @@ perplexity, tokens/s, loss curves), NIAH (accuracy by length), MQAR (by pairs an
 the formal languages (Table 5: bin0 = training lengths, bin1 = longer), the continual stream
 (accuracy matrices, forgetting), the Table 6 ablations (LM + MQAR), the optimizers (AdamW, Muon,
 M3), every job's status (cut by time, failed), the exact commands, and a "Reading" placeholder.
-The plotting helpers of runtime/eval/report.py draw the length and forgetting plots.
+The plotting helpers of runtime/eval/report.py draw the length and forgetting plots and the
+formal-language heatmap's cells.
 """
 from __future__ import annotations
 
@@ -20,7 +21,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from runtime.eval.report import _pyplot, _save, fmt, markdown_table, plot_context, plot_forgetting  # noqa: E402
+from runtime.eval.report import (_finish, _pyplot, fmt, heatmap, markdown_table, plot_context,  # noqa: E402
+                                 plot_forgetting)
 
 MAIN = ("hope", "transformer_pp", "titans", "deltanet", "hope_attention")
 ABLATIONS = ("hope", "hope_no_dgd", "hope_no_momentum", "hope_no_retention", "hope_no_cms")
@@ -109,9 +111,7 @@ def plot_curves(doc: dict, names: list[tuple[str, str]], out: Path, title: str) 
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    path = _save(fig, out)
-    plt.close(fig)
-    return path
+    return _finish(fig, out)
 
 
 def plot_bins(series: dict[str, dict], key: str, out: Path, title: str, xlabel: str) -> Path | None:
@@ -147,9 +147,7 @@ def plot_bins(series: dict[str, dict], key: str, out: Path, title: str, xlabel: 
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, ncol=2)
     fig.tight_layout()
-    path = _save(fig, out)
-    plt.close(fig)
-    return path
+    return _finish(fig, out)
 
 
 def plot_formal(doc: dict, out: Path) -> Path | None:
@@ -172,21 +170,14 @@ def plot_formal(doc: dict, out: Path) -> Path | None:
     fig, axes = plt.subplots(1, 2, figsize=(12, 3.6), layout="constrained")
     image = None
     for ax, (b, m) in zip(axes, grid.items()):
-        image = ax.imshow(np.ma.masked_invalid(m), vmin=0.0, vmax=1.0, cmap="viridis")
-        for i in range(m.shape[0]):
-            for k in range(m.shape[1]):
-                if not np.isnan(m[i, k]):
-                    ax.text(k, i, f"{m[i, k]:.2f}", ha="center", va="center", fontsize=8,
-                            color="white" if m[i, k] < 0.6 else "black")
+        image = heatmap(ax, m)
         ax.set_xticks(range(len(LANGUAGES)))
         ax.set_xticklabels([LANG_NAMES[x] for x in LANGUAGES], rotation=20, fontsize=8)
         ax.set_yticks(range(len(MAIN)))
         ax.set_yticklabels([pretty(x) for x in MAIN], fontsize=8)
         ax.set_title(f"{b} ({'training lengths' if b == 'bin0' else 'longer than training'})", fontsize=9)
     fig.colorbar(image, ax=list(axes), shrink=0.8, label="accuracy (log-likelihood, chance 0.5)")
-    path = _save(fig, out)
-    plt.close(fig)
-    return path
+    return _finish(fig, out)
 
 
 # -- the document ----------------------------------------------------------------------------------
@@ -199,6 +190,12 @@ def render(folder: Path, output: Path) -> str:
     p = doc["preset"]
     md: list[str] = []
     add = md.append
+
+    def figure(alt: str, path: Path | None) -> None:
+        """The plot's image line, where a plot was drawn (its function returns None when there is nothing to plot)."""
+        if path:
+            add(f"\n![{alt}]({rel(path)})\n")
+
     tiny = doc["scale"] == "tiny"
     add("# Results: a small-scale reproduction (issue 6)\n")
     if tiny:
@@ -268,9 +265,8 @@ def render(folder: Path, output: Path) -> str:
                      status(j)])
     add(markdown_table(["model", "params", "steps", "train loss", "val loss (nats/byte)", "val ppl (byte)",
                         "tokens/s", "status"], rows))
-    path = plot_curves(doc, [(pretty(m), f"lm-{m}") for m in MAIN], plots_dir / "lm_loss.png", "LM pretraining")
-    if path:
-        add(f"\n![LM loss curves]({rel(path)})\n")
+    figure("LM loss curves",
+           plot_curves(doc, [(pretty(m), f"lm-{m}") for m in MAIN], plots_dir / "lm_loss.png", "LM pretraining"))
 
     # NIAH
     add("## Needle in a haystack (after LM pretraining)\n")
@@ -289,9 +285,7 @@ def render(folder: Path, output: Path) -> str:
         add(markdown_table(["model", "task", *lengths, "all"], rows))
         panels = {t: {pretty(m): ((job(doc, f"lm-{m}") or {}).get("eval") or {}).get(t) for m in MAIN
                       if ((job(doc, f"lm-{m}") or {}).get("eval") or {}).get(t)} for t in niah_tasks}
-        path = plot_context(panels, plots_dir / "niah.png", "NIAH accuracy by length")
-        if path:
-            add(f"\n![NIAH by length]({rel(path)})\n")
+        figure("NIAH by length", plot_context(panels, plots_dir / "niah.png", "NIAH accuracy by length"))
     else:
         add("No NIAH results.\n")
 
@@ -315,13 +309,10 @@ def render(folder: Path, output: Path) -> str:
                         "all", "status"], rows))
     for key, xlabel, name in (("num_pairs", "key-value pairs", "mqar_pairs.png"),
                               ("seq_len", "sequence length", "mqar_length.png")):
-        path = plot_bins({k: v for k, v in series.items() if not k.startswith("Hope w/o")}, key,
-                         plots_dir / name, f"MQAR accuracy by {xlabel}", xlabel)
-        if path:
-            add(f"\n![MQAR by {xlabel}]({rel(path)})\n")
-    path = plot_curves(doc, [(pretty(m), f"mqar-{m}") for m in MAIN], plots_dir / "mqar_loss.png", "MQAR training")
-    if path:
-        add(f"\n![MQAR loss]({rel(path)})\n")
+        figure(f"MQAR by {xlabel}", plot_bins({k: v for k, v in series.items() if not k.startswith("Hope w/o")}, key,
+                                              plots_dir / name, f"MQAR accuracy by {xlabel}", xlabel))
+    figure("MQAR loss",
+           plot_curves(doc, [(pretty(m), f"mqar-{m}") for m in MAIN], plots_dir / "mqar_loss.png", "MQAR training"))
 
     # formal
     add("## Formal languages (Table 5)\n")
@@ -348,9 +339,7 @@ def render(folder: Path, output: Path) -> str:
     if any(cell != "- / -" for row in rows for cell in row[1:]):
         add("\nGreedy generation (the verdict the model writes), bin0 / bin1:\n")
         add(markdown_table(["model", *[LANG_NAMES[x] for x in LANGUAGES]], rows))
-    path = plot_formal(doc, plots_dir / "formal.png")
-    if path:
-        add(f"\n![formal languages]({rel(path)})\n")
+    figure("formal languages", plot_formal(doc, plots_dir / "formal.png"))
 
     # continual
     add("## Continual learning (class-incremental)\n")
@@ -372,9 +361,7 @@ def render(folder: Path, output: Path) -> str:
         add("\nTasks, in training order: " + "; ".join(f"T{i + 1} = {n.replace('+', ', ')}"
                                                      for i, n in enumerate(names)) + ".\n")
         panels = {k: {**r, "names": [f"T{i + 1}" for i in range(len(r.get("names", [])))]} for k, r in panels.items()}
-    path = plot_forgetting(panels, plots_dir / "continual.png", "class-incremental accuracy matrices")
-    if path:
-        add(f"\n![continual]({rel(path)})\n")
+    figure("continual", plot_forgetting(panels, plots_dir / "continual.png", "class-incremental accuracy matrices"))
 
     # ablations
     add("## Ablations (Table 6)\n")
@@ -389,10 +376,8 @@ def render(folder: Path, output: Path) -> str:
         rows.append([pretty(model), fmt(t.get("params_m"), 2) + "M" if t.get("params_m") else "-", steps_note(j),
                      t.get("val_loss"), t.get("val_ppl"), steps_note(jm), both(res)])
     add(markdown_table(["model", "params", "LM steps", "val loss", "val ppl", "MQAR steps", "MQAR acc / gen"], rows))
-    path = plot_curves(doc, [(pretty(m), f"lm-{m}") for m in ABLATIONS], plots_dir / "ablations_loss.png",
-                       "Ablations: LM pretraining")
-    if path:
-        add(f"\n![ablation losses]({rel(path)})\n")
+    figure("ablation losses", plot_curves(doc, [(pretty(m), f"lm-{m}") for m in ABLATIONS],
+                                          plots_dir / "ablations_loss.png", "Ablations: LM pretraining"))
 
     # optimizers
     add("## Optimizers: AdamW, Muon, M3\n")
@@ -407,9 +392,7 @@ def render(folder: Path, output: Path) -> str:
         rows.append([kind, steps_note(j), t.get("final_train_loss"), t.get("val_loss"), t.get("val_ppl"),
                      t.get("tokens_per_s"), status(j)])
     add(markdown_table(["optimizer", "steps", "train loss", "val loss", "val ppl", "tokens/s", "status"], rows))
-    path = plot_curves(doc, names, plots_dir / "optimizers_loss.png", f"{pretty(om)}: optimizers")
-    if path:
-        add(f"\n![optimizers]({rel(path)})\n")
+    figure("optimizers", plot_curves(doc, names, plots_dir / "optimizers_loss.png", f"{pretty(om)}: optimizers"))
 
     # jobs
     add("## Jobs\n")

@@ -139,6 +139,29 @@ def _save(fig, out: Path) -> Path:
     return out
 
 
+def _finish(fig, out: Path) -> Path:
+    """Save the figure (`_save`) and close it; returns the path, for the plot functions to return."""
+    import matplotlib.pyplot as plt  # imported already: the figure was made with it
+
+    path = _save(fig, out)
+    plt.close(fig)
+    return path
+
+
+def heatmap(ax, m):
+    """Draw the matrix `m` (values 0-1, NaN where unknown) on `ax` as a viridis image with each known
+    cell's value written in it (white on dark cells); returns the image, for a colorbar."""
+    import numpy as np
+
+    image = ax.imshow(np.ma.masked_invalid(m), vmin=0.0, vmax=1.0, cmap="viridis")
+    for i in range(m.shape[0]):
+        for j in range(m.shape[1]):
+            if not np.isnan(m[i, j]):
+                ax.text(j, i, f"{m[i, j]:.2f}", ha="center", va="center", fontsize=8,
+                        color="white" if m[i, j] < 0.6 else "black")
+    return image
+
+
 def plot_context(panels: dict[str, dict[str, dict]], out: Path, title: str = "") -> Path | None:
     """Accuracy against context length. panels: {panel title: {line label: task result}}; a panel
     per task (several runs as lines) or one panel (several tasks as lines). None when no result
@@ -177,9 +200,7 @@ def plot_context(panels: dict[str, dict[str, dict]], out: Path, title: str = "")
         ax.axis("off")
     if title:
         fig.suptitle(title)
-    path = _save(fig, out)
-    plt.close(fig)
-    return path
+    return _finish(fig, out)
 
 
 def _length_label(x: float) -> str:
@@ -208,12 +229,7 @@ def plot_forgetting(panels: dict[str, dict], out: Path, title: str = "") -> Path
     for ax, (panel, r) in zip(axes.flat, panels.items()):
         names = r["names"]
         m = np.array([[np.nan if v is None else v for v in row] for row in r["matrix"]], dtype=float)
-        image = ax.imshow(np.ma.masked_invalid(m), vmin=0.0, vmax=1.0, cmap="viridis")
-        for i in range(m.shape[0]):
-            for j in range(m.shape[1]):
-                if not np.isnan(m[i, j]):
-                    ax.text(j, i, f"{m[i, j]:.2f}", ha="center", va="center", fontsize=8,
-                            color="white" if m[i, j] < 0.6 else "black")
+        image = heatmap(ax, m)
         ax.set_xticks(range(len(names)))
         ax.set_xticklabels(names, rotation=30, ha="right", fontsize=8)
         ax.set_yticks(range(m.shape[0]))
@@ -227,9 +243,7 @@ def plot_forgetting(panels: dict[str, dict], out: Path, title: str = "") -> Path
         fig.colorbar(image, ax=list(axes.flat), shrink=0.8, label=r.get("metric", "acc"))
     if title:
         fig.suptitle(title)
-    path = _save(fig, out)
-    plt.close(fig)
-    return path
+    return _finish(fig, out)
 
 
 def plot_eval(tasks: dict, stem: Path, title: str = "") -> list[Path]:
@@ -402,6 +416,4 @@ def _plot_losses(names: list[str], summaries: list[dict], out: Path) -> Path | N
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    path = _save(fig, out)
-    plt.close(fig)
-    return path
+    return _finish(fig, out)
