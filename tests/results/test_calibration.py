@@ -13,6 +13,10 @@ _spec = importlib.util.spec_from_file_location("bench_results", ROOT / "bench" /
 R = importlib.util.module_from_spec(_spec)
 sys.modules["bench_results"] = R  # dataclasses look their module up
 _spec.loader.exec_module(R)
+# its parts (bench/ is on sys.path now): the names the calibration looks up live there
+import results_calibrate as C  # noqa: E402
+import results_plan as P  # noqa: E402
+import results_run as Run  # noqa: E402
 
 
 def _setup(tmp_path, monkeypatch, seconds: dict, budget=8.0):
@@ -22,12 +26,12 @@ def _setup(tmp_path, monkeypatch, seconds: dict, budget=8.0):
                               only=None, optim_model="transformer_pp", budget_minutes=budget, contention=None,
                               device="cuda")
     args.preset = copy.deepcopy(R.PRESETS["small"])
-    monkeypatch.setattr(R, "write_haystack", lambda corpus, out: None)
+    monkeypatch.setattr(P, "write_haystack", lambda corpus, out: None)
     jobs, notes = R.plan(args, tmp_path)
-    monkeypatch.setattr(R, "run_probes", lambda *a, **k: None)
-    monkeypatch.setattr(R, "probe_seconds",
+    monkeypatch.setattr(C, "run_probes", lambda *a, **k: None)
+    monkeypatch.setattr(C, "probe_seconds",
                         lambda probe, work: (seconds.get(probe.name), "timed") if probe.name in seconds else (None, "x"))
-    R.T0 = __import__("time").monotonic()
+    Run.T0 = __import__("time").monotonic()
     slots = [(str(g), k) for k in range(6) for g in range(4)]
     record = R.calibrate(jobs, args, tmp_path, notes, slots, 1, True, heavy_slots=16)
     return args, {j.name: j for j in jobs}, record
