@@ -6,6 +6,7 @@ real shapes in bf16 and fp32 against an fp32 reference.
 """
 
 import os
+from functools import partial
 
 import pytest
 import torch
@@ -14,67 +15,21 @@ if not torch.cuda.is_available():
     os.environ["TRITON_INTERPRET"] = "1"  # before triton is imported (kernel.py reads it)
 pytest.importorskip("triton")
 
+from ops_common import (  # noqa: E402
+    assert_errors_below, check_linear_rule_dispatch, check_linear_rule_gpu,
+    check_linear_rule_strong_decay, gpu_real_shapes, gpu_test, linear_rule_errors,
+    linear_rule_inputs)
 from runtime.ops.gated_delta import chunk_gated_delta  # noqa: E402
 from runtime.ops.gated_delta.dispatch import gated_delta  # noqa: E402
 from runtime.ops.gated_delta.kernel import chunk_gated_delta_kernel  # noqa: E402
 
-DEV = "cuda" if torch.cuda.is_available() else "cpu"
 # Small cases: the kernel runs in fp32 (its fp32 matmuls use input_precision="ieee"), the chunk
 # reference in float64 on the same inputs, so the gap is the kernel's fp32 rounding: ~1e-7
 # relative RMSE on ordinary draws, up to ~2e-5 for d log_a under strong decay (the fp32 reference
 # itself is at ~5e-6 there: dg is a difference of larger row and column sums). 1e-4 covers that
 # with margin and still fails on any real bug (a wrong term, mask or transpose gives 1e-2 to 1).
 TOL_FP32 = 1e-4
-
-
-def _rel(x, ref):
-    """Relative RMSE: ||x - ref|| / ||ref||."""
-    x, ref = x.double(), ref.double()
-    return ((x - ref).norm() / ref.norm().clamp_min(1e-30)).item()
-
-
-def _f64(x):
-    return {n: t.double() for n, t in x.items()}
-
-
-def _inputs(B, T, H, Dk, Dv, gate, h0, dtype=torch.float32, seed=0, strong_decay=False):
-    g = torch.Generator().manual_seed(seed)
-    r = lambda *s: torch.randn(*s, generator=g)  # noqa: E731
-    x = dict(
-        q=r(B, T, H, Dk) / Dk**0.5,
-        k=torch.nn.functional.normalize(r(B, T, H, Dk), dim=-1),
-        v=r(B, T, H, Dv),
-        b=torch.sigmoid(r(B, T, H)),
-    )
-    if gate == "a":
-        x["a"] = torch.rand(B, T, H, generator=g) * 0.7 + 0.3
-    elif gate == "log_a":
-        la = torch.nn.functional.logsigmoid(r(B, T, H) + 3)
-        if strong_decay:  # exp(-G) would overflow; only differences G_t - G_s <= 0 are used
-            la = torch.where(torch.rand(B, T, H, generator=g) < 0.5, la, torch.full_like(la, -30.0))
-        x["log_a"] = la
-    if h0:
-        x["initial_state"] = r(B, H, Dv, Dk) * 0.5
-    return {n: t.to(DEV, dtype) for n, t in x.items()}
-
-
-def _run(fn, x, C, loss="both", seed=1):
-    """Forward, a random linear loss on o and/or the final state, and every input's gradient."""
-    leaves = {n: t.detach().clone().requires_grad_() for n, t in x.items()}
-    kw = {n: leaves[n] for n in ("a", "log_a", "initial_state") if n in leaves}
-    o, S = fn(leaves["q"], leaves["k"], leaves["v"], leaves["b"], chunk_size=C, **kw)
-    g = torch.Generator().manual_seed(seed)
-    wo = torch.randn(o.shape, generator=g).to(o.device, torch.float64)
-    wS = torch.randn(S.shape, generator=g).to(S.device, torch.float64)
-    total = 0.0
-    if loss in ("o", "both"):
-        total = total + (o.double() * wo).sum()
-    if loss in ("state", "both"):
-        total = total + (S.double() * wS).sum()
-    total.backward()
-    # an input that the loss does not reach has gradient None in autograd, zeros from the kernel
-    grads = {n: torch.zeros_like(t) if t.grad is None else t.grad for n, t in leaves.items()}
-    return o.detach(), S.detach(), grads
+_inputs = partial(linear_rule_inputs, beta=True)  # q, k, v, b, the gate and the initial state
 
 
 CASES = [
@@ -89,44 +44,17 @@ CASES = [
 @pytest.mark.parametrize("B,T,H,Dk,Dv,C,gate,h0,loss", CASES)
 def test_kernel_matches_chunk(B, T, H, Dk, Dv, C, gate, h0, loss):
     x = _inputs(B, T, H, Dk, Dv, gate, h0)
-    o, S, grads = _run(chunk_gated_delta_kernel, x, C, loss)
-    o_r, S_r, grads_r = _run(chunk_gated_delta, _f64(x), C, loss)
-    assert o.shape == o_r.shape and S.shape == S_r.shape
-    assert _rel(o, o_r) < TOL_FP32
-    assert _rel(S, S_r) < TOL_FP32
-    assert grads.keys() == grads_r.keys()
-    for name, g_ref in grads_r.items():
-        assert grads[name] is not None, name
-        assert _rel(grads[name], g_ref) < TOL_FP32, name
+    errs, _ = linear_rule_errors(chunk_gated_delta_kernel, chunk_gated_delta, x, C, loss)
+    assert_errors_below(errs, TOL_FP32)
 
 
 def test_strong_decay_stays_finite():
-    # log a = -30 on half the tokens: cumulative log gates of order -1000 inside a chunk.
-    x = _inputs(1, 63, 1, 16, 16, "log_a", True, strong_decay=True)
-    o, S, grads = _run(chunk_gated_delta_kernel, x, 32)
-    o_r, S_r, grads_r = _run(chunk_gated_delta, _f64(x), 32)
-    assert _rel(o, o_r) < TOL_FP32 and _rel(S, S_r) < TOL_FP32
-    for name, g_ref in grads_r.items():
-        assert torch.isfinite(grads[name]).all(), name
-        assert _rel(grads[name], g_ref) < TOL_FP32, name
+    check_linear_rule_strong_decay(chunk_gated_delta_kernel, chunk_gated_delta, TOL_FP32, beta=True)
 
 
 def test_dispatch():
     x = _inputs(1, 20, 1, 16, 16, "log_a", True)
-    args = (x["q"], x["k"], x["v"], x["b"])
-    kw = dict(log_a=x["log_a"], initial_state=x["initial_state"], chunk_size=16)
-    ref = chunk_gated_delta(*args, **kw)
-    for impl in ("reference", "auto", "kernel"):
-        o, S = gated_delta(*args, **kw, impl=impl)
-        assert _rel(o, ref[0]) < TOL_FP32 and _rel(S, ref[1]) < TOL_FP32, impl
-    # chunk sizes the kernel does not take: "auto" falls back, "kernel" refuses
-    for c in (12, 128):
-        o, _ = gated_delta(*args, **{**kw, "chunk_size": c}, impl="auto")
-        assert _rel(o, ref[0]) < TOL_FP32
-        with pytest.raises(ValueError):
-            gated_delta(*args, **{**kw, "chunk_size": c}, impl="kernel")
-    with pytest.raises(ValueError):
-        gated_delta(*args, **kw, impl="fast")
+    check_linear_rule_dispatch(gated_delta, chunk_gated_delta, x, TOL_FP32)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -140,30 +68,15 @@ def test_dispatch():
 GPU_TOL = {torch.float32: (1e-5, 1e-5), torch.bfloat16: (1e-2, 1.5e-2)}
 
 
-@pytest.mark.gpu
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
-@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32])
-@pytest.mark.parametrize("D", [64, 128])
+@gpu_real_shapes
 def test_kernel_gpu_real_shapes(D, dtype):
     x = _inputs(2, 2048, 4, D, D, "log_a", True, dtype=dtype)
-    o, S, grads = _run(chunk_gated_delta_kernel, x, 64)
-    o_r, S_r, grads_r = _run(chunk_gated_delta, {n: t.float() for n, t in x.items()}, 64)
-    tol_v, tol_g = GPU_TOL[dtype]
-    errs = {"o": _rel(o, o_r), "state": _rel(S, S_r)}
-    errs.update({f"d{n}": _rel(grads[n], grads_r[n]) for n in grads_r})
-    print(dtype, D, {n: f"{e:.1e}" for n, e in errs.items()})
-    assert errs["o"] < tol_v and errs["state"] < tol_v, errs
-    for n in grads_r:
-        assert errs[f"d{n}"] < tol_g, errs
+    check_linear_rule_gpu(chunk_gated_delta_kernel, chunk_gated_delta, x, 64, GPU_TOL[dtype],
+                          dtype, D)
 
 
-@pytest.mark.gpu
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@gpu_test
 def test_delta_rule_gpu_no_gate_no_h0():
     x = _inputs(2, 2048, 4, 128, 128, None, False, dtype=torch.bfloat16)
-    o, S, grads = _run(chunk_gated_delta_kernel, x, 64)
-    o_r, S_r, grads_r = _run(chunk_gated_delta, {n: t.float() for n, t in x.items()}, 64)
-    assert _rel(o, o_r) < GPU_TOL[torch.bfloat16][0]
-    assert _rel(S, S_r) < GPU_TOL[torch.bfloat16][0]
-    for n in grads_r:
-        assert _rel(grads[n], grads_r[n]) < GPU_TOL[torch.bfloat16][1], n
+    check_linear_rule_gpu(chunk_gated_delta_kernel, chunk_gated_delta, x, 64,
+                          GPU_TOL[torch.bfloat16], torch.bfloat16)

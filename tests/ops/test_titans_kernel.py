@@ -15,12 +15,12 @@ if not torch.cuda.is_available():
     os.environ["TRITON_INTERPRET"] = "1"  # before triton is imported (kernel.py reads it)
 pytest.importorskip("triton")
 
+from ops_common import DEV, assert_errors_below, gpu_real_shapes, gpu_test, rel_rmse  # noqa: E402
 from runtime.ops.titans import chunk_titans, titans  # noqa: E402
 from runtime.ops.titans.kernel import chunk_titans_kernel, supports  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
-DEV = "cuda" if torch.cuda.is_available() else "cpu"
 # Small cases: the kernel in fp32 (exact fp32 products in the interpreter), the chunk reference in
 # float64 on the same inputs, so the gap is the kernel's fp32 rounding: measured 3e-8 to 4e-7
 # relative RMSE on values, final state and every gradient (the chain through 4 to 7 chunks of an
@@ -28,12 +28,6 @@ DEV = "cuda" if torch.cuda.is_available() else "cpu"
 # still fails on any real bug: a wrong sign, mask, transpose or missing term gives 1e-3 to 1.
 TOL_FP32 = 1e-5
 NAMES = ("q", "k", "v", "eta", "theta", "alpha")
-
-
-def _rel(x, ref):
-    """Relative RMSE: ||x - ref|| / ||ref||."""
-    x, ref = x.double(), ref.double()
-    return ((x - ref).norm() / ref.norm().clamp_min(1e-30)).item()
 
 
 def _inputs(B, T, H, Dk, Dv, hid, h0=False, dtype=torch.float32, seed=0):
@@ -84,12 +78,11 @@ def _compare(x, C, memory, activation, loss, tol, tol_grad=None, block_hidden=No
     ref_in = {n: t.double() if t.device.type == "cpu" else t.float() for n, t in x.items()}
     o_r, S_r, grads_r = _run(chunk_titans, ref_in, loss, **kw)
     assert o.shape == o_r.shape and o.dtype == x["q"].dtype
-    errs = {"o": _rel(o, o_r)}
-    errs.update({f"state{i}": _rel(s, s_r) for i, (s, s_r) in enumerate(zip(S, S_r))})
-    errs.update({f"d{n}": _rel(grads[n], grads_r[n]) for n in grads_r})
+    errs = {"o": rel_rmse(o, o_r)}
+    errs.update({f"state{i}": rel_rmse(s, s_r) for i, (s, s_r) in enumerate(zip(S, S_r))})
+    errs.update({f"d{n}": rel_rmse(grads[n], grads_r[n]) for n in grads_r})
     print({n: f"{e:.1e}" for n, e in errs.items()})
-    for n, err in errs.items():
-        assert err < (tol_grad if tol_grad and n.startswith("d") else tol), (n, errs)
+    assert_errors_below(errs, tol, tol_grad)
     return errs
 
 
@@ -117,8 +110,8 @@ def test_no_grad_forward():
         o, S = chunk_titans_kernel(*args, initial_state=state, chunk_size=16)
     o_r, S_r = chunk_titans(*[t.double() for t in args],
                             initial_state=tuple(t.double() for t in state), chunk_size=16)
-    assert _rel(o, o_r) < TOL_FP32
-    assert all(_rel(a, b) < TOL_FP32 for a, b in zip(S, S_r))
+    assert rel_rmse(o, o_r) < TOL_FP32
+    assert all(rel_rmse(a, b) < TOL_FP32 for a, b in zip(S, S_r))
 
 
 def test_empty_sequence():
@@ -135,13 +128,13 @@ def test_dispatch_and_fallback():
     ref = chunk_titans(*args, chunk_size=16)
     for impl in ("reference", "auto", "kernel"):
         o, S = titans(*args, chunk_size=16, impl=impl)
-        assert _rel(o, ref[0]) < TOL_FP32 and _rel(S[0], ref[1][0]) < TOL_FP32, impl
+        assert rel_rmse(o, ref[0]) < TOL_FP32 and rel_rmse(S[0], ref[1][0]) < TOL_FP32, impl
     # options the kernel does not take: "auto" falls back to the chunk form, "kernel" refuses
     for bad in (dict(chunk_size=12), dict(read="chunk_start"), dict(chunk_size=128)):
         kw = {"chunk_size": 16, **bad}
         assert not supports(*args, **kw)
         o, _ = titans(*args, **kw, impl="auto")
-        assert _rel(o, chunk_titans(*args, **kw)[0]) < TOL_FP32
+        assert rel_rmse(o, chunk_titans(*args, **kw)[0]) < TOL_FP32
         with pytest.raises(ValueError, match="does not support"):
             titans(*args, **kw, impl="kernel")
     with pytest.raises(ValueError):
@@ -164,8 +157,8 @@ def test_kernel_bf16_products(dtype):
     kw = dict(chunk_size=16, memory="mlp", precision="bf16")
     o, S, grads = _run(chunk_titans_kernel, x, **kw)
     o_r, S_r, grads_r = _run(chunk_titans, {n: t.double() for n, t in x.items()}, chunk_size=16)
-    errs = [_rel(o, o_r)] + [_rel(s, s_r) for s, s_r in zip(S, S_r)]
-    errs += [_rel(grads[n], grads_r[n]) for n in grads_r]
+    errs = [rel_rmse(o, o_r)] + [rel_rmse(s, s_r) for s, s_r in zip(S, S_r)]
+    errs += [rel_rmse(grads[n], grads_r[n]) for n in grads_r]
     assert max(errs) < TOL_BF16, errs
 
 
@@ -181,18 +174,14 @@ def test_kernel_bf16_products(dtype):
 GPU_TOL = {torch.float32: (3e-2, 5e-2), torch.bfloat16: (3e-2, 5e-2)}
 
 
-@pytest.mark.gpu
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
-@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32])
-@pytest.mark.parametrize("D", [64, 128])
+@gpu_real_shapes
 def test_kernel_gpu_real_shapes(D, dtype):
     x = _inputs(2, 2048, 4, D, D, 4 * D, dtype=dtype)
     tol_v, tol_g = GPU_TOL[dtype]
     _compare(x, 64, "mlp", "silu", "both", tol_v, tol_g)
 
 
-@pytest.mark.gpu
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@gpu_test
 def test_kernel_gpu_residual_initial_state():
     x = _inputs(2, 1000, 4, 128, 128, 256, h0=True, dtype=torch.bfloat16)
     _compare(x, 64, "residual_mlp", "silu", "both", *GPU_TOL[torch.bfloat16])
@@ -217,6 +206,6 @@ def test_deep_memory_layer_uses_kernel():
         (y.square().sum() + state[0].sum()).backward()
         results.append((y.detach(), {n: p.grad.clone() for n, p in layer.named_parameters()}))
     (y_k, g_k), (y_c, g_c) = results
-    assert _rel(y_k, y_c) < TOL_FP32
+    assert rel_rmse(y_k, y_c) < TOL_FP32
     for n in g_c:
-        assert _rel(g_k[n], g_c[n]) < TOL_FP32, n
+        assert rel_rmse(g_k[n], g_c[n]) < TOL_FP32, n
