@@ -88,11 +88,16 @@ def init(device_pref: str, strategy: str) -> Dist:
     return Dist(rank, world, local_rank, device, strategy)
 
 
-def teardown(dist: Dist) -> None:
+def teardown(dist: Dist, sync: bool = False) -> None:
+    """Leave the process group. sync (a run that ended normally): first wait for every rank, so
+    no rank tears gloo down while another still talks to it (rank 0 draws the plot last; an
+    early destroy aborted the other rank at exit). Never after an error: a peer may be gone."""
     if dist.active:
         import torch.distributed as tdist
 
         if tdist.is_initialized():
+            if sync:
+                barrier(dist)
             tdist.destroy_process_group()
 
 

@@ -406,6 +406,7 @@ def train(cfg: RunConfig, callbacks: Sequence[Callable[[StepInfo], None]] = (), 
         say(f"done: step {step}" + (f", train loss {last_loss:.4f}" if math.isfinite(last_loss) else "")
             + (f", val loss {result.val_loss:.4f}" if result.val_loss is not None else "")
             + (f", {result.tokens_per_s:,.0f} tokens/s" if math.isfinite(result.tokens_per_s) else ""))
+        finished = True
         return result
     except Exception as err:
         if _is_oom(err):  # outside a step: moving the model, evaluating, gathering a checkpoint
@@ -423,7 +424,7 @@ def train(cfg: RunConfig, callbacks: Sequence[Callable[[StepInfo], None]] = (), 
                                                title=f"{pkg.model_name} ({cfg.steps} steps)")
                 except Exception as err:  # a plot must never hide the run's own outcome
                     print(f"warning: could not draw {out / metrics.PLOT}: {err}", file=sys.stderr)
-        distributed.teardown(dist)
+        distributed.teardown(dist, sync=locals().get("finished", False))
 
 
 def _log_val(log_, value: float | None, step: int, tokens: int, say) -> float | None:
