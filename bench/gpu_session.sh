@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One device call: install the carried wheels, then run stages side by side, each on its GPUs.
 #
-#   DEADLINE=500 bash bench/gpu_session.sh kernels+tests@0 model@1 curves@2,3
+#   DEADLINE=500 bash bench/gpu_session.sh tests@0 kernels@1 deep+profile@2 model_compiled@3
 #   DEADLINE=420 bash bench/gpu_session.sh results@0,1 ddp_tpp+ddp_hope@2,3
 #
 # A stage list joined by '+' runs in order on the same GPUs; stage lists separated by spaces run
@@ -45,10 +45,12 @@ run_stage() {  # name, gpus (comma-separated physical ids)
     kernels)
       # one process per measurement with its own limit (a first call compiles or autotunes)
       CUDA_VISIBLE_DEVICES=$gpus limit "$(( t < 420 ? t : 420 ))" python3 bench/kernels.py \
-        --fla-ignore-triton-guard --no-reference --timeout 150
-      t=$(left)
-      [ "$t" -gt 10 ] && CUDA_VISIBLE_DEVICES=$gpus limit "$(( t < 240 ? t : 240 ))" \
-        python3 bench/deep_memory.py ;;
+        --fla-ignore-triton-guard --no-reference --timeout 150 ;;
+    deep)
+      CUDA_VISIBLE_DEVICES=$gpus limit "$(( t < 300 ? t : 300 ))" python3 bench/deep_memory.py ;;
+    profile)
+      # where a Hope step goes (launches or GPU time), small shape, eager and per-chunk compiled
+      CUDA_VISIBLE_DEVICES=$gpus limit "$t" python3 bench/profile_hope.py --budget-s 90 ;;
     tests)
       # most important first: the new kernels on Hopper (Triton 3.4-3.7.0 miscompiles some
       # backward kernels), then the rest; -v so a cut run still shows what passed
@@ -60,6 +62,11 @@ run_stage() {  # name, gpus (comma-separated physical ids)
       CUDA_VISIBLE_DEVICES=$gpus limit "$t" python3 bench/model.py \
         --specs transformer_pp,hope,hope_two_pass --batch-size 8 --hope-batch-size 2 --fit \
         --budget-s 45 --nl-modes offline,online ;;
+    model_compiled)
+      # both sides under --compile (Hope: its per-chunk steps), one run
+      CUDA_VISIBLE_DEVICES=$gpus limit "$t" python3 bench/model.py --compile \
+        --specs transformer_pp,hope_two_pass --batch-size 8 --hope-batch-size 2 --fit \
+        --budget-s 90 --nl-modes '' ;;
     curves)
       limit "$t" python3 bench/curves.py --gpus "$gpus" --max-minutes "$minutes" \
         --out "$dir/runs" --export "$dir/export" ;;
