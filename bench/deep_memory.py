@@ -82,14 +82,15 @@ def titans_pytorch(args, dtype):
 
 
 def variants(args):
+    # the reference first: a run cut by its time limit still has the ratio's denominator
     return {
-        "nslang titans kernel fp32": lambda: ours(args, torch.float32, kernel=True),
-        "nslang titans kernel bf16": lambda: ours(args, torch.bfloat16, kernel=True),
-        "nslang chunk_titans fp32": lambda: ours(args, torch.float32),
-        "nslang chunk_titans bf16": lambda: ours(args, torch.bfloat16),
-        "nslang torch.compile bf16": lambda: ours(args, torch.bfloat16, compiled=True),
-        "titans-pytorch NeuralMemory fp32": lambda: titans_pytorch(args, torch.float32),
         "titans-pytorch NeuralMemory bf16": lambda: titans_pytorch(args, torch.bfloat16),
+        "nslang titans kernel bf16": lambda: ours(args, torch.bfloat16, kernel=True),
+        "nslang torch.compile bf16": lambda: ours(args, torch.bfloat16, compiled=True),
+        "nslang chunk_titans bf16": lambda: ours(args, torch.bfloat16),
+        "titans-pytorch NeuralMemory fp32": lambda: titans_pytorch(args, torch.float32),
+        "nslang titans kernel fp32": lambda: ours(args, torch.float32, kernel=True),
+        "nslang chunk_titans fp32": lambda: ours(args, torch.float32),
     }
 
 
@@ -111,32 +112,34 @@ def main() -> None:
     p.add_argument("--dim", type=int, default=1024)
     p.add_argument("--chunk", type=int, default=64)
     p.add_argument("--repeat", type=int, default=20)
+    p.add_argument("--timeout", type=float, default=120.0, help="seconds per variant (its own process)")
     p.add_argument("--only", help="time this one variant (used by the parent process)")
     args = p.parse_args()
     if args.only:
         return run_one(args)
     print(f"{torch.cuda.get_device_name()} · torch {torch.__version__} · B={args.B} T={args.T} "
           f"heads={args.heads} dim={args.dim} chunk={args.chunk} (fwd+bwd)", flush=True)
-    rows = []
+    refs = {}
+    print(f"\n{'variant':<36} {'ms':>9} {'peak GiB':>9} {'vs titans-pytorch, same dtype':>30}", flush=True)
     for name in variants(args):
-        # one process per variant: failures are reported, never fatal, and peaks are separate
+        # one process per variant, each with its own time limit: failures and hangs are reported,
+        # never fatal, peaks are separate, and each row is printed as soon as it is measured
         cmd = [sys.executable, __file__, *sys.argv[1:], "--only", name]
-        proc = subprocess.run(cmd, capture_output=True, text=True)
-        lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
-        res = json.loads(lines[-1]) if lines else {
-            "error": f"exit {proc.returncode}: {proc.stderr.strip()[-300:]}"}
+        try:
+            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout)
+            lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
+            res = json.loads(lines[-1]) if lines else {
+                "error": f"exit {proc.returncode}: {proc.stderr.strip()[-300:]}"}
+        except subprocess.TimeoutExpired:
+            res = {"error": f"no result within {args.timeout:.0f} s"}
         if "error" in res:
-            print(f"{name}: failed: {res['error']}", flush=True)
-        rows.append((name, res.get("ms"), res.get("gib")))
-    refs = {name.split()[-1]: ms for name, ms, _ in rows if name.startswith("titans-pytorch")}
-    print(f"\n{'variant':<36} {'ms':>9} {'peak GiB':>9} {'vs titans-pytorch, same dtype':>30}")
-    for name, ms, gib in rows:
-        if ms is None:
-            print(f"{name:<36} {'failed':>9}")
+            print(f"{name:<36} {'failed':>9}  {res['error']}", flush=True)
             continue
-        ref = refs.get(name.split()[-1])
-        ratio = f"{ref / ms:.2f}x" if ref else "-"
-        print(f"{name:<36} {ms:>9.2f} {gib:>9.2f} {ratio:>30}")
+        dtype = name.split()[-1]
+        if name.startswith("titans-pytorch"):
+            refs[dtype] = res["ms"]
+        ratio = f"{refs[dtype] / res['ms']:.2f}x" if dtype in refs else "-"
+        print(f"{name:<36} {res['ms']:>9.2f} {res['gib']:>9.2f} {ratio:>30}", flush=True)
 
 
 if __name__ == "__main__":

@@ -46,8 +46,11 @@ run_stage() {  # name, gpus (comma-separated physical ids)
       # one process per measurement with its own limit (a first call compiles or autotunes)
       CUDA_VISIBLE_DEVICES=$gpus limit "$(( t < 420 ? t : 420 ))" python3 bench/kernels.py \
         --fla-ignore-triton-guard --no-reference --timeout 150 ;;
+    kernels_rest)  # the rows after the delta rules: Hebbian with and without retention, the CMS update
+      CUDA_VISIBLE_DEVICES=$gpus limit "$t" python3 bench/kernels.py --fla-ignore-triton-guard \
+        --no-reference --timeout 150 --rules hebbian_gated,hebbian ;;
     deep)
-      CUDA_VISIBLE_DEVICES=$gpus limit "$(( t < 300 ? t : 300 ))" python3 bench/deep_memory.py ;;
+      CUDA_VISIBLE_DEVICES=$gpus limit "$(( t < 420 ? t : 420 ))" python3 bench/deep_memory.py --timeout 90 ;;
     profile)
       # where a Hope step goes (launches or GPU time), small shape, eager and per-chunk compiled
       CUDA_VISIBLE_DEVICES=$gpus limit "$t" python3 bench/profile_hope.py --budget-s 90 ;;
