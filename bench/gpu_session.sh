@@ -76,6 +76,10 @@ run_stage() {  # name, gpus (comma-separated physical ids)
     results)
       limit "$t" python3 bench/results.py --gpus "$gpus" --scale small \
         --budget-minutes "$minutes" --out "$dir/out" --work /tmp/results_work ;;
+    results_rerun)  # some jobs of an earlier run (ONLY, a regular expression) at its scale, to merge in the report
+      limit "$t" python3 bench/results.py --gpus "$gpus" --scale small --slots-per-gpu 4 --heavy-per-gpu 4 \
+        --preset-from "${PRESET_FROM:-.gpu_data/prev_results.json}" --only "$ONLY" \
+        --budget-minutes "$minutes" --out "$dir/out" --work /tmp/results_work_rerun ;;
     ddp_tpp)
       CUDA_VISIBLE_DEVICES=$gpus limit "$t" python3 bench/ddp_throughput.py \
         transformer_pp:768x12 --out "$dir/runs" --export "$dir/export" ;;

@@ -112,6 +112,10 @@ def main(argv=None) -> int:
                     help="how many times slower a step runs in the full grid than in its calibration probe "
                     "(default: the processes sharing one GPU, slots per GPU or jobs per GPU if fewer; "
                     "launch-bound models share a GPU about linearly)")
+    ap.add_argument("--preset-from", default=None, metavar="RESULTS_JSON",
+                    help="train at the scale of an earlier run (its calibrated contexts and steps) without "
+                         "calibrating: to rerun some of its jobs (--only) comparably; bench/results_report.py "
+                         "merges the two folders")
     ap.add_argument("--dry-run", action="store_true", help="write the plan and commands, run nothing")
     args = ap.parse_args(argv)
 
@@ -132,6 +136,8 @@ def main(argv=None) -> int:
     import copy
 
     args.preset = copy.deepcopy(PRESETS[args.scale])  # the calibration may shorten contexts in it
+    if args.preset_from:
+        args.preset, args.calibrate = preset_of(Path(args.preset_from)), False
     jobs, notes = plan(args, work)
     jobs.sort(key=lambda j: (not j.heavy, not j.slow, j.experiment != "lm", j.name))  # slowest first
     waves = max(1, math.ceil(len(jobs) / len(slots)))
@@ -164,6 +170,23 @@ def main(argv=None) -> int:
               "calibration": calibration, "heavy_per_gpu": heavy_limit}
     return run_all(jobs, skipped, header, args, out, work, slots, threads, heavy_limit, heavy_slots,
                    has_max_minutes, notes)
+
+
+def preset_of(results_json: Path) -> dict:
+    """The preset an earlier run trained with: its contexts after calibration, and the steps the
+    calibration gave each experiment (the preset keeps the planned ones)."""
+    try:
+        prev = json.loads(results_json.read_text())
+        preset = prev["preset"]
+    except (OSError, ValueError, KeyError) as err:
+        raise SystemExit(f"error: --preset-from {results_json}: not a bench/results.py results.json ({err})")
+    for kind, fit in prev.get("calibration", {}).get("steps", {}).items():
+        preset[kind]["steps"] = fit["steps"]
+    for kind in ("mqar",):  # JSON lists back to the tuples the plan expects
+        for key in ("num_pairs", "eval_seq_len"):
+            preset[kind][key] = tuple(preset[kind][key])
+    preset["niah"]["lengths"] = tuple(preset["niah"]["lengths"])
+    return preset
 
 
 def _cuda_count() -> int:

