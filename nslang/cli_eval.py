@@ -193,7 +193,7 @@ def build_stream(name: str, params: dict):
 
 def cmd_eval(args) -> int:
     from runtime.eval.report import EVAL_FILE, eval_tables, plot_eval
-    from runtime.eval.run_model import RunModel, run_continual, run_task
+    from runtime.eval.run_model import RunModel
 
     names = task_list(args.task)
     routed = route_params(names, parse_params(args.param))
@@ -213,17 +213,8 @@ def cmd_eval(args) -> int:
     for name, task in tasks.items():
         params = routed[name]
         t0 = time.perf_counter()
-        if name in CONTINUAL:
-            train = {k: params.get(k, d) for k, d in CONTINUAL_TRAIN.items()}
-            res = run_continual(model, task, steps=int(train["train_steps"]), lr=train["train_lr"],
-                                batch_size=int(train["train_batch"]), seq_len=train["train_seq_len"],
-                                seed=args.seed)
-            record = {"kind": "continual", **res.to_dict()}
-        else:
-            try:
-                record = {"kind": "task", **run_task(model, task, args.n, args.seed, args.mode)}
-            except ValueError as err:
-                raise _error(f"task {name}: {err}") from None
+        record, model = _evaluate_fitting(name, task, params, model, args, say)
+        loaded["model"] = model
         record["params"] = {k: _plain(v) for k, v in params.items()}
         record["seconds"] = round(time.perf_counter() - t0, 3)
         results[name] = record
@@ -272,6 +263,56 @@ def cmd_variants(args) -> int:
     print(f"wrote {len(points)} specs and {out / 'index.json'}"
           + (f"; {bad} do not compile" if bad else "") + f"; train them with `nslang sweep {out}`")
     return 1 if bad else 0
+
+
+def _evaluate_fitting(name: str, task, params: dict, model, args, say):
+    """(record, model) of one task. Out of memory halves the batch (evaluation rows, and the
+    continual stream's fine-tuning batch) and runs the task again, down to 1; a continual stream
+    restarts from the checkpoint, since its fine-tuning changed the weights."""
+    from runtime.eval.run_model import RunModel, run_continual, run_task
+    from runtime.train.errors import OutOfMemory
+    from runtime.train.loop import _is_oom
+
+    train = {k: params.get(k, d) for k, d in CONTINUAL_TRAIN.items()}
+    while True:
+        try:
+            if name in CONTINUAL:
+                res = run_continual(model, task, steps=int(train["train_steps"]), lr=train["train_lr"],
+                                    batch_size=int(train["train_batch"]), seq_len=train["train_seq_len"],
+                                    seed=args.seed)
+                return {"kind": "continual", **res.to_dict()}, model
+            try:
+                return {"kind": "task", **run_task(model, task, args.n, args.seed, args.mode)}, model
+            except ValueError as err:
+                raise _error(f"task {name}: {err}") from None
+        except FloatingPointError as err:
+            raise _error(f"task {name}: {err}", "the stream fine-tunes with the spec's learning rate unless "
+                         "told otherwise: try --param train_lr=1e-4 (or a smaller train_batch)") from None
+        except Exception as err:  # noqa: BLE001 - only out-of-memory is handled; the rest re-raises
+            if not _is_oom(err):
+                raise
+            batch = model.batch_size
+            if batch == 1 and (name not in CONTINUAL or int(train["train_batch"]) == 1):
+                raise OutOfMemory(f"task {name}: out of {model.device.type.upper()} memory even at batch 1",
+                                  "evaluate shorter inputs (--param lengths=...), read them in smaller "
+                                  "pieces (--chunk), or use a device with more memory") from None
+        # out of memory: free what the failed attempt held (outside the except block, which keeps
+        # the exception and with it the attempt's tensors alive), then halve and retry
+        import gc
+
+        import torch
+
+        gc.collect()
+        if model.device.type == "cuda":
+            torch.cuda.empty_cache()
+        if name in CONTINUAL:
+            train["train_batch"] = max(1, int(train["train_batch"]) // 2)
+            model = RunModel.load(args.run, args.checkpoint, args.device, batch_size=max(1, batch // 2),
+                                  chunk=args.chunk)
+        else:
+            model.batch_size = max(1, batch // 2)
+        say(f"{name}: out of memory at batch {batch}; again at batch {model.batch_size}"
+            + (f", fine-tuning batch {train['train_batch']}" if name in CONTINUAL else ""))
 
 
 def cmd_sweep(args) -> int:

@@ -93,3 +93,80 @@ def test_exit_codes(run_dir, tmp_path, capsys):
     # and the same through the real entry point
     status, out, err = run_cli("eval", run_dir, "--task", "nope")
     assert status == 1 and "unknown evaluation task 'nope'" in err and "Traceback" not in err
+
+
+def _oom_above(monkeypatch, rows: int, calls: list):
+    """RunModel._forward raises CUDA's out-of-memory error for more than `rows` rows at once."""
+    import torch
+
+    from runtime.eval.run_model import RunModel
+
+    real = RunModel._forward
+
+    def forward(self, tokens, state):
+        calls.append(len(tokens))
+        if len(tokens) > rows:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 MiB")
+        return real(self, tokens, state)
+
+    monkeypatch.setattr(RunModel, "_forward", forward)
+
+
+def test_eval_out_of_memory_halves_the_batch_and_gets_the_same_result(run_dir, tmp_path, capsys, monkeypatch):
+    argv = ["eval", str(run_dir), "--task", "mqar", "--n", "8", "--param", "num_pairs=2", "--param", "seq_len=48",
+            "--param", "num_queries=1", "--device", "cpu", "--batch-size", "8", "--no-plot"]
+    assert main([*argv, "--out", str(tmp_path / "full.json")]) == 0
+    capsys.readouterr()
+    calls: list[int] = []
+    _oom_above(monkeypatch, 2, calls)
+    assert main([*argv, "--out", str(tmp_path / "fitted.json")]) == 0
+    err = capsys.readouterr().err
+    assert "out of memory at batch 8; again at batch 4" in err and "at batch 4; again at batch 2" in err
+    assert max(calls) == 8 and calls[-1] <= 2
+    full, fitted = (json.loads((tmp_path / f).read_text())["tasks"]["mqar"] for f in ("full.json", "fitted.json"))
+    assert fitted["acc"] == full["acc"] and fitted["gen_acc"] == full["gen_acc"]  # the batch changes nothing else
+
+
+def test_eval_out_of_memory_at_batch_one_is_a_diagnostic(run_dir, tmp_path, capsys, monkeypatch):
+    _oom_above(monkeypatch, 0, [])
+    status = main(["eval", str(run_dir), "--task", "mqar", "--n", "2", "--param", "num_pairs=2",
+                   "--param", "seq_len=48", "--device", "cpu", "--batch-size", "2", "--no-plot",
+                   "--out", str(tmp_path / "x.json")])
+    err = capsys.readouterr().err
+    assert status == 4, err  # OutOfMemory's exit status, as `nslang train` uses
+    assert "task mqar: out of CPU memory even at batch 1" in err and "--chunk" in err and "Traceback" not in err
+
+
+def test_eval_nonfinite_fine_tuning_is_a_diagnostic(run_dir, tmp_path, capsys):
+    with open(tmp_path / "records.jsonl", "w") as fh:
+        for topic in ("sea", "war"):
+            for i in range(2):
+                fh.write(json.dumps({"text": f"{topic} text number {i} " * 3, "topic": topic}) + "\n")
+    status = main(["eval", str(run_dir), "--task", "class_incremental", "--param", f"source=@{tmp_path / 'records.jsonl'}",
+                   "--param", "classes_per_task=1", "--param", "test_per_class=1", "--param", "train_per_class=2",
+                   "--param", "train_steps=2", "--param", "train_lr=1e30", "--param", "train_seq_len=16",
+                   "--device", "cpu", "-q", "--out", str(tmp_path / "cl.json")])
+    err = capsys.readouterr().err
+    assert status == 1, err
+    assert "task class_incremental: the fine-tuning loss became" in err and "train_lr" in err
+    assert "Traceback" not in err
+
+
+def test_eval_continual_out_of_memory_restarts_from_the_checkpoint(run_dir, tmp_path, capsys, monkeypatch):
+    with open(tmp_path / "records.jsonl", "w") as fh:
+        for topic in ("sea", "war"):
+            for i in range(4):
+                fh.write(json.dumps({"text": f"{topic} text number {i} " * 3, "topic": topic}) + "\n")
+    argv = ["eval", str(run_dir), "--task", "class_incremental", "--param", f"source=@{tmp_path / 'records.jsonl'}",
+            "--param", "classes_per_task=1", "--param", "test_per_class=2", "--param", "train_per_class=2",
+            "--param", "train_steps=1", "--param", "train_batch=1", "--param", "train_seq_len=16",
+            "--device", "cpu", "--batch-size", "2", "--no-plot"]
+    assert main([*argv, "--out", str(tmp_path / "full.json")]) == 0
+    capsys.readouterr()
+    _oom_above(monkeypatch, 1, [])  # scoring two test texts at once fails, after the first fine-tuning
+    assert main([*argv, "--out", str(tmp_path / "fitted.json")]) == 0
+    assert "out of memory at batch 2; again at batch 1, fine-tuning batch 1" in capsys.readouterr().err
+    full, fitted = (json.loads((tmp_path / f).read_text())["tasks"]["class_incremental"]
+                    for f in ("full.json", "fitted.json"))
+    # restarted from the checkpoint, not from the half fine-tuned weights: the same matrix
+    assert fitted["matrix"] == full["matrix"]
