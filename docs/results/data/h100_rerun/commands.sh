@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# The commands of every job (bench/results.py wrote this; the time limits are
+# those each job got when it started). Run from the repository root.
+
+# lm-hope
+nslang train specs/hope.nsam --set dim=384 --set depth=6 --set heads=4 --set context=64 --data .gpu_data/shakespeare/byte-val0.01-seed0 --context 64 --steps 36 --batch-size 16 --accumulation 1 --eval-every 0 --eval-batches 4 --save-every 9 --log-every 1 --device cuda --seed 0 --out /tmp/results_work_rerun/jobs/lm-hope/run --no-progress --lr 0.001 --warmup 3 --max-minutes 3.444
+nslang eval /tmp/results_work_rerun/jobs/lm-hope/run --device cuda --no-plot -q --batch-size 16 --mode auto --task niah_single_1 --n 15 --param lengths=512,1024,2048 -o /tmp/results_work_rerun/jobs/lm-hope/eval_niah_single_1.json
+nslang eval /tmp/results_work_rerun/jobs/lm-hope/run --device cuda --no-plot -q --batch-size 16 --mode auto --task niah_single_2 --n 15 --param lengths=512,1024,2048 -o /tmp/results_work_rerun/jobs/lm-hope/eval_niah_single_2.json --param haystack=@/tmp/results_work_rerun/haystack.txt
+nslang eval /tmp/results_work_rerun/jobs/lm-hope/run --device cuda --no-plot -q --batch-size 16 --mode auto --task niah_multikey_1 --n 15 --param lengths=512,1024,2048 -o /tmp/results_work_rerun/jobs/lm-hope/eval_niah_multikey_1.json --param haystack=@/tmp/results_work_rerun/haystack.txt
+nslang eval /tmp/results_work_rerun/jobs/lm-hope/run --device cuda --no-plot -q --batch-size 16 --mode auto --task class_incremental --param source=@/work/main/.gpu_data/continual_wiki.jsonl --param label_key=topic -o /tmp/results_work_rerun/jobs/lm-hope/eval_continual.json --param classes_per_task=2 --param test_per_class=10 --param train_per_class=40 --param max_chars=600 --param train_steps=5 --param train_batch=8 --param train_seq_len=128
+
+# lm-hope_attention
+nslang train specs/hope_attention.nsam --set dim=384 --set depth=6 --set heads=4 --set context=64 --data .gpu_data/shakespeare/byte-val0.01-seed0 --context 64 --steps 36 --batch-size 16 --accumulation 1 --eval-every 0 --eval-batches 4 --save-every 9 --log-every 1 --device cuda --seed 0 --out /tmp/results_work_rerun/jobs/lm-hope_attention/run --no-progress --lr 0.001 --warmup 3 --max-minutes 3.444
+nslang eval /tmp/results_work_rerun/jobs/lm-hope_attention/run --device cuda --no-plot -q --batch-size 16 --mode auto --task niah_single_1 --n 15 --param lengths=512,1024,2048 -o /tmp/results_work_rerun/jobs/lm-hope_attention/eval_niah_single_1.json
+nslang eval /tmp/results_work_rerun/jobs/lm-hope_attention/run --device cuda --no-plot -q --batch-size 16 --mode auto --task niah_single_2 --n 15 --param lengths=512,1024,2048 -o /tmp/results_work_rerun/jobs/lm-hope_attention/eval_niah_single_2.json --param haystack=@/tmp/results_work_rerun/haystack.txt
+nslang eval /tmp/results_work_rerun/jobs/lm-hope_attention/run --device cuda --no-plot -q --batch-size 16 --mode auto --task niah_multikey_1 --n 15 --param lengths=512,1024,2048 -o /tmp/results_work_rerun/jobs/lm-hope_attention/eval_niah_multikey_1.json --param haystack=@/tmp/results_work_rerun/haystack.txt
+nslang eval /tmp/results_work_rerun/jobs/lm-hope_attention/run --device cuda --no-plot -q --batch-size 16 --mode auto --task class_incremental --param source=@/work/main/.gpu_data/continual_wiki.jsonl --param label_key=topic -o /tmp/results_work_rerun/jobs/lm-hope_attention/eval_continual.json --param classes_per_task=2 --param test_per_class=10 --param train_per_class=40 --param max_chars=600 --param train_steps=5 --param train_batch=8 --param train_seq_len=128
+
+# lm-hope_no_cms
+nslang train specs/hope_no_cms.nsam --set dim=384 --set depth=6 --set heads=4 --set context=64 --data .gpu_data/shakespeare/byte-val0.01-seed0 --context 64 --steps 36 --batch-size 16 --accumulation 1 --eval-every 0 --eval-batches 4 --save-every 9 --log-every 1 --device cuda --seed 0 --out /tmp/results_work_rerun/jobs/lm-hope_no_cms/run --no-progress --lr 0.001 --warmup 3 --max-minutes 3.444
+nslang eval /tmp/results_work_rerun/jobs/lm-hope_no_cms/run --device cuda --no-plot -q --batch-size 16 --mode auto --task niah_single_1 --n 15 --param lengths=512,1024,2048 -o /tmp/results_work_rerun/jobs/lm-hope_no_cms/eval_niah_single_1.json
+nslang eval /tmp/results_work_rerun/jobs/lm-hope_no_cms/run --device cuda --no-plot -q --batch-size 16 --mode auto --task niah_single_2 --n 15 --param lengths=512,1024,2048 -o /tmp/results_work_rerun/jobs/lm-hope_no_cms/eval_niah_single_2.json --param haystack=@/tmp/results_work_rerun/haystack.txt
+nslang eval /tmp/results_work_rerun/jobs/lm-hope_no_cms/run --device cuda --no-plot -q --batch-size 16 --mode auto --task niah_multikey_1 --n 15 --param lengths=512,1024,2048 -o /tmp/results_work_rerun/jobs/lm-hope_no_cms/eval_niah_multikey_1.json --param haystack=@/tmp/results_work_rerun/haystack.txt
+
+# lm-hope_no_dgd
+nslang train specs/hope_no_dgd.nsam --set dim=384 --set depth=6 --set heads=4 --set context=64 --data .gpu_data/shakespeare/byte-val0.01-seed0 --context 64 --steps 36 --batch-size 16 --accumulation 1 --eval-every 0 --eval-batches 4 --save-every 9 --log-every 1 --device cuda --seed 0 --out /tmp/results_work_rerun/jobs/lm-hope_no_dgd/run --no-progress --lr 0.001 --warmup 3 --max-minutes 3.444
+nslang eval /tmp/results_work_rerun/jobs/lm-hope_no_dgd/run --device cuda --no-plot -q --batch-size 16 --mode auto --task niah_single_1 --n 15 --param lengths=512,1024,2048 -o /tmp/results_work_rerun/jobs/lm-hope_no_dgd/eval_niah_single_1.json
+nslang eval /tmp/results_work_rerun/jobs/lm-hope_no_dgd/run --device cuda --no-plot -q --batch-size 16 --mode auto --task niah_single_2 --n 15 --param lengths=512,1024,2048 -o /tmp/results_work_rerun/jobs/lm-hope_no_dgd/eval_niah_single_2.json --param haystack=@/tmp/results_work_rerun/haystack.txt
+nslang eval /tmp/results_work_rerun/jobs/lm-hope_no_dgd/run --device cuda --no-plot -q --batch-size 16 --mode auto --task niah_multikey_1 --n 15 --param lengths=512,1024,2048 -o /tmp/results_work_rerun/jobs/lm-hope_no_dgd/eval_niah_multikey_1.json --param haystack=@/tmp/results_work_rerun/haystack.txt
+
+# lm-hope_no_momentum
+nslang train specs/hope_no_momentum.nsam --set dim=384 --set depth=6 --set heads=4 --set context=64 --data .gpu_data/shakespeare/byte-val0.01-seed0 --context 64 --steps 36 --batch-size 16 --accumulation 1 --eval-every 0 --eval-batches 4 --save-every 9 --log-every 1 --device cuda --seed 0 --out /tmp/results_work_rerun/jobs/lm-hope_no_momentum/run --no-progress --lr 0.001 --warmup 3 --max-minutes 3.444
+nslang eval /tmp/results_work_rerun/jobs/lm-hope_no_momentum/run --device cuda --no-plot -q --batch-size 16 --mode auto --task niah_single_1 --n 15 --param lengths=512,1024,2048 -o /tmp/results_work_rerun/jobs/lm-hope_no_momentum/eval_niah_single_1.json
+nslang eval /tmp/results_work_rerun/jobs/lm-hope_no_momentum/run --device cuda --no-plot -q --batch-size 16 --mode auto --task niah_single_2 --n 15 --param lengths=512,1024,2048 -o /tmp/results_work_rerun/jobs/lm-hope_no_momentum/eval_niah_single_2.json --param haystack=@/tmp/results_work_rerun/haystack.txt
+nslang eval /tmp/results_work_rerun/jobs/lm-hope_no_momentum/run --device cuda --no-plot -q --batch-size 16 --mode auto --task niah_multikey_1 --n 15 --param lengths=512,1024,2048 -o /tmp/results_work_rerun/jobs/lm-hope_no_momentum/eval_niah_multikey_1.json --param haystack=@/tmp/results_work_rerun/haystack.txt
+
+# lm-hope_no_retention
+nslang train specs/hope_no_retention.nsam --set dim=384 --set depth=6 --set heads=4 --set context=64 --data .gpu_data/shakespeare/byte-val0.01-seed0 --context 64 --steps 36 --batch-size 16 --accumulation 1 --eval-every 0 --eval-batches 4 --save-every 9 --log-every 1 --device cuda --seed 0 --out /tmp/results_work_rerun/jobs/lm-hope_no_retention/run --no-progress --lr 0.001 --warmup 3 --max-minutes 3.444
+nslang eval /tmp/results_work_rerun/jobs/lm-hope_no_retention/run --device cuda --no-plot -q --batch-size 16 --mode auto --task niah_single_1 --n 15 --param lengths=512,1024,2048 -o /tmp/results_work_rerun/jobs/lm-hope_no_retention/eval_niah_single_1.json
+nslang eval /tmp/results_work_rerun/jobs/lm-hope_no_retention/run --device cuda --no-plot -q --batch-size 16 --mode auto --task niah_single_2 --n 15 --param lengths=512,1024,2048 -o /tmp/results_work_rerun/jobs/lm-hope_no_retention/eval_niah_single_2.json --param haystack=@/tmp/results_work_rerun/haystack.txt
+nslang eval /tmp/results_work_rerun/jobs/lm-hope_no_retention/run --device cuda --no-plot -q --batch-size 16 --mode auto --task niah_multikey_1 --n 15 --param lengths=512,1024,2048 -o /tmp/results_work_rerun/jobs/lm-hope_no_retention/eval_niah_multikey_1.json --param haystack=@/tmp/results_work_rerun/haystack.txt
+
+# mqar-hope
+nslang train specs/hope.nsam --set dim=384 --set depth=6 --set heads=4 --set context=128 --data 'task:mqar?num_pairs=2,4,6&seq_len=128' --context 128 --steps 45 --batch-size 16 --accumulation 1 --eval-every 0 --eval-batches 4 --save-every 11 --log-every 2 --device cuda --seed 0 --out /tmp/results_work_rerun/jobs/mqar-hope/run --no-progress --lr 0.001 --warmup 4 --max-minutes 5.167
+nslang eval /tmp/results_work_rerun/jobs/mqar-hope/run --device cuda --no-plot -q --batch-size 16 --mode auto --task mqar --n 96 --param num_pairs=2,4,6 --param seq_len=128,256 -o /tmp/results_work_rerun/jobs/mqar-hope/eval_mqar.json
+
+# mqar-hope_attention
+nslang train specs/hope_attention.nsam --set dim=384 --set depth=6 --set heads=4 --set context=128 --data 'task:mqar?num_pairs=2,4,6&seq_len=128' --context 128 --steps 45 --batch-size 16 --accumulation 1 --eval-every 0 --eval-batches 4 --save-every 11 --log-every 2 --device cuda --seed 0 --out /tmp/results_work_rerun/jobs/mqar-hope_attention/run --no-progress --lr 0.001 --warmup 4 --max-minutes 5.167
+nslang eval /tmp/results_work_rerun/jobs/mqar-hope_attention/run --device cuda --no-plot -q --batch-size 16 --mode auto --task mqar --n 96 --param num_pairs=2,4,6 --param seq_len=128,256 -o /tmp/results_work_rerun/jobs/mqar-hope_attention/eval_mqar.json
+
+# formal_aa_star-hope
+nslang train specs/hope.nsam --set dim=384 --set depth=6 --set heads=4 --set context=64 --data task:formal_aa_star --context 64 --steps 36 --batch-size 32 --accumulation 1 --eval-every 0 --eval-batches 4 --save-every 9 --log-every 1 --device cuda --seed 0 --out /tmp/results_work_rerun/jobs/formal_aa_star-hope/run --no-progress --lr 0.001 --warmup 3 --max-minutes 5.167
+nslang eval /tmp/results_work_rerun/jobs/formal_aa_star-hope/run --device cuda --no-plot -q --batch-size 16 --mode auto --task formal_aa_star --n 96 -o /tmp/results_work_rerun/jobs/formal_aa_star-hope/eval_formal.json
+
+# formal_abab_star-hope
+nslang train specs/hope.nsam --set dim=384 --set depth=6 --set heads=4 --set context=64 --data task:formal_abab_star --context 64 --steps 36 --batch-size 32 --accumulation 1 --eval-every 0 --eval-batches 4 --save-every 9 --log-every 1 --device cuda --seed 0 --out /tmp/results_work_rerun/jobs/formal_abab_star-hope/run --no-progress --lr 0.001 --warmup 3 --max-minutes 5.167
+nslang eval /tmp/results_work_rerun/jobs/formal_abab_star-hope/run --device cuda --no-plot -q --batch-size 16 --mode auto --task formal_abab_star --n 96 -o /tmp/results_work_rerun/jobs/formal_abab_star-hope/eval_formal.json
+
+# formal_anbn-hope
+nslang train specs/hope.nsam --set dim=384 --set depth=6 --set heads=4 --set context=64 --data task:formal_anbn --context 64 --steps 36 --batch-size 32 --accumulation 1 --eval-every 0 --eval-batches 4 --save-every 9 --log-every 1 --device cuda --seed 0 --out /tmp/results_work_rerun/jobs/formal_anbn-hope/run --no-progress --lr 0.001 --warmup 3 --max-minutes 5.167
+nslang eval /tmp/results_work_rerun/jobs/formal_anbn-hope/run --device cuda --no-plot -q --batch-size 16 --mode auto --task formal_anbn --n 96 -o /tmp/results_work_rerun/jobs/formal_anbn-hope/eval_formal.json
+
+# formal_anbncn-hope
+nslang train specs/hope.nsam --set dim=384 --set depth=6 --set heads=4 --set context=64 --data task:formal_anbncn --context 64 --steps 36 --batch-size 32 --accumulation 1 --eval-every 0 --eval-batches 4 --save-every 9 --log-every 1 --device cuda --seed 0 --out /tmp/results_work_rerun/jobs/formal_anbncn-hope/run --no-progress --lr 0.001 --warmup 3 --max-minutes 5.167
+nslang eval /tmp/results_work_rerun/jobs/formal_anbncn-hope/run --device cuda --no-plot -q --batch-size 16 --mode auto --task formal_anbncn --n 96 -o /tmp/results_work_rerun/jobs/formal_anbncn-hope/eval_formal.json
+
+# formal_parity-hope
+nslang train specs/hope.nsam --set dim=384 --set depth=6 --set heads=4 --set context=64 --data task:formal_parity --context 64 --steps 36 --batch-size 32 --accumulation 1 --eval-every 0 --eval-batches 4 --save-every 9 --log-every 1 --device cuda --seed 0 --out /tmp/results_work_rerun/jobs/formal_parity-hope/run --no-progress --lr 0.001 --warmup 3 --max-minutes 5.167
+nslang eval /tmp/results_work_rerun/jobs/formal_parity-hope/run --device cuda --no-plot -q --batch-size 16 --mode auto --task formal_parity --n 96 -o /tmp/results_work_rerun/jobs/formal_parity-hope/eval_formal.json
+
+# formal_shuffle2-hope
+nslang train specs/hope.nsam --set dim=384 --set depth=6 --set heads=4 --set context=64 --data task:formal_shuffle2 --context 64 --steps 36 --batch-size 32 --accumulation 1 --eval-every 0 --eval-batches 4 --save-every 9 --log-every 1 --device cuda --seed 0 --out /tmp/results_work_rerun/jobs/formal_shuffle2-hope/run --no-progress --lr 0.001 --warmup 3 --max-minutes 5.167
+nslang eval /tmp/results_work_rerun/jobs/formal_shuffle2-hope/run --device cuda --no-plot -q --batch-size 16 --mode auto --task formal_shuffle2 --n 96 -o /tmp/results_work_rerun/jobs/formal_shuffle2-hope/eval_formal.json
