@@ -34,6 +34,10 @@ slow, the slow family (Hope, its ablations and Hope-Attention) is skipped in tha
 jobs recorded as `skipped: too slow for the budget (measured X s/step ...)`. results.json keeps the
 scale used (`preset`, and `calibration.scale`) next to the planned one (`preset_planned`).
 
+Rerunning some jobs (those a run skipped or cut): `--preset-from OLD/results.json --only REGEX`
+trains them at OLD's calibrated contexts and steps, without calibrating, and
+`bench/results_report.py OLD NEW -o docs/results.md` lets NEW's records replace OLD's.
+
 Out of memory: a training command that exits with nslang train's out-of-memory status is run again
 with half the micro-batch and twice the accumulation (the same tokens per step), down to 1, within
 its time (bench/_retry.py, shared with bench/curves.py); the job records the micro-batch used.
@@ -110,8 +114,8 @@ def main(argv=None) -> int:
                     "(default: on for GPUs, off on the CPU)")
     ap.add_argument("--contention", type=float, default=None,
                     help="how many times slower a step runs in the full grid than in its calibration probe "
-                    "(default: the processes sharing one GPU, slots per GPU or jobs per GPU if fewer; "
-                    "launch-bound models share a GPU about linearly)")
+                    "(default: 0.5 x the processes sharing one GPU, slots per GPU or jobs per GPU if fewer, "
+                    "as measured on 4x H100)")
     ap.add_argument("--preset-from", default=None, metavar="RESULTS_JSON",
                     help="train at the scale of an earlier run (its calibrated contexts and steps) without "
                          "calibrating: to rerun some of its jobs (--only) comparably; bench/results_report.py "

@@ -22,6 +22,11 @@ PROBE_STEPS = 3  # one warm-up step (compiles, allocates), then two timed ones
 CALIBRATION_SHARE = 0.15  # the calibration's hard cap, of the budget; the jobs get what is left
 MIN_STEPS = 20  # an experiment whose slowest model cannot train this many steps in its cap is shrunk
 SAFETY = 0.8  # of a job's training minutes (final validation and checkpoint come on top)
+# A step in the full grid against its probe alone, per process sharing the GPU. Measured on 4x H100
+# (bench/RESULTS.md, third device session, steps against the probes' s/step at the same context):
+# Titans 2.4x with 6 processes per GPU, Hope 1.35x with 4, so 0.5 per process (3x at 6, 2x at 4)
+# errs on the slow side. The first guess, 1 per process, skipped the whole Hope family.
+CONTENTION_PER_PROCESS = 0.5
 # Models timed by the calibration, slowest first, and the models each one stands for.
 FAMILIES = {"hope": ("hope", "hope_attention") + ABLATIONS, "titans": ("titans",)}
 
@@ -195,7 +200,8 @@ def calibrate(jobs: list[Job], args, work: Path, notes: dict, slots: list, threa
     spent = time.monotonic() - t0
     left = max(60.0, budget_s * 0.95 - (time.monotonic() - results_run.T0))
     gpus_n = max(1, len(gpus))
-    contention = args.contention or max(1.0, min(len(slots) / gpus_n, math.ceil(len(jobs) / gpus_n)))
+    sharing = min(len(slots) / gpus_n, math.ceil(len(jobs) / gpus_n))  # processes per GPU
+    contention = args.contention or max(1.0, CONTENTION_PER_PROCESS * sharing)
     weight = lambda j: 1.0 if j.heavy else SLOW_WEIGHT if j.slow else LIGHT_WEIGHT  # noqa: E731
     heavy = [j for j in jobs if j.heavy]
     rest = [j for j in jobs if not j.heavy]
