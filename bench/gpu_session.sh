@@ -46,11 +46,15 @@ run_stage() {  # name, gpus (comma-separated physical ids)
       # one process per measurement with its own limit (a first call compiles or autotunes)
       CUDA_VISIBLE_DEVICES=$gpus limit "$(( t < 420 ? t : 420 ))" python3 bench/kernels.py \
         --fla-ignore-triton-guard --no-reference --timeout 150 ;;
+    kernels_delta)  # the kernels table split over two GPUs: fla autotunes ~2 min per rule at the first shape
+      CUDA_VISIBLE_DEVICES=$gpus limit "$t" python3 bench/kernels.py --fla-ignore-triton-guard \
+        --no-reference --timeout 150 --rules gated_delta,delta --no-cms ;;
     kernels_rest)  # the rows after the delta rules: Hebbian with and without retention, the CMS update
       CUDA_VISIBLE_DEVICES=$gpus limit "$t" python3 bench/kernels.py --fla-ignore-triton-guard \
         --no-reference --timeout 150 --rules hebbian_gated,hebbian ;;
     deep)
-      CUDA_VISIBLE_DEVICES=$gpus limit "$(( t < 420 ? t : 420 ))" python3 bench/deep_memory.py --timeout 90 ;;
+      CUDA_VISIBLE_DEVICES=$gpus limit "$(( t < 480 ? t : 480 ))" python3 bench/deep_memory.py --timeout 90 \
+        --compile-timeout 240 ;;
     profile)
       # where a Hope step goes (launches or GPU time), small shape, eager and per-chunk compiled
       CUDA_VISIBLE_DEVICES=$gpus limit "$t" python3 bench/profile_hope.py --budget-s 90 ;;

@@ -546,7 +546,7 @@ def main() -> None:
     p.add_argument("--no-cms", action="store_true", help="skip the CMS update rows")
     p.add_argument("--fla-ignore-triton-guard", action="store_true")
     p.add_argument("--shapes", type=_shape, nargs="+", help="B,T,H,D ... (default: the two)")
-    p.add_argument("--rules", help=f"comma-separated subset of {','.join(RULES)}")
+    p.add_argument("--rules", help=f"comma-separated subset of {','.join(RULES)}, or none (the CMS rows only)")
     p.add_argument("--cpu-smoke", action="store_true",
                    help="check the mechanics on CPU (interpreter, fp32, tiny shapes)")
     p.add_argument("--smoke-fault", action="append", help="RULE:IMPL:hang|raise|crash (smoke)")
@@ -568,7 +568,7 @@ def main() -> None:
     import triton
 
     shapes = args.shapes or (SMOKE_SHAPES if SMOKE else SHAPES)
-    rules = RULES if not args.rules else tuple(args.rules.split(","))
+    rules = RULES if not args.rules else () if args.rules == "none" else tuple(args.rules.split(","))
     bad = [r for r in rules if r not in RULES]
     if bad:
         sys.exit(f"unknown rules {bad}; choose from {RULES}")
