@@ -51,7 +51,7 @@ import torch  # noqa: E402
 
 from bench.train_throughput import _find, build, time_steps  # noqa: E402
 from runtime.train.distributed import pick_device  # noqa: E402
-from runtime.train.errors import TrainError  # noqa: E402
+from runtime.train.errors import TrainError, is_out_of_memory  # noqa: E402
 
 NL_VERSION = "0.2.0"
 NL_PATHS = ["/tmp/site", "/tmp/nlpkg"]
@@ -80,10 +80,6 @@ def alarm(seconds: float | None):
         signal.signal(signal.SIGALRM, old)
 
 
-def _is_oom(err: BaseException) -> bool:
-    return isinstance(err, torch.OutOfMemoryError) or "out of memory" in str(err)
-
-
 def _free(device: torch.device) -> None:
     gc.collect()
     if device.type == "cuda":
@@ -100,7 +96,7 @@ def with_fit(fn, batch: int, fit: bool, device: torch.device) -> dict:
                 row["note"] = (row.get("note", "") + f"; out of memory at batch {', '.join(map(str, tried))}").lstrip("; ")
             return row
         except Exception as err:
-            if not (_is_oom(err) and fit and batch > 1):
+            if not (is_out_of_memory(err) and fit and batch > 1):
                 raise
             tried.append(batch)
             _free(device)
@@ -274,7 +270,7 @@ def table(rows: list[dict], args, device: torch.device) -> str:
 def _error_row(name: str, batch: int, err: BaseException) -> dict:
     if isinstance(err, TrainError):
         text = f"does not compile: {err.message.splitlines()[0]}"
-    elif _is_oom(err):
+    elif is_out_of_memory(err):
         text = "out of memory"
     elif isinstance(err, _OutOfTime):
         text = "out of the time budget before one timed step"

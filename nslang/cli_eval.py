@@ -270,8 +270,7 @@ def _evaluate_fitting(name: str, task, params: dict, model, args, say):
     continual stream's fine-tuning batch) and runs the task again, down to 1; a continual stream
     restarts from the checkpoint, since its fine-tuning changed the weights."""
     from runtime.eval.run_model import RunModel, run_continual, run_task
-    from runtime.train.errors import OutOfMemory
-    from runtime.train.loop import _is_oom
+    from runtime.train.errors import OutOfMemory, is_out_of_memory
 
     train = {k: params.get(k, d) for k, d in CONTINUAL_TRAIN.items()}
     while True:
@@ -289,7 +288,7 @@ def _evaluate_fitting(name: str, task, params: dict, model, args, say):
             raise _error(f"task {name}: {err}", "the stream fine-tunes with the spec's learning rate unless "
                          "told otherwise: try --param train_lr=1e-4 (or a smaller train_batch)") from None
         except Exception as err:  # noqa: BLE001 - only out-of-memory is handled; the rest re-raises
-            if not _is_oom(err):
+            if not is_out_of_memory(err):
                 raise
             batch = model.batch_size
             if batch == 1 and (name not in CONTINUAL or int(train["train_batch"]) == 1):

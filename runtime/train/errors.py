@@ -26,3 +26,14 @@ class OutOfMemory(TrainError):
     """The device ran out of memory. Exit status 4."""
 
     exit_code = 4
+
+
+def is_out_of_memory(err: BaseException) -> bool:
+    """A device allocation failure: CUDA's OutOfMemoryError, or a RuntimeError saying so (the CPU
+    allocator, older CUDA builds)."""
+    import torch
+
+    if isinstance(err, torch.OutOfMemoryError):
+        return True
+    text = str(err)
+    return isinstance(err, RuntimeError) and ("out of memory" in text or "can't allocate memory" in text)

@@ -41,7 +41,7 @@ from torch import nn
 from . import build, checkpoint, distributed, metrics, schedule
 from .compiling import compile_for_training
 from .config import RunConfig
-from .errors import NonFiniteLoss, OutOfMemory, TrainError
+from .errors import NonFiniteLoss, OutOfMemory, TrainError, is_out_of_memory
 from .nan_guard import diagnose
 from .periodic import PeriodicGrads
 
@@ -140,13 +140,6 @@ class _Interrupt:
         if self._old is not None:
             signal.signal(signal.SIGINT, self._old)
         return False
-
-
-def _is_oom(err: BaseException) -> bool:
-    if isinstance(err, torch.OutOfMemoryError):
-        return True
-    text = str(err)
-    return isinstance(err, RuntimeError) and ("out of memory" in text or "can't allocate memory" in text)
 
 
 def train(cfg: RunConfig, callbacks: Sequence[Callable[[StepInfo], None]] = (), stream=None) -> RunResult:
@@ -337,7 +330,7 @@ def train(cfg: RunConfig, callbacks: Sequence[Callable[[StepInfo], None]] = (), 
                         distributed.all_reduce(dist, stats[1:], "max")
                     loss_value, norm_value, stop, out_of_time = stats.tolist()
                 except Exception as err:
-                    if _is_oom(err):
+                    if is_out_of_memory(err):
                         raise _oom_error(err, cfg, seq_len, device, next_step) from None
                     raise
                 if not (math.isfinite(loss_value) and math.isfinite(norm_value)):
@@ -409,7 +402,7 @@ def train(cfg: RunConfig, callbacks: Sequence[Callable[[StepInfo], None]] = (), 
         finished = True
         return result
     except Exception as err:
-        if _is_oom(err):  # outside a step: moving the model, evaluating, gathering a checkpoint
+        if is_out_of_memory(err):  # outside a step: moving the model, evaluating, gathering a checkpoint
             where = locals()
             raise _oom_error(err, cfg, where.get("seq_len") or cfg.context, dist.device,
                              where.get("step", 0) + 1, "" if "model" in where else "moving the model to the device") \
