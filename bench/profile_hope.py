@@ -118,6 +118,8 @@ def main(argv=None) -> int:
     p.add_argument("--budget-s", type=float, default=120.0, help="seconds per variant before it is cut")
     p.add_argument("--device", default="auto")
     args = p.parse_args(argv)
+    for variant in args.variants:  # every name checked before anything is timed
+        _find(variant.partition("+")[0])
     device = pick_device(args.device)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:

@@ -47,3 +47,25 @@ def test_model_bench_smoke(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "| nslang bad | ? | 2 |  | does not compile" in proc.stdout  # its own row; the others still run
     assert "| nslang transformer_pp (act. ckpt) |" in proc.stdout and "1.000x" in proc.stdout
+
+
+def test_profile_hope_counts_operators():
+    # CPU: no kernel column, but host operators are counted and ranked, one row per variant
+    cmd = [sys.executable, str(ROOT / "bench" / "profile_hope.py"), "transformer_pp", "self_modifying_titans",
+           "--dim", "32", "--depth", "1", "--context", "32", "--batch-size", "2", "--device", "cpu"]
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rows = {line.split("|")[1].strip(): line.split("|") for line in proc.stdout.splitlines()
+            if line.startswith("| ") and not line.startswith(("| variant", "| ---"))}
+    assert set(rows) == {"transformer_pp", "self_modifying_titans"}
+    ops = lambda row: int(row[6].strip().replace(",", ""))  # noqa: E731
+    # the chunk loop: two 16-token chunks of self-modifying Titans cost more operators than the
+    # whole Transformer++ step
+    assert ops(rows["self_modifying_titans"]) > ops(rows["transformer_pp"]) > 0
+    assert rows["self_modifying_titans"][10].split()[0] and rows["transformer_pp"][7].strip() == "0"  # no GPU
+
+
+def test_profile_hope_rejects_an_unknown_spec_before_timing():
+    cmd = [sys.executable, str(ROOT / "bench" / "profile_hope.py"), "transformer_pp", "nosuchspec", "--device", "cpu"]
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode != 0 and "no spec nosuchspec" in proc.stderr and "ms/step" not in proc.stderr
