@@ -371,7 +371,7 @@ def render(folder: Path, output: Path, reruns: tuple[Path, ...] = (), reading: P
         f"{c['classes_per_task']} topics per task, {c['train_per_class']} training texts per topic "
         f"(`{c['train_steps']}` fine-tuning steps per task), {c['test_per_class']} test texts per topic; after each "
         "task every task so far is tested (log-likelihood of the topic name among the topics seen). "
-        f"Note: {doc['notes'].get('continual_note')}.\n")
+        + _records_source(doc["notes"].get("continual_note")) + "\n")
     rows, panels = [], {}
     for model in MAIN:
         res = ((job(doc, f"lm-{model}") or {}).get("eval") or {}).get("class_incremental")
@@ -455,6 +455,16 @@ def render(folder: Path, output: Path, reruns: tuple[Path, ...] = (), reading: P
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(text)
     return text
+
+
+def _records_source(note: str | None) -> str:
+    """Where the continual stream's labelled texts came from, as a sentence (bench/results_data.py's
+    short codes)."""
+    known = {"carried": "The labelled texts were carried to the machine (`.gpu_data/continual_wiki.jsonl`, "
+                        "made from the packaged `wiki` corpus).",
+             "made from wiki": "The labelled texts were made from the packaged `wiki` corpus.",
+             "given": "The labelled texts were given with `--records`."}
+    return known.get(note, f"Labelled texts: {note}." if note else "")
 
 
 def _rate(value) -> str:
