@@ -343,7 +343,8 @@ def train(cfg: RunConfig, callbacks: Sequence[Callable[[StepInfo], None]] = (), 
                     raise NonFiniteLoss(
                         f"the {what} became {value} at step {next_step}: {finding.describe()}",
                         (f"the last good checkpoint is {kept}; " if kept else "no checkpoint was written yet; ")
-                        + "try a lower --lr, a longer --warmup or --grad-clip, or check that memory's lr/retain")
+                        + "try a lower --lr, a longer --warmup or --grad-clip, or check that memory's lr/retain"
+                        + finding.hint())
                 periodic.gate(next_step)
                 optimizer.step()
                 optimizer.zero_grad(set_to_none=True)

@@ -90,6 +90,9 @@ def _tidy(source: str) -> str:
     return os.path.normpath(file) + sep + line if sep and line.isdigit() else source
 
 
+_CHUNK = re.compile(r"chunk-parallel over (\d+) tokens")
+
+
 @dataclass
 class Finding:
     stage: str                                   # "forward", "backward" or "weights"
@@ -110,6 +113,18 @@ class Finding:
                     f"{self.place.describe() if self.place else self.bad_grads[0]}"
                     + (f" (and {len(self.bad_grads) - 1} more parameter(s))" if len(self.bad_grads) > 1 else ""))
         return "it did not recur when the step's forward pass was run again (a non-deterministic overflow?)"
+
+    def hint(self) -> str:
+        """Advice that depends on where the value appeared ("" when there is none)."""
+        chunk = _CHUNK.search(self.place.schedule or "") if self.place else None
+        if self.stage != "forward" or not chunk or int(chunk.group(1)) < 2:
+            return ""
+        # Mini-batch GD takes every token's gradient at the chunk start: its stable learning rate
+        # shrinks about as 1 / chunk (a Titans memory that blew up at chunk 16 on MQAR stayed
+        # bounded on the same inputs with per-token gradients).
+        return (f"; `{self.place.memory}` updates chunk-parallel over {chunk.group(1)} tokens (every gradient "
+                "taken at the chunk start), which tolerates a smaller step than per-token updates: a shorter "
+                "chunk (its level's `every`) or a smaller initial lr for it may also help")
 
 
 def first_nonfinite_module(model: nn.Module, run: Callable[[], object]) -> str | None:

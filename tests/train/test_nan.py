@@ -96,3 +96,16 @@ def test_diagnose_forward_and_backward():
     finding = diagnose(toy, lambda: toy(x))
     assert finding.stage == "backward" and finding.bad_grads == ["blocks.0.gate.lin.weight"]
     assert "backward pass" in finding.describe() and "model.nsam:12" in finding.describe()
+
+
+def test_hint_for_a_chunk_parallel_memory():
+    from runtime.train.nan_guard import Finding, Place
+
+    chunked = Place("blocks.3.lmm.out", "lmm", "titans.nsam:25", "in-context: every 16 tokens, chunk-parallel over "
+                    "16 tokens; initial state meta-learned (init transfer)", 3)
+    hint = Finding("forward", chunked).hint()
+    assert "`lmm` updates chunk-parallel over 16 tokens" in hint and "shorter chunk" in hint
+    per_token = Place("blocks.0.mem", "mem", "x.nsam:3", "in-context: every token, chunk-parallel over 1 tokens", 0)
+    assert Finding("forward", per_token).hint() == ""  # per-token updates: nothing to say
+    assert Finding("backward", chunked, bad_grads=["w"]).hint() == ""  # the forward was finite
+    assert Finding("forward", Place("embed")).hint() == ""
