@@ -11,6 +11,12 @@
 # $OUT/<chain>.tgz as soon as it ends; at DEADLINE - 10 s whatever is still running is packed as
 # it is. MINUTES is the training budget of curves and results (default 6).
 #
+# Stages: tests (the GPU-marked kernel tests), kernels / kernels_delta / kernels_rest (the table vs
+# fla, whole or split over GPUs), deep (Titans kernel vs titans-pytorch), profile (where a Hope step
+# goes), model / model_compiled (whole-model throughput), curves (~30M Hope vs Transformer++),
+# results (the docs/results.md grid), results_rerun (ONLY=regex, PRESET_FROM=results.json: some jobs
+# again at an earlier run's scale), ddp_tpp / ddp_hope (1 vs 2 GPUs), sleep (a self-test).
+#
 # Wheels (fla, titans-pytorch, nested-learning, pytest and their pure-Python deps) are carried in
 # .gpu_deps/ and the prepared corpora in .gpu_data/, because the device reaches no registry; the
 # comparison libraries are benchmark-only, not nslang dependencies.
