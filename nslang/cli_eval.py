@@ -207,12 +207,16 @@ def cmd_eval(args) -> int:
                                             chunk=args.chunk)
     run_dir = Path(model.info["run"])
     say = (lambda text: print(text, file=sys.stderr)) if not args.quiet else (lambda text: None)
+    progress = None if args.quiet else _Progress()
+    model.on_progress = progress
     say(f"{model.info.get('model')}: {model.info['checkpoint']} (step {model.info.get('step')}), "
         f"{model.info.get('tokenizer')} tokens, chunk {model.chunk}, batch {model.batch_size}")
     results: dict[str, dict] = {}
     for name, task in tasks.items():
         params = routed[name]
         t0 = time.perf_counter()
+        if progress:
+            progress.start(name)
         record, model = _evaluate_fitting(name, task, params, model, args, say)
         loaded["model"] = model
         record["params"] = {k: _plain(v) for k, v in params.items()}
@@ -265,6 +269,25 @@ def cmd_variants(args) -> int:
     return 1 if bad else 0
 
 
+class _Progress:
+    """`TASK: log-likelihood 48/96 (12 s)` on stderr, for evaluations that take minutes: at most
+    every `every` seconds, and when a pass ends."""
+
+    def __init__(self, every: float = 5.0):
+        self.every, self.task, self.t0, self.last = every, "", time.monotonic(), time.monotonic()
+
+    def start(self, task: str) -> None:
+        self.task, self.t0 = task, time.monotonic()
+        self.last = self.t0
+
+    def __call__(self, what: str, done: int, total: int) -> None:
+        now = time.monotonic()
+        if done < total and now - self.last < self.every:
+            return
+        self.last = now
+        print(f"{self.task}: {what} {done}/{total} ({now - self.t0:.0f} s)", file=sys.stderr, flush=True)
+
+
 def _evaluate_fitting(name: str, task, params: dict, model, args, say):
     """(record, model) of one task. Out of memory halves the batch (evaluation rows, and the
     continual stream's fine-tuning batch) and runs the task again, down to 1; a continual stream
@@ -307,7 +330,7 @@ def _evaluate_fitting(name: str, task, params: dict, model, args, say):
         if name in CONTINUAL:
             train["train_batch"] = max(1, int(train["train_batch"]) // 2)
             model = RunModel.load(args.run, args.checkpoint, args.device, batch_size=max(1, batch // 2),
-                                  chunk=args.chunk)
+                                  chunk=args.chunk).with_progress(model.on_progress)
         else:
             model.batch_size = max(1, batch // 2)
         say(f"{name}: out of memory at batch {batch}; again at batch {model.batch_size}"

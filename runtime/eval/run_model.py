@@ -70,6 +70,17 @@ class RunModel:
             else contextlib.nullcontext
         self._cache: dict[Request, tuple[float, bool]] = {}
         self.calls = 0  # forward calls, for tests and throughput notes
+        # on_progress(what, done, total): told after each scored batch ("log-likelihood", requests)
+        # and each generation ("generation", examples); the CLI prints it (long evaluations)
+        self.on_progress: Callable[[str, int, int], None] | None = None
+
+    def with_progress(self, on_progress) -> "RunModel":
+        self.on_progress = on_progress
+        return self
+
+    def _report(self, what: str, done: int, total: int) -> None:
+        if self.on_progress is not None:
+            self.on_progress(what, done, total)
 
     # -- loading ------------------------------------------------------------------------------
     @classmethod
@@ -162,11 +173,13 @@ class RunModel:
                 st = _repeat_state(state, len(part)) if state is not None else None
                 for (i, _), res in zip(part, self._score_rows([(tail, c) for _, c in part], st)):
                     out[i] = res
+                self._report("log-likelihood", sum(r is not None for r in out), len(out))
         short.sort(key=lambda r: len(r[1]) + len(r[2]))
         for start in range(0, len(short), self.batch_size):
             part = short[start:start + self.batch_size]
             for (i, *_), res in zip(part, self._score_rows([(ctx, c) for _, ctx, c in part], None)):
                 out[i] = res
+            self._report("log-likelihood", sum(r is not None for r in out), len(out))
         return out  # type: ignore[return-value]
 
     def loglikelihood_rolling(self, text: str) -> float:
@@ -302,7 +315,16 @@ def run_task(model: RunModel, task, n: int, seed: int = 0, mode: str = "auto") -
     if mode in ("ll", "both"):
         out = model.batched(lambda fn: task.score(examples, score_fn=fn))
     if mode in ("gen", "both"):
-        gen = task.score(examples, generate_fn=model.generate_fn)
+        done = 0
+
+        def generate(prompt: str, max_chars: int) -> str:
+            nonlocal done
+            text = model.generate_fn(prompt, max_chars)
+            done += 1
+            model._report("generation", done, len(examples))
+            return text
+
+        gen = task.score(examples, generate_fn=generate)
         out = _merge(out, gen)
     out["mode"] = mode
     return out

@@ -170,3 +170,15 @@ def test_eval_continual_out_of_memory_restarts_from_the_checkpoint(run_dir, tmp_
                     for f in ("full.json", "fitted.json"))
     # restarted from the checkpoint, not from the half fine-tuned weights: the same matrix
     assert fitted["matrix"] == full["matrix"]
+
+
+def test_eval_reports_progress_unless_quiet(run_dir, tmp_path, capsys):
+    argv = ["eval", str(run_dir), "--task", "mqar", "--n", "6", "--param", "num_pairs=2", "--param", "seq_len=48",
+            "--param", "num_queries=1", "--device", "cpu", "--batch-size", "4", "--no-plot",
+            "--out", str(tmp_path / "m.json")]
+    assert main(argv) == 0
+    err = capsys.readouterr().err
+    # each pass reports when it ends: 6 examples x 2 choices scored, then 6 generations
+    assert "mqar: log-likelihood 12/12 (" in err and "mqar: generation 6/6 (" in err
+    assert main([*argv, "-q"]) == 0
+    assert "log-likelihood" not in capsys.readouterr().err
