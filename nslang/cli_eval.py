@@ -292,6 +292,10 @@ def _evaluate_fitting(name: str, task, params: dict, model, args, say):
     """(record, model) of one task. Out of memory halves the batch (evaluation rows, and the
     continual stream's fine-tuning batch) and runs the task again, down to 1; a continual stream
     restarts from the checkpoint, since its fine-tuning changed the weights."""
+    import gc
+
+    import torch
+
     from runtime.eval.run_model import RunModel, run_continual, run_task
     from runtime.train.errors import OutOfMemory, is_out_of_memory
 
@@ -320,10 +324,6 @@ def _evaluate_fitting(name: str, task, params: dict, model, args, say):
                                   "pieces (--chunk), or use a device with more memory") from None
         # out of memory: free what the failed attempt held (outside the except block, which keeps
         # the exception and with it the attempt's tensors alive), then halve and retry
-        import gc
-
-        import torch
-
         gc.collect()
         if model.device.type == "cuda":
             torch.cuda.empty_cache()
