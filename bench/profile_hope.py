@@ -4,8 +4,9 @@
         [--budget-s 120] [--device auto]
 
 A VARIANT is a spec name, optionally with `+compile` (per-chunk steps through torch.compile, as
-`nslang train --compile`): default hope, hope_two_pass, hope_two_pass+compile,
-self_modifying_titans, self_modifying_titans+compile, transformer_pp. Each is built and stepped
+`nslang train --compile`) and `+graph` (forward and backward replayed as a CUDA graph, as
+`nslang train --cuda-graphs`): default transformer_pp, self_modifying_titans(+compile),
+hope_two_pass(+compile, +graph, +compile+graph), hope(+graph). Each is built and stepped
 exactly as bench/train_throughput.py does (fwd, bwd, clipping, outer optimizer, bf16 autocast on
 CUDA). Per variant: one untimed step (compilation, autotuning), one timed step with the device
 synchronised, then one step under torch.profiler, from which the table counts
@@ -42,7 +43,8 @@ from runtime.layers.common import use_compiled_ops  # noqa: E402
 from runtime.train.distributed import pick_device  # noqa: E402
 
 DEFAULT = ["transformer_pp", "self_modifying_titans", "self_modifying_titans+compile", "hope_two_pass",
-           "hope_two_pass+compile", "hope"]
+           "hope_two_pass+compile", "hope_two_pass+graph", "hope_two_pass+compile+graph", "hope", "hope+graph"]
+FLAGS = ("compile", "graph")
 
 
 def _sync(device: torch.device) -> None:
@@ -51,11 +53,10 @@ def _sync(device: torch.device) -> None:
 
 
 def profile_variant(variant: str, args, device: torch.device, workdir: Path) -> dict:
-    name, _, flag = variant.partition("+")
-    compile_ = flag == "compile"
+    name, *flags = variant.split("+")
     overrides = {"dim": args.dim, "depth": args.depth, "context": args.context}
     row, one_step = build(_find(name), overrides, device, workdir, args.batch_size, args.context,
-                          compile=compile_)
+                          compile="compile" in flags, cuda_graphs="graph" in flags)
     out = {"variant": variant, "params": row["params"]}
     try:
         with alarm(args.budget_s):
@@ -110,7 +111,7 @@ def table(rows: list[dict], args, device: torch.device) -> str:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("variants", nargs="*", default=DEFAULT, help="spec[+compile], e.g. hope_two_pass+compile")
+    p.add_argument("variants", nargs="*", default=DEFAULT, help="spec[+compile][+graph], e.g. hope_two_pass+compile+graph")
     p.add_argument("--dim", type=int, default=256)
     p.add_argument("--depth", type=int, default=2)
     p.add_argument("--context", type=int, default=256)
@@ -118,8 +119,11 @@ def main(argv=None) -> int:
     p.add_argument("--budget-s", type=float, default=120.0, help="seconds per variant before it is cut")
     p.add_argument("--device", default="auto")
     args = p.parse_args(argv)
-    for variant in args.variants:  # every name checked before anything is timed
-        _find(variant.partition("+")[0])
+    for variant in args.variants:  # every name and flag checked before anything is timed
+        name, *flags = variant.split("+")
+        _find(name)
+        if unknown := [f for f in flags if f not in FLAGS]:
+            p.error(f"{variant}: unknown flag +{unknown[0]} (flags: {', '.join('+' + f for f in FLAGS)})")
     device = pick_device(args.device)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:

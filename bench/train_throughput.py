@@ -30,6 +30,7 @@ import torch  # noqa: E402
 
 from runtime.train.build import compile_package  # noqa: E402
 from runtime.train.compiling import compile_for_training  # noqa: E402
+from runtime.train.cuda_graph import GraphedStep  # noqa: E402
 from runtime.train.distributed import pick_device  # noqa: E402
 from runtime.train.errors import TrainError  # noqa: E402
 from runtime.train.loop import LossModule, _autocast, make_optimizer  # noqa: E402
@@ -39,10 +40,12 @@ DEFAULT_SPECS = ["transformer_pp", "gated_deltanet", "titans", "hope_attention",
 
 
 def build(spec: Path, overrides: dict, device: torch.device, workdir: Path, batch_size: int, context: int,
-          precision: str = "auto", compile: bool = False, activation_checkpointing: bool = False):
+          precision: str = "auto", compile: bool = False, activation_checkpointing: bool = False,
+          cuda_graphs: bool = False):
     """Compile `spec` with `overrides`, build its model and outer optimizer on `device`, and return
     (row, one_step): row = {"spec", "params", "optimizer"}; one_step(step) runs one optimizer step on
-    a fixed random batch exactly as `nslang train` does and returns the loss."""
+    a fixed random batch exactly as `nslang train` does and returns the loss. cuda_graphs: the forward
+    and backward captured at the first step and replayed (`nslang train --cuda-graphs`)."""
     pkg = compile_package(spec, workdir / spec.stem, overrides=overrides)
     torch.manual_seed(0)
     model = pkg.Model(pkg.Config()).to(device)
@@ -59,10 +62,17 @@ def build(spec: Path, overrides: dict, device: torch.device, workdir: Path, batc
     row = {"spec": spec.stem, "params": sum(p.numel() for p in model.parameters()),
            "optimizer": pkg.optimizer.get("kind")}
 
+    graphed = []
+
     def one_step(step: int) -> float:
-        with autocast():
-            loss = step_fn(tokens)
-        loss.backward()
+        if cuda_graphs:
+            if not graphed:
+                graphed.append(GraphedStep(step_fn, list(model.parameters()), tokens, 1, autocast))
+            loss = graphed[0]([tokens])
+        else:
+            with autocast():
+                loss = step_fn(tokens)
+            loss.backward()
         norm = torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.grad is not None], 1.0)
         value, _ = torch.stack([loss.detach().float(), norm.float()]).tolist()  # the trainer's one sync
         periodic.gate(step)

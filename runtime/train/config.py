@@ -69,6 +69,9 @@ class RunConfig:
                         choices=("auto", "bf16", "fp32"))
     compile: bool = _f(False, "torch.compile the loss step (models with in-context learning loops: "
                                "their per-chunk steps; runtime/train/compiling.py)")
+    cuda_graphs: bool = _f(False, "capture each micro-batch's forward and backward once as a CUDA graph and "
+                                   "replay it (one GPU; for launch-bound models such as Hope; "
+                                   "runtime/train/cuda_graph.py)")
     parallel: str = _f("ddp", "under torchrun: ddp (replicated weights) or fsdp (FSDP2, sharded)",
                        choices=("ddp", "fsdp"))
     # logging, evaluation, checkpoints

@@ -12,7 +12,8 @@ One optimizer step: `accumulation` micro-batches of `batch_size` sequences of `c
 gradient norm clipped; cross-sequence levels held back until their period (periodic.py); the
 learning rate from the schedule (schedule.py); then the spec's outer optimizer. The loss and the
 gradient norm are read back every step (one device sync): a NaN or inf stops the run before the
-optimizer can write it into the weights, so every checkpoint on disk stays finite.
+optimizer can write it into the weights, so every checkpoint on disk stays finite. Under
+--cuda-graphs the forward and backward are one replayed graph (cuda_graph.py); the rest is as above.
 
 Exactness of --resume: the data position, the optimizer state, the periodic gradient sums and the
 random generators are all in the checkpoint, and the schedule is a function of the step, so a run
@@ -40,6 +41,7 @@ from torch import nn
 
 from . import build, checkpoint, distributed, metrics, schedule
 from .compiling import compile_for_training
+from .cuda_graph import GraphedStep, graph_device_error
 from .config import RunConfig
 from .errors import NonFiniteLoss, OutOfMemory, TrainError, is_out_of_memory
 from .nan_guard import diagnose
@@ -113,8 +115,8 @@ def make_optimizer(spec_optimizer: dict, model: nn.Module, lr: float | None):
 def _autocast(device: torch.device, precision: str):
     use_bf16 = precision == "bf16" or (precision == "auto" and device.type == "cuda")
     if not use_bf16:
-        return contextlib.nullcontext
-    return lambda: torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+        return lambda **_: contextlib.nullcontext()
+    return lambda **kw: torch.autocast(device_type=device.type, dtype=torch.bfloat16, **kw)
 
 
 class _Interrupt:
@@ -221,6 +223,9 @@ def train(cfg: RunConfig, callbacks: Sequence[Callable[[StepInfo], None]] = (), 
             step, tokens = int(payload["step"]), int(payload["tokens"])
         train_module = compile_for_training(loss_module, model) if cfg.compile else loss_module
         autocast = _autocast(device, cfg.precision)
+        graphed = None  # the captured step under --cuda-graphs, made at the first step
+        if cfg.cuda_graphs and (why := graph_device_error(device, dist.active)):
+            raise why
 
         log_ = metrics.MetricsLog(out, enabled=dist.is_main, tensorboard=cfg.tensorboard and dist.is_main)
         bar = metrics.Progress(cfg.steps, start=step, enabled=cfg.progress and dist.is_main, stream=stream,
@@ -309,14 +314,22 @@ def train(cfg: RunConfig, callbacks: Sequence[Callable[[StepInfo], None]] = (), 
                                                                   cfg.min_lr_ratio))
                 batches = []
                 try:
-                    loss_sum = torch.zeros((), device=device)
-                    for micro in range(cfg.accumulation):
-                        batch = sampler.next_batch()
-                        batches.append(batch)
-                        with distributed.no_sync(loss_module, dist, skip=micro < cfg.accumulation - 1), autocast():
-                            loss = train_module(batch)
-                        (loss / cfg.accumulation).backward()
-                        loss_sum += loss.detach().float() / cfg.accumulation
+                    if cfg.cuda_graphs:
+                        batches = [sampler.next_batch() for _ in range(cfg.accumulation)]
+                        if graphed is None:
+                            graphed = GraphedStep(train_module, list(model.parameters()), batches[0],
+                                                  cfg.accumulation, autocast)
+                        loss_sum = graphed(batches)
+                    else:
+                        loss_sum = torch.zeros((), device=device)
+                        for micro in range(cfg.accumulation):
+                            batch = sampler.next_batch()
+                            batches.append(batch)
+                            with distributed.no_sync(loss_module, dist, skip=micro < cfg.accumulation - 1), \
+                                    autocast():
+                                loss = train_module(batch)
+                            (loss / cfg.accumulation).backward()
+                            loss_sum += loss.detach().float() / cfg.accumulation
                     params = [p for p in model.parameters() if p.grad is not None]
                     max_norm = cfg.grad_clip if cfg.grad_clip > 0 else float("inf")
                     grad_norm = torch.nn.utils.clip_grad_norm_(params, max_norm) if params \

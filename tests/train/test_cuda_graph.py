@@ -1,0 +1,109 @@
+"""--cuda-graphs (runtime/train/cuda_graph.py).
+
+On the CPU there is no graph to capture, so the tests swap in the eager recorder, which reruns the
+step where a graph would replay it: everything else (the static batch, the gradients accumulated in
+place into fixed buffers and re-attached every step, the unused parameters, the loop's wiring with
+the periodic gate and M3) runs as on a GPU and must give bitwise the losses of the plain loop. The
+marked GPU test captures real graphs and holds them to eager training.
+"""
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from _train_common import TINY, TINY_RECURRENT
+from runtime.train import TrainError, train
+from runtime.train import cuda_graph
+from runtime.train.cuda_graph import EagerRecorder, GraphedStep
+
+
+@pytest.fixture
+def eager_recorder(monkeypatch):
+    """train(..., cuda_graphs=True) on the CPU, its graphs replaced by the eager recorder."""
+    import runtime.train.loop as loop
+
+    monkeypatch.setattr(cuda_graph, "CudaGraphRecorder", lambda device: EagerRecorder())
+    monkeypatch.setattr(loop, "graph_device_error", lambda device, distributed: None)
+
+
+@pytest.mark.parametrize("text", [TINY, TINY_RECURRENT], ids=["cms_slow_level_m3", "delta_cms_segments"])
+def test_graphed_training_equals_the_plain_loop(text, spec, run_config, tmp_path, eager_recorder):
+    # TINY: a cross-sequence level whose gradient the periodic gate withholds and sums (it replaces
+    # .grad), and M3; accumulation 2: the in-place sum over micro-batches.
+    path = spec(text)
+    kw = dict(steps=6, accumulation=2, eval_every=0, save_every=100)
+    plain = train(run_config(path, out=str(tmp_path / "plain"), **kw))
+    graphed = train(run_config(path, out=str(tmp_path / "graphed"), cuda_graphs=True, **kw))
+    assert sorted(plain.losses) == list(range(1, 7))
+    assert graphed.losses == plain.losses  # bitwise: the same operations in the same order
+    assert graphed.val_loss == plain.val_loss
+
+
+class _Partly(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.used = nn.Linear(4, 4)
+        self.unused = nn.Parameter(torch.ones(3))
+
+    def forward(self, x):
+        return self.used(x.float()).square().mean()
+
+
+def test_a_parameter_without_gradient_keeps_none():
+    module = _Partly()
+    batch = torch.randn(2, 4)
+    step = GraphedStep(module, list(module.parameters()), batch, 1, lambda **_: torch.autocast("cpu", enabled=False),
+                       recorder=EagerRecorder())
+    module.zero_grad(set_to_none=True)  # as the optimizer does between steps
+    loss = step([torch.randn(2, 4)])
+    assert module.unused.grad is None  # AdamW would otherwise decay it under a zero gradient
+    assert module.used.weight.grad is not None and module.used.weight.grad.abs().sum() > 0
+    assert loss.shape == () and torch.isfinite(loss)
+
+
+def test_gradients_are_those_of_the_new_batch_not_the_sum_of_steps():
+    module = _Partly()
+    step = GraphedStep(module, list(module.parameters()), torch.randn(2, 4), 1,
+                       lambda **_: torch.autocast("cpu", enabled=False), recorder=EagerRecorder())
+    x = torch.randn(2, 4)
+    step([x])
+    step([x])  # a second step on the same batch: the buffers are zeroed first, not accumulated
+    got = module.used.weight.grad.clone()
+    module.zero_grad(set_to_none=True)
+    module(x).backward()
+    assert torch.equal(got, module.used.weight.grad)
+
+
+def test_a_batch_of_another_shape_is_refused():
+    module = _Partly()
+    step = GraphedStep(module, list(module.parameters()), torch.randn(2, 4), 1,
+                       lambda **_: torch.autocast("cpu", enabled=False), recorder=EagerRecorder())
+    with pytest.raises(TrainError, match="captured for"):
+        step([torch.randn(3, 4)])
+
+
+def test_cuda_graphs_on_the_cpu_is_a_clear_error(spec, run_config, tmp_path):
+    with pytest.raises(TrainError) as err:
+        train(run_config(spec(TINY), cuda_graphs=True, steps=1))
+    assert "needs a CUDA device" in err.value.message and "drop --cuda-graphs" in err.value.hint
+    assert not (tmp_path / "run" / "checkpoints").exists()  # refused before any step
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("stock", ["hope", "hope_two_pass"])
+def test_graphed_training_on_the_gpu_follows_eager(stock, run_config, tmp_path):
+    # Real graphs: Hope's self-modifying chunk loop, its CMS and the kernels, replayed. fp32, so
+    # that the two runs differ only by the kernels' own run-to-run nondeterminism (atomics in
+    # the backward), which the tolerance allows for over 6 steps.
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "specs" / f"{stock}.nsam"
+    kw = dict(steps=6, accumulation=2, eval_every=0, save_every=100, device="cuda", precision="fp32",
+              set={"dim": 64, "depth": 2, "context": 64})
+    plain = train(run_config(path, out=str(tmp_path / "plain"), **kw))
+    graphed = train(run_config(path, out=str(tmp_path / "graphed"), cuda_graphs=True, **kw))
+    assert sorted(graphed.losses) == sorted(plain.losses) == list(range(1, 7))
+    for step, loss in plain.losses.items():
+        assert graphed.losses[step] == pytest.approx(loss, rel=1e-4), step
