@@ -530,6 +530,15 @@ def chunk_titans_kernel(q, k, v, eta, theta, alpha, W1_init=None, W2_init=None, 
     precision: the products' operand precision, "ieee" | "tf32" | "bf16" (default: see `_prec`;
     the tests pass "bf16" to emulate the GPU's bf16 products in the interpreter).
     """
+    return run_titans(ChunkTitansFunction, q, k, v, eta, theta, alpha, W1_init, W2_init,
+                      chunk_size, memory, activation, read, initial_state, block_hidden, precision)
+
+
+def run_titans(function, q, k, v, eta, theta, alpha, W1_init, W2_init, chunk_size, memory,
+               activation, read, initial_state, block_hidden, precision):
+    """Checks the arguments, prepares the layout and the coefficients of every chunk, and calls
+    function.apply (an autograd Function with ChunkTitansFunction's contract): shared by this
+    kernel and kernel_split.py."""
     reason = why_not(q, k, v, eta, theta, alpha, W1_init, W2_init, chunk_size, memory,
                      activation, read, initial_state)
     if reason is not None:
@@ -575,7 +584,7 @@ def chunk_titans_kernel(q, k, v, eta, theta, alpha, W1_init=None, W2_init=None, 
     prec = precision or _prec(qd, q.device)
     if prec == "bf16" and _INTERPRET:
         prec = "bf16_rounded"
-    o, W1f, W2f, S1f, S2f = ChunkTitansFunction.apply(
+    o, W1f, W2f, S1f, S2f = function.apply(
         tokens(q), tokens(k.to(qd)), tokens(v.to(qd)), W1, W2, S1, S2, b0.contiguous(),
         e.contiguous(), Dm.contiguous(), bC.contiguous(), eC.contiguous(), aC.contiguous(),
         dC, tC, C, residual, _ACTS[activation], block_hidden,
@@ -585,4 +594,4 @@ def chunk_titans_kernel(q, k, v, eta, theta, alpha, W1_init=None, W2_init=None, 
     return o, tuple(w.to(state_dtype) for w in (W1f, W2f, S1f, S2f))
 
 
-__all__ = ["ChunkTitansFunction", "chunk_titans_kernel", "supports", "why_not"]
+__all__ = ["ChunkTitansFunction", "chunk_titans_kernel", "run_titans", "supports", "why_not"]

@@ -1,0 +1,458 @@
+"""Titans deep (MLP) memory: Triton kernels with the hidden width spread over programs.
+
+Same contract, math and coefficients as kernel.py (read its docstring for the chunk form, forward
+and backward; the names here are its names); only the schedule differs. kernel.py runs one
+program per (batch, head) and walks every chunk inside it: 64 programs at B = H = 8, half an H100.
+Here the grid is (B*H, HID // BHID), one program per (batch, head, hidden tile), and the chunk
+loop is on the host: one launch per chunk and direction, plus one to start each chain.
+
+Why the split is exact. Within a chunk every term of kernel.py's forward and backward is either
+tile-local (it needs only the tile's columns of W1, S1 [Dv, BHID] and rows of W2, S2 [BHID, Dk],
+or their gradients, plus token tiles) or a sum over tiles of tile-local terms. Only two such sums
+feed the recurrence: Y (forward: dY = 2 (Y - V) drives every tile's state update) and ddY
+(backward: dV, and the 2 ddY terms of dW1, dK and dZ~). Every other sum is linear in per-tile
+pieces, so each tile writes its own piece and PyTorch adds them once at the end over all chunks:
+the forward's O (the -(D*PA) dY term is linear in PA = sum of the tiles' Hq A^T), and the
+backward's dQ, dK (including -(D*R1) K, -(D*R1)^T Q), dD (linear in PA and R1 given R2, PK), db0,
+de, dbC, deC, daC, ddC, dtC. The per-tile pieces are the same products as kernel.py's loop
+bodies; only the order of the fp32 sums changes.
+
+Forward, launch n (chunk n; the state of its tile at the chunk start, slot n of W1s..):
+
+    Y    = sum over tiles of the partials Yp[n] (written by launch n-1) (+ K),   dY = 2 (Y - V)
+    then kernel.py's per-tile body: Zq, Hq, the tile's piece of O, the chunk-end state tile,
+    and, with that new tile still in registers, the partial of the next chunk's Y:
+    Yp[n+1] = s(K' W2'^T) W1'^T (K' the next chunk's keys).
+
+A first launch writes Yp[0] from the initial state. Forward: N + 1 launches.
+
+Backward, chunks in reverse. "Start(n)" is kernel.py's pass B for chunk n on one tile, given the
+tile of the chunk-end state gradient (X1, Y1, X2, Y2): every tile-local term, the tile's pieces
+of the sums, its partial ddY (to a buffer), its partial dZ~ (to a scratch) and the chunk-start
+state gradient without its 2 ddY terms. "Finish(n)" is pass C: sum the partial ddY of chunk n,
+store dV, add 2 ddY^T A to dW1 and dZ~^T K to dW2 (dZ~ = partial + (2 ddY W1) * s'(Z)), and dZ~
+W2 to the tile's piece of dK. Finish(n) yields the complete gradient of the state at the start of
+chunk n for this tile, which is exactly what Start(n-1) needs for the same tile: launch j does
+Finish(n) then Start(n-1) in the same program, the gradient tile never leaving registers. Launches:
+Start(N-1); Finish(n) + Start(n-1) for n = N-1..1; Finish(0). Backward: N + 1 launches.
+
+Hoisted out of the chunk loop (they do not depend on the state): PK = Q K^T of every chunk (one
+batched fp32 matmul after the forward's token layout) and R2 = dO dY^T (one after the forward,
+once dO is known); the kernels form D*PK and D*R2 from them. So do the sums over tiles and the
+residual terms (+Q in O, +dO in dQ, +2 ddY in dK).
+
+Precision: as kernel.py (`_prec`): fp32 state, state gradient and accumulation; bf16 operands on
+CUDA, exact fp32 in the interpreter. PK and R2 are fp32 products here (PyTorch). Memory beyond
+kernel.py's: the per-tile partials over all chunks, fp32: O, dQ, dK (each B H T (hid/BHID) D 4 B,
+0.5 GB at B = H = 8, T = 2048, D = 128, hid = 512, BHID = 64) and dD (B H T C (hid/BHID) 4 B).
+
+Not yet measured on a GPU. Per launch: B H (hid/BHID) programs (512 at the bench shape); each reads
+its fp32 state tiles and writes the next ones, so a chunk moves ~4 B H D hid 4 B x 2 (forward) and
+about twice that (backward) through HBM, plus the NT-fold reread of the Y / ddY partials (L2).
+"""
+
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+from .kernel import _act, _mm, run_titans, supports, why_not  # noqa: F401 (shared helpers)
+
+# ----------------------------------------------------------------------------------------------
+# forward
+# ----------------------------------------------------------------------------------------------
+
+
+@triton.jit
+def _fwd_y0(k, W1s, W2s, Yp, N, NS,
+            DK: tl.constexpr, DV: tl.constexpr, HID: tl.constexpr, C: tl.constexpr,
+            BHID: tl.constexpr, ACT: tl.constexpr, PREC: tl.constexpr):  # fmt: skip
+    """The tile's partial of chunk 0's Y from the initial state: Yp[0] = s(K W2^T) W1^T."""
+    i_bh, i_t = tl.program_id(0), tl.program_id(1)
+    NT: tl.constexpr = HID // BHID
+    o_c, o_k, o_v = tl.arange(0, C), tl.arange(0, DK), tl.arange(0, DV)
+    o_t = i_t * BHID + tl.arange(0, BHID)
+    rows = (i_bh * N * C + o_c).to(tl.int64)
+    slot = (i_bh * NS).to(tl.int64)
+    w1 = tl.load(W1s + slot * DV * HID + o_v[:, None] * HID + o_t[None, :])
+    w2 = tl.load(W2s + slot * HID * DK + o_t[:, None] * DK + o_k[None, :])
+    b_k = tl.load(k + rows[:, None] * DK + o_k[None, :]).to(tl.float32)
+    a, _, _ = _act(_mm(b_k, tl.trans(w2), PREC), ACT)
+    p_y = Yp + ((i_bh * 2) * NT + i_t).to(tl.int64) * C * DV
+    tl.store(p_y + o_c[:, None] * DV + o_v[None, :], _mm(a, tl.trans(w1), PREC))
+
+
+@triton.jit
+def _fwd_step(
+    q, k, v, W1s, W2s, S1s, S2s, b0, e, Dm, PK, bC, eC, aC, dC, tC, Yp, Op, X, i_n, N, NS, NX,
+    DK: tl.constexpr, DV: tl.constexpr, HID: tl.constexpr, C: tl.constexpr, BHID: tl.constexpr,
+    RESIDUAL: tl.constexpr, ACT: tl.constexpr, PREC: tl.constexpr, NEXT: tl.constexpr,
+):  # fmt: skip
+    """Chunk i_n on one (b, h, hidden tile): dY from the summed Y partials, the tile's piece of O
+    (Op), the chunk-end state tile (slot i_n + 1), and (NEXT) the tile's partial of the next
+    chunk's Y from that new tile."""
+    i_bh, i_t = tl.program_id(0), tl.program_id(1)
+    NT: tl.constexpr = HID // BHID
+    o_c, o_k, o_v = tl.arange(0, C), tl.arange(0, DK), tl.arange(0, DV)
+    o_t = i_t * BHID + tl.arange(0, BHID)
+    causal = o_c[:, None] >= o_c[None, :]
+    cv = o_c[:, None] * DV + o_v[None, :]  # a [C, DV] tile
+    cc = o_c[:, None] * C + o_c[None, :]  # a [C, C] tile
+    rows = (i_bh * N * C + i_n * C + o_c).to(tl.int64)
+    cf = (i_bh * N + i_n).to(tl.int64)
+    # Y: the sum of every tile's partial (written by the previous launch)
+    p_y = Yp + ((i_bh * 2 + i_n % 2) * NT).to(tl.int64) * C * DV
+    b_y = tl.zeros([C, DV], dtype=tl.float32)
+    for j in range(NT):
+        b_y += tl.load(p_y + j * C * DV + cv)
+    b_k = tl.load(k + rows[:, None] * DK + o_k[None, :]).to(tl.float32)
+    if RESIDUAL:
+        b_y += b_k
+    b_dy = 2 * (b_y - tl.load(v + rows[:, None] * DV + o_v[None, :]).to(tl.float32))
+    # dY is kept for the backward (one program writes it)
+    only0 = (o_c[:, None] * 0 + i_t) == 0
+    tl.store(X + (i_bh * NX + i_n % NX).to(tl.int64) * C * DV + cv, b_dy, mask=only0)
+    # the tile: state at the chunk start
+    slot = (i_bh * NS + i_n % NS).to(tl.int64)
+    nxt = (i_bh * NS + (i_n + 1) % NS).to(tl.int64)
+    q1 = o_v[:, None] * HID + o_t[None, :]  # [DV, BHID] tile of W1, S1
+    q2 = o_t[:, None] * DK + o_k[None, :]  # [BHID, DK] tile of W2, S2
+    w1, s1 = tl.load(W1s + slot * DV * HID + q1), tl.load(S1s + slot * DV * HID + q1)
+    w2, s2 = tl.load(W2s + slot * HID * DK + q2), tl.load(S2s + slot * HID * DK + q2)
+    b_q = tl.load(q + rows[:, None] * DK + o_k[None, :]).to(tl.float32)
+    b_b0 = tl.load(b0 + cf * C + o_c)
+    b_e = tl.load(e + cf * C + o_c)
+    b_D = tl.load(Dm + cf * C * C + cc)
+    m1 = tl.where(causal, b_D * tl.load(PK + cf * C * C + cc), 0.0)  # D * Q K^T
+    a, sp, _ = _act(_mm(b_k, tl.trans(w2), PREC), ACT)
+    dz = _mm(b_dy, w1, PREC) * sp  # [C, BHID]
+    zq = (b_b0[:, None] * _mm(b_q, tl.trans(w2), PREC)
+          + b_e[:, None] * _mm(b_q, tl.trans(s2), PREC) - _mm(m1, dz, PREC))
+    hq, _, _ = _act(zq, ACT)
+    pa = tl.where(causal, b_D * _mm(hq, tl.trans(a), PREC), 0.0)
+    b_o = (b_b0[:, None] * _mm(hq, tl.trans(w1), PREC) + b_e[:, None] * _mm(hq, tl.trans(s1), PREC)
+           - _mm(pa, b_dy, PREC))
+    tl.store(Op + (cf * NT + i_t) * C * DV + cv, b_o)
+    # the chunk-end state tile
+    b_bc, b_ec, b_ac = tl.load(bC + cf), tl.load(eC + cf), tl.load(aC + cf)
+    b_dc = tl.load(dC + cf * C + o_c)
+    b_tc = tl.load(tC + cf * C + o_c)
+    dyt = tl.trans(b_dy)
+    nw1 = b_bc * w1 + b_ec * s1 - _mm(dyt, a * b_dc[:, None], PREC)
+    ns1 = b_ac * s1 - _mm(dyt, a * b_tc[:, None], PREC)
+    nw2 = b_bc * w2 + b_ec * s2 - _mm(tl.trans(dz * b_dc[:, None]), b_k, PREC)
+    ns2 = b_ac * s2 - _mm(tl.trans(dz * b_tc[:, None]), b_k, PREC)
+    tl.store(W1s + nxt * DV * HID + q1, nw1)
+    tl.store(S1s + nxt * DV * HID + q1, ns1)
+    tl.store(W2s + nxt * HID * DK + q2, nw2)
+    tl.store(S2s + nxt * HID * DK + q2, ns2)
+    if NEXT:  # the next chunk's Y partial, from the new tile
+        k_n = tl.load(k + (rows + C)[:, None] * DK + o_k[None, :]).to(tl.float32)
+        a_n, _, _ = _act(_mm(k_n, tl.trans(nw2), PREC), ACT)
+        p_yn = Yp + ((i_bh * 2 + (i_n + 1) % 2) * NT + i_t).to(tl.int64) * C * DV
+        tl.store(p_yn + cv, _mm(a_n, tl.trans(nw1), PREC))
+
+
+# ----------------------------------------------------------------------------------------------
+# backward
+# ----------------------------------------------------------------------------------------------
+
+
+@triton.jit
+def _bwd_finish(k, W1s, W2s, dk_p, dv, Yp, P, G1, G2, i_n, N,
+                DK: tl.constexpr, DV: tl.constexpr, HID: tl.constexpr, C: tl.constexpr,
+                BHID: tl.constexpr, ACT: tl.constexpr, PREC: tl.constexpr):  # fmt: skip
+    """Pass C of chunk i_n on one tile: returns the complete dW1, dW2 tiles of the chunk-start
+    state (dS1, dS2 were complete already); adds dZ~ W2 to the tile's piece of dK; stores dV."""
+    i_bh, i_t = tl.program_id(0), tl.program_id(1)
+    NT: tl.constexpr = HID // BHID
+    o_c, o_k, o_v = tl.arange(0, C), tl.arange(0, DK), tl.arange(0, DV)
+    o_t = i_t * BHID + tl.arange(0, BHID)
+    cv = o_c[:, None] * DV + o_v[None, :]
+    ck = o_c[:, None] * DK + o_k[None, :]
+    rows = (i_bh * N * C + i_n * C + o_c).to(tl.int64)
+    cf = (i_bh * N + i_n).to(tl.int64)
+    p_y = Yp + ((i_bh * 2 + i_n % 2) * NT).to(tl.int64) * C * DV
+    b_ddy = tl.zeros([C, DV], dtype=tl.float32)
+    for j in range(NT):
+        b_ddy += tl.load(p_y + j * C * DV + cv)
+    dyf = 2 * b_ddy  # the gradient of the keys' prediction Y
+    only0 = (o_c[:, None] * 0 + i_t) == 0
+    tl.store(dv + rows[:, None] * DV + o_v[None, :], -dyf, mask=only0)
+    slot = (i_bh * (N + 1) + i_n).to(tl.int64)
+    q1 = o_v[:, None] * HID + o_t[None, :]
+    q2 = o_t[:, None] * DK + o_k[None, :]
+    w1 = tl.load(W1s + slot * DV * HID + q1)
+    w2 = tl.load(W2s + slot * HID * DK + q2)
+    b_k = tl.load(k + rows[:, None] * DK + o_k[None, :]).to(tl.float32)
+    a, sp, _ = _act(_mm(b_k, tl.trans(w2), PREC), ACT)
+    p_P = P + (i_bh * 2 + i_n % 2).to(tl.int64) * C * HID + o_c[:, None] * HID + o_t[None, :]
+    dzp = tl.load(p_P) + _mm(dyf, w1, PREC) * sp  # dZ~
+    p_dk = dk_p + (cf * NT + i_t) * C * DK + ck
+    tl.store(p_dk, tl.load(p_dk) + _mm(dzp, w2, PREC))
+    gb = i_bh.to(tl.int64)
+    x1 = tl.load(G1 + gb * DV * HID + q1) + _mm(tl.trans(dyf), a, PREC)
+    x2 = tl.load(G2 + gb * HID * DK + q2) + _mm(tl.trans(dzp), b_k, PREC)
+    return x1, x2
+
+
+@triton.jit
+def _bwd_start(
+    q, k, do, W1s, W2s, S1s, S2s, b0, e, Dm, PK, R2, bC, eC, aC, dC, tC, X,
+    dq_p, dk_p, dD_p, db0_p, de_p, dbC_p, deC_p, daC_p, ddC_p, dtC_p, Yp, P, G1, G2, H1, H2,
+    x1, x2, y1, y2, i_n, N,
+    DK: tl.constexpr, DV: tl.constexpr, HID: tl.constexpr, C: tl.constexpr,
+    BHID: tl.constexpr, ACT: tl.constexpr, PREC: tl.constexpr,
+):  # fmt: skip
+    """Pass B of chunk i_n on one tile, given the tile (x1, x2, y1, y2) of the gradient of the
+    chunk-end state: the tile's pieces of every sum (dQ, dK, dD, db0, de, dbC, deC, daC, ddC, dtC:
+    slot [chunk, tile]; partial ddY: Yp), its partial dZ~ (P) and the chunk-start state gradient
+    (G1, G2: dW1, dW2 without their 2 ddY terms; H1, H2: dS1, dS2, complete)."""
+    i_bh, i_t = tl.program_id(0), tl.program_id(1)
+    NT: tl.constexpr = HID // BHID
+    o_c, o_k, o_v = tl.arange(0, C), tl.arange(0, DK), tl.arange(0, DV)
+    o_t = i_t * BHID + tl.arange(0, BHID)
+    causal = o_c[:, None] >= o_c[None, :]
+    cv = o_c[:, None] * DV + o_v[None, :]
+    ck = o_c[:, None] * DK + o_k[None, :]
+    cc = o_c[:, None] * C + o_c[None, :]
+    rows = (i_bh * N * C + i_n * C + o_c).to(tl.int64)
+    cf = (i_bh * N + i_n).to(tl.int64)
+    pt = cf * NT + i_t  # this tile's slot in the per-tile pieces
+    slot = (i_bh * (N + 1) + i_n).to(tl.int64)
+    q1 = o_v[:, None] * HID + o_t[None, :]
+    q2 = o_t[:, None] * DK + o_k[None, :]
+    w1, s1 = tl.load(W1s + slot * DV * HID + q1), tl.load(S1s + slot * DV * HID + q1)
+    w2, s2 = tl.load(W2s + slot * HID * DK + q2), tl.load(S2s + slot * HID * DK + q2)
+    b_q = tl.load(q + rows[:, None] * DK + o_k[None, :]).to(tl.float32)
+    b_k = tl.load(k + rows[:, None] * DK + o_k[None, :]).to(tl.float32)
+    b_do = tl.load(do + rows[:, None] * DV + o_v[None, :]).to(tl.float32)
+    b_dy = tl.load(X + cf * C * DV + cv)
+    b_b0 = tl.load(b0 + cf * C + o_c)
+    b_e = tl.load(e + cf * C + o_c)
+    b_D = tl.load(Dm + cf * C * C + cc)
+    b_pk = tl.load(PK + cf * C * C + cc)
+    b_r2 = tl.load(R2 + cf * C * C + cc)
+    m1 = tl.where(causal, b_D * b_pk, 0.0)  # D * Q K^T
+    r2 = tl.where(causal, b_D * b_r2, 0.0)  # D * dO dY^T
+    b_bc, b_ec, b_ac = tl.load(bC + cf), tl.load(eC + cf), tl.load(aC + cf)
+    b_dc = tl.load(dC + cf * C + o_c)
+    b_tc = tl.load(tC + cf * C + o_c)
+    a, sp, spp = _act(_mm(b_k, tl.trans(w2), PREC), ACT)
+    g = _mm(b_dy, w1, PREC)
+    dz = g * sp
+    qw = _mm(b_q, tl.trans(w2), PREC)
+    qs = _mm(b_q, tl.trans(s2), PREC)
+    hq, spq, _ = _act(b_b0[:, None] * qw + b_e[:, None] * qs - _mm(m1, dz, PREC), ACT)
+    dow = _mm(b_do, w1, PREC)
+    dos = _mm(b_do, s1, PREC)
+    dzq = (b_b0[:, None] * dow + b_e[:, None] * dos - _mm(r2, a, PREC)) * spq
+    pa = _mm(hq, tl.trans(a), PREC)  # this tile's pieces of PA = Hq A^T and R1 = dZq dZ^T
+    r1 = _mm(dzq, tl.trans(dz), PREC)
+    dr1 = tl.where(causal, b_D * r1, 0.0)
+    p_c = pt * C + o_c
+    tl.store(db0_p + p_c, tl.sum(hq * dow, 1) + tl.sum(dzq * qw, 1))
+    tl.store(de_p + p_c, tl.sum(hq * dos, 1) + tl.sum(dzq * qs, 1))
+    b_dq = (b_b0[:, None] * _mm(dzq, w2, PREC) + b_e[:, None] * _mm(dzq, s2, PREC)
+            - _mm(dr1, b_k, PREC))
+    tl.store(dq_p + pt * C * DK + ck, b_dq)
+    kx2 = _mm(b_k, tl.trans(x2), PREC)
+    ky2 = _mm(b_k, tl.trans(y2), PREC)
+    ddz = -_mm(tl.trans(m1), dzq, PREC) - b_dc[:, None] * kx2 - b_tc[:, None] * ky2
+    b_dk = (-_mm(dz * b_dc[:, None], x2, PREC) - _mm(dz * b_tc[:, None], y2, PREC)
+            - _mm(tl.trans(dr1), b_q, PREC))
+    tl.store(dk_p + pt * C * DK + ck, b_dk)  # dZ~ W2 is added by the finish
+    dg = ddz * sp
+    dyx1 = _mm(b_dy, x1, PREC)
+    dyy1 = _mm(b_dy, y1, PREC)
+    tl.store(ddC_p + p_c, -tl.sum(dz * kx2, 1) - tl.sum(a * dyx1, 1))
+    tl.store(dtC_p + p_c, -tl.sum(dz * ky2, 1) - tl.sum(a * dyy1, 1))
+    da = -_mm(tl.trans(r2), hq, PREC) - b_dc[:, None] * dyx1 - b_tc[:, None] * dyy1
+    b_ddy = (_mm(dg, tl.trans(w1), PREC) - _mm(a * b_dc[:, None], tl.trans(x1), PREC)
+             - _mm(a * b_tc[:, None], tl.trans(y1), PREC)
+             - _mm(tl.trans(tl.where(causal, b_D * pa, 0.0)), b_do, PREC))
+    tl.store(Yp + ((i_bh * 2 + i_n % 2) * NT + i_t).to(tl.int64) * C * DV + cv, b_ddy)
+    p_P = P + (i_bh * 2 + i_n % 2).to(tl.int64) * C * HID + o_c[:, None] * HID + o_t[None, :]
+    tl.store(p_P, da * sp + ddz * g * spp)  # dZ~ without (2 ddY W1) * s'(Z)
+    # dD = -(PA * R2) - (PK * R1), linear in this tile's PA and R1 (R2, PK unmasked)
+    tl.store(dD_p + pt * C * C + cc, tl.where(causal, -(pa * b_r2) - (b_pk * r1), 0.0))
+    tl.store(dbC_p + pt, tl.sum(tl.sum(x1 * w1, 0), 0) + tl.sum(tl.sum(x2 * w2, 1), 0))
+    tl.store(deC_p + pt, tl.sum(tl.sum(x1 * s1, 0), 0) + tl.sum(tl.sum(x2 * s2, 1), 0))
+    tl.store(daC_p + pt, tl.sum(tl.sum(y1 * s1, 0), 0) + tl.sum(tl.sum(y2 * s2, 1), 0))
+    ndw1 = (b_bc * x1 + _mm(tl.trans(b_dy), dg, PREC)
+            + _mm(tl.trans(b_do * b_b0[:, None]), hq, PREC))
+    nds1 = b_ec * x1 + b_ac * y1 + _mm(tl.trans(b_do * b_e[:, None]), hq, PREC)
+    ndw2 = b_bc * x2 + _mm(tl.trans(dzq * b_b0[:, None]), b_q, PREC)
+    nds2 = b_ec * x2 + b_ac * y2 + _mm(tl.trans(dzq * b_e[:, None]), b_q, PREC)
+    gb = i_bh.to(tl.int64)
+    tl.store(G1 + gb * DV * HID + q1, ndw1)
+    tl.store(H1 + gb * DV * HID + q1, nds1)
+    tl.store(G2 + gb * HID * DK + q2, ndw2)
+    tl.store(H2 + gb * HID * DK + q2, nds2)
+
+
+@triton.jit
+def _bwd_step(
+    q, k, do, W1s, W2s, S1s, S2s, b0, e, Dm, PK, R2, bC, eC, aC, dC, tC, X,
+    dq_p, dk_p, dD_p, db0_p, de_p, dbC_p, deC_p, daC_p, ddC_p, dtC_p, dv, Yp, P, G1, G2, H1, H2,
+    i_n, N,
+    DK: tl.constexpr, DV: tl.constexpr, HID: tl.constexpr, C: tl.constexpr, BHID: tl.constexpr,
+    ACT: tl.constexpr, PREC: tl.constexpr, FIN: tl.constexpr, START: tl.constexpr,
+):  # fmt: skip
+    """One (b, h, hidden tile): FIN finishes chunk i_n (pass C), START runs pass B of chunk
+    i_n - 1 (of i_n itself without FIN) with the gradient tile FIN produced. The state gradient
+    tiles live in G1, G2 (dW1, dW2) and H1, H2 (dS1, dS2): one slot per (b, h), each tile read
+    and written only by its own program; the last launch (FIN only) leaves the complete gradient
+    of the initial state there."""
+    i_bh, i_t = tl.program_id(0), tl.program_id(1)
+    o_k, o_v = tl.arange(0, DK), tl.arange(0, DV)
+    o_t = i_t * BHID + tl.arange(0, BHID)
+    q1 = o_v[:, None] * HID + o_t[None, :]
+    q2 = o_t[:, None] * DK + o_k[None, :]
+    gb = i_bh.to(tl.int64)
+    y1 = tl.load(H1 + gb * DV * HID + q1)
+    y2 = tl.load(H2 + gb * HID * DK + q2)
+    if FIN:
+        x1, x2 = _bwd_finish(k, W1s, W2s, dk_p, dv, Yp, P, G1, G2, i_n, N, DK, DV, HID, C, BHID,
+                             ACT, PREC)
+        i_s = i_n - 1
+    else:
+        x1 = tl.load(G1 + gb * DV * HID + q1)
+        x2 = tl.load(G2 + gb * HID * DK + q2)
+        i_s = i_n
+    if START:
+        tl.debug_barrier()  # G1.. are overwritten below: every thread has read its elements
+        _bwd_start(q, k, do, W1s, W2s, S1s, S2s, b0, e, Dm, PK, R2, bC, eC, aC, dC, tC, X,
+                   dq_p, dk_p, dD_p, db0_p, de_p, dbC_p, deC_p, daC_p, ddC_p, dtC_p, Yp, P,
+                   G1, G2, H1, H2, x1, x2, y1, y2, i_s, N, DK, DV, HID, C, BHID, ACT, PREC)
+    else:
+        tl.debug_barrier()
+        tl.store(G1 + gb * DV * HID + q1, x1)
+        tl.store(G2 + gb * HID * DK + q2, x2)
+
+
+# ----------------------------------------------------------------------------------------------
+# launch configuration and autograd
+# ----------------------------------------------------------------------------------------------
+
+
+def _cfg(DK: int, DV: int, HID: int, bhid: int | None = None) -> dict:
+    """Hidden tiles of 64 columns by default (512 programs at B = H = 8, hid = 512)."""
+    bh = bhid or min(64, HID)
+    if HID % bh or bh < 16 or bh & (bh - 1):
+        raise ValueError(f"block_hidden={bh}: a power of two >= 16 that divides hid={HID}")
+    warps = 8 if max(DK, DV) >= 128 else 4
+    return dict(BHID=bh, num_warps=warps, num_stages=1)
+
+
+def _per_chunk(x, N, C):
+    """[B, H, N*C, D] -> [B, H, N, C, D] fp32."""
+    return x.float().unflatten(2, (N, C))
+
+
+class ChunkTitansSplitFunction(torch.autograd.Function):
+    """ChunkTitansFunction's contract (kernel.py): same inputs, outputs and gradients."""
+
+    @staticmethod
+    def forward(ctx, q, k, v, W1, W2, S1, S2, b0, e, Dm, bC, eC, aC, dC, tC, C, residual, act,
+                bhid, prec):
+        ctx.set_materialize_grads(False)
+        B, H, TP, DK = q.shape
+        DV, HID = v.shape[-1], W1.shape[-1]
+        N = TP // C
+        cfg = _cfg(DK, DV, HID, bhid)
+        NT = HID // cfg["BHID"]
+        dev, f32 = q.device, torch.float32
+        keep = any(ctx.needs_input_grad[:15])
+        NS, NX = (N + 1, N) if keep else (2, 1)
+        states = [torch.empty(B, H, NS, *w.shape[2:], device=dev, dtype=f32)
+                  for w in (W1, W2, S1, S2)]
+        for buf, w in zip(states, (W1, W2, S1, S2)):
+            buf[:, :, 0] = w
+        qc, kc = _per_chunk(q, N, C), _per_chunk(k, N, C)
+        PK = (qc @ kc.transpose(-1, -2)).contiguous()  # Q K^T of every chunk (state-free)
+        Yp = torch.empty(B * H, 2, NT, C, DV, device=dev, dtype=f32)
+        Op = torch.empty(B, H, N, NT, C, DV, device=dev, dtype=f32)
+        X = torch.empty(B, H, NX, C, DV, device=dev, dtype=f32)  # dY per chunk
+        grid = (B * H, NT)
+        meta = dict(DK=DK, DV=DV, HID=HID, C=C, BHID=cfg["BHID"], ACT=act, PREC=prec,
+                    num_warps=cfg["num_warps"], num_stages=cfg["num_stages"])
+        _fwd_y0[grid](k, states[0], states[1], Yp, N, NS, **meta)
+        for i_n in range(N):
+            _fwd_step[grid](q, k, v, *states, b0, e, Dm, PK, bC, eC, aC, dC, tC, Yp, Op, X, i_n,
+                            N, NS, NX, RESIDUAL=residual, NEXT=i_n + 1 < N, **meta)
+        o = Op.sum(3).flatten(2, 3)
+        if residual:
+            o = o + q.float()
+        if keep:
+            ctx.save_for_backward(q, k, v, *states, b0, e, Dm, bC, eC, aC, dC, tC, PK, X)
+        ctx.meta = (C, residual, act, bhid, prec)
+        return (o.to(q.dtype), *(s[:, :, N % NS].clone() for s in states))
+
+    @staticmethod
+    def backward(ctx, do, dW1f, dW2f, dS1f, dS2f):
+        q, k, v, W1s, W2s, S1s, S2s, b0, e, Dm, bC, eC, aC, dC, tC, PK, X = ctx.saved_tensors
+        C, residual, act, bhid, prec = ctx.meta
+        B, H, TP, DK = q.shape
+        DV, HID = v.shape[-1], W1s.shape[-1]
+        N = TP // C
+        cfg = _cfg(DK, DV, HID, bhid)
+        NT = HID // cfg["BHID"]
+        dev, f32 = q.device, torch.float32
+        do = torch.zeros(B, H, TP, DV, device=dev, dtype=q.dtype) if do is None else do
+        do = do.contiguous()
+        # the state gradient: G1, G2 (dW1, dW2), H1, H2 (dS1, dS2), one slot per (b, h)
+        gbufs = []
+        for s, dfin in zip((W1s, W2s, S1s, S2s), (dW1f, dW2f, dS1f, dS2f)):
+            buf = torch.empty(B, H, *s.shape[3:], device=dev, dtype=f32)
+            if dfin is None:
+                buf.zero_()
+            else:
+                buf.copy_(dfin)
+            gbufs.append(buf)
+        G1, G2, H1, H2 = gbufs
+        R2 = (_per_chunk(do, N, C) @ X.transpose(-1, -2)).contiguous()  # dO dY^T (state-free)
+        dq_p = torch.empty(B, H, N, NT, C, DK, device=dev, dtype=f32)
+        dk_p = torch.empty_like(dq_p)
+        dD_p = torch.empty(B, H, N, NT, C, C, device=dev, dtype=f32)
+        vec_p = [torch.empty(B, H, N, NT, C, device=dev, dtype=f32) for _ in range(4)]
+        sc_p = [torch.empty(B, H, N, NT, device=dev, dtype=f32) for _ in range(3)]
+        db0_p, de_p, ddC_p, dtC_p = vec_p
+        dbC_p, deC_p, daC_p = sc_p
+        dv = torch.empty(B, H, TP, DV, device=dev, dtype=f32)
+        Yp = torch.empty(B * H, 2, NT, C, DV, device=dev, dtype=f32)  # partial ddY
+        P = torch.empty(B * H, 2, C, HID, device=dev, dtype=f32)  # partial dZ~
+        grid = (B * H, NT)
+        args = (q, k, do, W1s, W2s, S1s, S2s, b0, e, Dm, PK, R2, bC, eC, aC, dC, tC, X,
+                dq_p, dk_p, dD_p, db0_p, de_p, dbC_p, deC_p, daC_p, ddC_p, dtC_p, dv, Yp, P,
+                G1, G2, H1, H2)
+        meta = dict(DK=DK, DV=DV, HID=HID, C=C, BHID=cfg["BHID"], ACT=act, PREC=prec,
+                    num_warps=cfg["num_warps"], num_stages=cfg["num_stages"])
+        _bwd_step[grid](*args, N - 1, N, FIN=False, START=True, **meta)
+        for i_n in range(N - 1, 0, -1):
+            _bwd_step[grid](*args, i_n, N, FIN=True, START=True, **meta)
+        _bwd_step[grid](*args, 0, N, FIN=True, START=False, **meta)
+        dq, dk = dq_p.sum(3).flatten(2, 3), dk_p.sum(3).flatten(2, 3)
+        if residual:
+            dq = dq + do.float()
+            dk = dk - dv
+        db0, de, ddC, dtC = (x.sum(3) for x in vec_p)
+        dbC, deC, daC = (x.sum(3) for x in sc_p)
+        grads_c = [db0, de, dD_p.sum(3), dbC, deC, daC, ddC, dtC]
+        return (dq.to(q.dtype), dk.to(k.dtype), dv.to(v.dtype), G1, G2, H1, H2, *grads_c,
+                None, None, None, None, None)
+
+
+def chunk_titans_split_kernel(q, k, v, eta, theta, alpha, W1_init=None, W2_init=None,
+                              chunk_size=16, memory="mlp", activation="silu", read="current",
+                              initial_state=None, block_hidden=None, precision=None):
+    """Triton Titans memory, one program per (batch, head, hidden tile) and one launch per chunk;
+    the arguments and result of `chunk_titans_kernel` (kernel.py), hence of `chunk_titans`
+    (read="current"). block_hidden: the hidden tile (default min(64, hid)), a power of two >= 16
+    dividing hid; precision: as kernel.py."""
+    return run_titans(ChunkTitansSplitFunction, q, k, v, eta, theta, alpha, W1_init, W2_init,
+                      chunk_size, memory, activation, read, initial_state, block_hidden, precision)
+
+
+__all__ = ["ChunkTitansSplitFunction", "chunk_titans_split_kernel", "supports", "why_not"]
