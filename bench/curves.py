@@ -114,6 +114,8 @@ def train_command(args, spec: Path, dim: int, depth: int, out: Path, eval_every:
         cmd += ["--precision", args.precision]
     if args.compile:
         cmd += ["--compile"]
+    if args.cuda_graphs and re.search(args.cuda_graphs, spec.stem):
+        cmd += ["--cuda-graphs"]
     return cmd
 
 
@@ -322,6 +324,8 @@ def main(argv=None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--precision", default=None, choices=["auto", "bf16", "fp32"])
     p.add_argument("--compile", action="store_true", help="torch.compile each model")
+    p.add_argument("--cuda-graphs", default=None, metavar="REGEX",
+                   help="nslang train --cuda-graphs for the models whose spec name matches (e.g. 'hope')")
     p.add_argument("--data", default=None, help="corpus name or prepared folder (default: the carried "
                    ".gpu_data/shakespeare/byte-val0.01-seed0 when present, else shakespeare)")
     p.add_argument("--out", default=str(ROOT / "runs" / "curves"))

@@ -14,6 +14,7 @@
 # Stages: tests (the GPU-marked kernel tests), kernels / kernels_delta / kernels_rest (the table vs
 # fla, whole or split over GPUs), deep (Titans kernel vs titans-pytorch), profile (where a Hope step
 # goes), model / model_compiled (whole-model throughput), curves (~30M Hope vs Transformer++),
+# tests_graph / profile_graph / model_graph / curves_graph (the same under --cuda-graphs),
 # results (the docs/results.md grid), results_rerun (ONLY=regex, PRESET_FROM=results.json: some jobs
 # again at an earlier run's scale), ddp_tpp / ddp_hope (1 vs 2 GPUs), sleep (a self-test).
 #
@@ -71,6 +72,19 @@ run_stage() {  # name, gpus (comma-separated physical ids)
         --durations=15 tests/ops/test_titans_kernel.py tests/ops/test_hebbian_kernel.py \
         tests/ops/test_gated_delta_kernel.py tests/ops/test_cms_kernel.py \
         tests/test_codegen_kernels.py tests/ops/test_self_modifying_compiled_step.py ;;
+    tests_graph)  # --cuda-graphs: real graphs of Hope held to eager training
+      CUDA_VISIBLE_DEVICES=$gpus limit "$t" python3 -m pytest -v -p no:cacheprovider -m gpu -rs \
+        tests/train/test_cuda_graph.py ;;
+    profile_graph)  # the profile again, each Hope variant eager and replayed as a CUDA graph
+      CUDA_VISIBLE_DEVICES=$gpus limit "$t" python3 bench/profile_hope.py --budget-s 90 transformer_pp \
+        transformer_pp+graph hope_two_pass hope_two_pass+graph hope hope+graph hope_two_pass+compile+graph ;;
+    model_graph)  # whole-model throughput, every nslang model's forward and backward as a CUDA graph
+      CUDA_VISIBLE_DEVICES=$gpus limit "$t" python3 bench/model.py --cuda-graphs \
+        --specs transformer_pp,hope_two_pass,hope --batch-size 8 --hope-batch-size 2 --fit \
+        --budget-s 60 --nl-modes '' ;;
+    curves_graph)  # the curves with Hope's steps replayed as CUDA graphs
+      limit "$t" python3 bench/curves.py --gpus "$gpus" --max-minutes "$minutes" --cuda-graphs hope \
+        --eval-every 30,300 --out "$dir/runs" --export "$dir/export" ;;
     model)
       CUDA_VISIBLE_DEVICES=$gpus limit "$t" python3 bench/model.py \
         --specs transformer_pp,hope,hope_two_pass --batch-size 8 --hope-batch-size 2 --fit \
