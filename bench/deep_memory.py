@@ -3,10 +3,12 @@ and against torch.compile of our chunk form, at one shape, in one run (CUDA).
 
     python bench/deep_memory.py [--B 8 --T 2048 --heads 8 --dim 1024 --chunk 64 --repeat 20]
 
-Variants: our Triton kernel (`titans(impl="kernel")`, fp32 and bf16), our PyTorch chunk form
-eager and under torch.compile, titans-pytorch. A variant that fails (not installed, out of memory,
-a compile error, a CUDA fault) is reported and the others still run: each variant is timed in its
-own process, so its peak memory is its own.
+Variants: our Triton kernel (`titans(impl="kernel")`, fp32 and bf16), the split Triton kernel
+(runtime/ops/titans/kernel_split.py: one program per (batch, head, hidden tile), one launch per
+chunk; fp32 and bf16; --split-bhid sets its hidden tile), our PyTorch chunk form eager and under
+torch.compile, titans-pytorch. A variant that fails (not installed, out of memory, a compile
+error, a CUDA fault) is reported and the others still run: each variant is timed in its own
+process, so its peak memory is its own.
 
 The shape is the kernels issue's: a depth-2 MLP memory (hidden 4x the head width), chunk 64,
 width 1024 in 8 heads, B=8, T=2048. titans-pytorch (carried as a wheel, not a dependency) is
@@ -47,7 +49,7 @@ def timed(fn, repeat: int) -> tuple[float, float]:
     return sorted(times)[len(times) // 2], torch.cuda.max_memory_allocated() / 2**30
 
 
-def ours(args, dtype, compiled=False, kernel=False):
+def ours(args, dtype, compiled=False, kernel=False, split=False):
     B, T, H, D = args.B, args.T, args.heads, args.dim // args.heads
     hid = 4 * D
     dev = "cuda"
@@ -59,6 +61,10 @@ def ours(args, dtype, compiled=False, kernel=False):
     W1, W2 = mk(H, D, hid, scale=hid ** -0.5), mk(H, hid, D, scale=D ** -0.5)
     if kernel:  # the Triton kernel (runtime/ops/titans/kernel.py); raises if it cannot run
         op = partial(titans, impl="kernel")
+    elif split:  # the split Triton kernel (runtime/ops/titans/kernel_split.py), not dispatched
+        from runtime.ops.titans.kernel_split import chunk_titans_split_kernel
+
+        op = partial(chunk_titans_split_kernel, block_hidden=args.split_bhid)
     else:
         op = torch.compile(chunk_titans) if compiled else chunk_titans
 
@@ -86,10 +92,12 @@ def variants(args):
     return {
         "titans-pytorch NeuralMemory bf16": lambda: titans_pytorch(args, torch.bfloat16),
         "nslang titans kernel bf16": lambda: ours(args, torch.bfloat16, kernel=True),
+        "nslang titans split kernel bf16": lambda: ours(args, torch.bfloat16, split=True),
         "nslang torch.compile bf16": lambda: ours(args, torch.bfloat16, compiled=True),
         "nslang chunk_titans bf16": lambda: ours(args, torch.bfloat16),
         "titans-pytorch NeuralMemory fp32": lambda: titans_pytorch(args, torch.float32),
         "nslang titans kernel fp32": lambda: ours(args, torch.float32, kernel=True),
+        "nslang titans split kernel fp32": lambda: ours(args, torch.float32, split=True),
         "nslang chunk_titans fp32": lambda: ours(args, torch.float32),
     }
 
@@ -115,6 +123,8 @@ def main() -> None:
     p.add_argument("--timeout", type=float, default=120.0, help="seconds per variant (its own process)")
     p.add_argument("--compile-timeout", type=float, default=300.0,
                    help="seconds for the torch.compile variant (its compilation took over 90 s on an H100)")
+    p.add_argument("--split-bhid", type=int, default=None,
+                   help="hidden tile of the split kernel (default: kernel_split.py's, 64)")
     p.add_argument("--only", help="time this one variant (used by the parent process)")
     args = p.parse_args()
     if args.only:

@@ -122,12 +122,14 @@ def test_empty_sequence_and_bad_tile():
 TOL_BF16 = 2e-2
 
 
-@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the interpreter's emulation of the bf16 "
-                    "products; on CUDA the real ones are tested by test_split_kernel_gpu_real_shapes")
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the interpreter's emulation of the "
+                    "bf16 products; on CUDA the real ones are tested by "
+                    "test_split_kernel_gpu_real_shapes")
 def test_split_kernel_bf16_products():
     x = _inputs(1, 100, 1, 16, 16, 64, dtype=torch.bfloat16)
-    errs = _errors(chunk_titans_split_kernel, x, chunk_titans, {n: t.double() for n, t in x.items()},
-                   "both", dict(block_hidden=16, precision="bf16"), chunk_size=16)
+    ref_in = {n: t.double() for n, t in x.items()}
+    errs = _errors(chunk_titans_split_kernel, x, chunk_titans, ref_in, "both",
+                   dict(block_hidden=16, precision="bf16"), chunk_size=16)
     assert_errors_below(errs, TOL_BF16)
 
 
