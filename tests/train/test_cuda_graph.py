@@ -8,14 +8,20 @@ marked GPU test captures real graphs and holds them to eager training.
 """
 from __future__ import annotations
 
+import traceback
+from pathlib import Path
+
 import pytest
 import torch
 from torch import nn
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from _train_common import TINY, TINY_RECURRENT
 from runtime.train import TrainError, train
 from runtime.train import cuda_graph
 from runtime.train.cuda_graph import EagerRecorder, GraphedStep
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
@@ -97,9 +103,7 @@ def test_graphed_training_on_the_gpu_follows_eager(stock, run_config, tmp_path):
     # Real graphs: Hope's self-modifying chunk loop, its CMS and the kernels, replayed. fp32, so
     # that the two runs differ only by the kernels' own run-to-run nondeterminism (atomics in
     # the backward), which the tolerance allows for over 6 steps.
-    from pathlib import Path
-
-    path = Path(__file__).resolve().parents[2] / "specs" / f"{stock}.nsam"
+    path = ROOT / "specs" / f"{stock}.nsam"
     kw = dict(steps=6, accumulation=2, eval_every=0, save_every=100, device="cuda", precision="fp32",
               set={"dim": 64, "depth": 2, "context": 64})
     plain = train(run_config(path, out=str(tmp_path / "plain"), **kw))
@@ -107,3 +111,39 @@ def test_graphed_training_on_the_gpu_follows_eager(stock, run_config, tmp_path):
     assert sorted(graphed.losses) == sorted(plain.losses) == list(range(1, 7))
     for step, loss in plain.losses.items():
         assert graphed.losses[step] == pytest.approx(loss, rel=1e-4), step
+
+
+class _HostData(TorchDispatchMode):
+    """Records where a tensor is made from host data (torch.tensor, as_tensor, indexing with a list):
+    on CUDA each is a host-to-device copy, which a graph capture refuses."""
+
+    def __init__(self):
+        super().__init__()
+        self.sites: set[str] = set()
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if func is torch.ops.aten.lift_fresh.default:
+            ours = [f for f in traceback.extract_stack()
+                    if str(ROOT) in f.filename and ".venv" not in f.filename and "tests" not in f.filename]
+            self.sites.add(f"{ours[-1].filename}:{ours[-1].lineno}" if ours else "?")
+        return func(*args, **(kwargs or {}))
+
+
+STOCK = sorted(p.stem for p in (ROOT / "specs").glob("*.nsam"))
+
+
+@pytest.mark.parametrize("stock", STOCK)
+def test_a_stock_models_step_makes_no_tensor_from_host_data(stock, tmp_path):
+    # What a capture needs, checked without a GPU: the forward and backward never copy host data
+    # to the device (Hope's float momentum gate once did, and its capture failed on the H100).
+    from runtime.train.build import compile_package
+    from runtime.train.loop import LossModule
+
+    pkg = compile_package(ROOT / "specs" / f"{stock}.nsam", tmp_path,
+                          overrides={"dim": 32, "depth": 1, "context": 64, "heads": 2})
+    torch.manual_seed(0)
+    model = pkg.Model(pkg.Config())
+    tokens = torch.randint(0, 200, (2, 65))
+    with _HostData() as mode:
+        LossModule(model)(tokens).backward()
+    assert not mode.sites, f"tensors made from host data at {sorted(mode.sites)}"

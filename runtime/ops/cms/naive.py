@@ -107,7 +107,9 @@ def per_sequence(w: Tensor, batch: int) -> Tensor:
 
 def level_lrs(lr, batch: int, T: int, like: Tensor) -> list:
     """One [B, T] learning-rate tensor per level from floats or broadcastable tensors."""
-    return [torch.as_tensor(e, dtype=like.dtype, device=like.device).expand(batch, T) for e in lr]
+    # floats become fills, not tensors made from host data (no host-to-device copy: capturable)
+    return [e.to(like.device, like.dtype).expand(batch, T) if torch.is_tensor(e) else like.new_full((batch, T), float(e))
+            for e in lr]
 
 
 def default_agg(k: int, like: Tensor) -> Tensor:

@@ -107,8 +107,10 @@ def momentum_gate(momentum, x):
     if momentum is None:
         return None
     B, T, H = x.shape[:3]
-    m = torch.as_tensor(momentum, dtype=x.dtype, device=x.device)
-    return m.expand(B, T, H).transpose(1, 2)
+    if torch.is_tensor(momentum):
+        return momentum.to(x.device, x.dtype).expand(B, T, H).transpose(1, 2)
+    # a fill, not a tensor made from host data: no host-to-device copy (CUDA-graph capturable)
+    return x.new_full((B, H, T), float(momentum))
 
 
 def head_bias(b):
