@@ -81,10 +81,11 @@ run_stage() {  # name, gpus (comma-separated physical ids)
     model_graph)  # whole-model throughput, every nslang model's forward and backward as a CUDA graph
       CUDA_VISIBLE_DEVICES=$gpus limit "$t" python3 bench/model.py --cuda-graphs \
         --specs transformer_pp,hope_two_pass,hope --batch-size 8 --hope-batch-size 2 --fit \
-        --budget-s 60 --nl-modes '' ;;
-    curves_graph)  # the curves with Hope's steps replayed as CUDA graphs
+        --budget-s "${MODEL_BUDGET_S:-60}" --nl-modes '' ;;
+    curves_graph)  # the curves with Hope's steps replayed as CUDA graphs (CURVES_GRAPH_ARGS: models, --eval-every)
+      # shellcheck disable=SC2086
       limit "$t" python3 bench/curves.py --gpus "$gpus" --max-minutes "$minutes" --cuda-graphs hope \
-        --eval-every 30,300 --out "$dir/runs" --export "$dir/export" ;;
+        ${CURVES_GRAPH_ARGS:---eval-every 30,300} --out "$dir/runs" --export "$dir/export" ;;
     model)
       CUDA_VISIBLE_DEVICES=$gpus limit "$t" python3 bench/model.py \
         --specs transformer_pp,hope,hope_two_pass --batch-size 8 --hope-batch-size 2 --fit \
@@ -94,8 +95,9 @@ run_stage() {  # name, gpus (comma-separated physical ids)
       CUDA_VISIBLE_DEVICES=$gpus limit "$t" python3 bench/model.py --compile \
         --specs transformer_pp,hope_two_pass --batch-size 8 --hope-batch-size 2 --fit \
         --budget-s 90 --nl-modes '' ;;
-    curves)
-      limit "$t" python3 bench/curves.py --gpus "$gpus" --max-minutes "$minutes" \
+    curves)  # CURVES_ARGS: other models or --eval-every
+      # shellcheck disable=SC2086
+      limit "$t" python3 bench/curves.py --gpus "$gpus" --max-minutes "$minutes" ${CURVES_ARGS:-} \
         --out "$dir/runs" --export "$dir/export" ;;
     results)
       limit "$t" python3 bench/results.py --gpus "$gpus" --scale small \

@@ -16,7 +16,8 @@ Exactness: a replay runs the captured kernels on the new batch, so the losses an
 the eager step's up to the kernels' own nondeterminism (tested on the GPU; on the CPU an eager
 "recorder" runs the same bookkeeping and is bitwise equal to the plain loop). The warm-up before
 the capture runs the first batch through forward and backward on a side stream (autotuning and
-compilation must happen outside the capture); its gradients are discarded. Parameters that get no
+compilation must happen outside the capture; one pass, as it costs a whole eager step); its
+gradients are discarded. Parameters that get no
 gradient in the warm-up keep `grad = None`, as in an eager step.
 
 Limits: one process on CUDA (DDP's bucketed all-reduce is not captured), one batch shape, and a
@@ -84,7 +85,7 @@ class GraphedStep:
     """
 
     def __init__(self, step_module: nn.Module, params: Sequence[nn.Parameter], example: torch.Tensor,
-                 accumulation: int, autocast: Callable[..., object], recorder=None, warmup: int = 2):
+                 accumulation: int, autocast: Callable[..., object], recorder=None, warmup: int = 1):
         self.module, self.accumulation, self.autocast = step_module, accumulation, autocast
         self.params = [p for p in params if p.requires_grad]
         self.batch = example.clone()
