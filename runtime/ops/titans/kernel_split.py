@@ -44,9 +44,9 @@ residual terms (+Q in O, +dO in dQ, +2 ddY in dK).
 Precision: as kernel.py (`_prec`): fp32 state, state gradient and accumulation; bf16 operands on
 CUDA, exact fp32 in the interpreter. PK and R2 are fp32 products here (PyTorch). Memory beyond
 kernel.py's: the per-tile partials over all chunks, fp32: O, dQ, dK (each B H T (hid/BHID) D 4 B,
-0.5 GB at B = H = 8, T = 2048, D = 128, hid = 512, BHID = 64) and dD (B H T C (hid/BHID) 4 B).
+1 GB at B = H = 8, T = 2048, D = 128, hid = 512, BHID = 32) and dD (B H T C (hid/BHID) 4 B).
 
-Not yet measured on a GPU. Per launch: B H (hid/BHID) programs (512 at the bench shape); each reads
+Not yet measured on a GPU. Per launch: B H (hid/BHID) programs (1024 at the bench shape); each reads
 its fp32 state tiles and writes the next ones, so a chunk moves ~4 B H D hid 4 B x 2 (forward) and
 about twice that (backward) through HBM, plus the NT-fold reread of the Y / ddY partials (L2).
 """
@@ -58,6 +58,16 @@ import triton
 import triton.language as tl
 
 from .kernel import _act, _mm, run_titans, supports, why_not  # noqa: F401 (shared helpers)
+
+@triton.jit
+def _opnd(x, PREC: tl.constexpr):
+    """A token tile used only as a product operand: bf16 when the products round their operands
+    to bf16 anyway (half the registers; the same products), else fp32."""
+    if PREC == "bf16":
+        return x.to(tl.bfloat16)
+    else:
+        return x.to(tl.float32)
+
 
 # ----------------------------------------------------------------------------------------------
 # forward
@@ -77,13 +87,13 @@ def _fwd_y0(k, W1s, W2s, Yp, N, NS,
     slot = (i_bh * NS).to(tl.int64)
     w1 = tl.load(W1s + slot * DV * HID + o_v[:, None] * HID + o_t[None, :])
     w2 = tl.load(W2s + slot * HID * DK + o_t[:, None] * DK + o_k[None, :])
-    b_k = tl.load(k + rows[:, None] * DK + o_k[None, :]).to(tl.float32)
+    b_k = _opnd(tl.load(k + rows[:, None] * DK + o_k[None, :]), PREC)
     a, _, _ = _act(_mm(b_k, tl.trans(w2), PREC), ACT)
     p_y = Yp + ((i_bh * 2) * NT + i_t).to(tl.int64) * C * DV
     tl.store(p_y + o_c[:, None] * DV + o_v[None, :], _mm(a, tl.trans(w1), PREC))
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["i_n"])  # one compilation for every chunk
 def _fwd_step(
     q, k, v, W1s, W2s, S1s, S2s, b0, e, Dm, PK, bC, eC, aC, dC, tC, Yp, Op, X, i_n, N, NS, NX,
     DK: tl.constexpr, DV: tl.constexpr, HID: tl.constexpr, C: tl.constexpr, BHID: tl.constexpr,
@@ -106,9 +116,8 @@ def _fwd_step(
     b_y = tl.zeros([C, DV], dtype=tl.float32)
     for j in range(NT):
         b_y += tl.load(p_y + j * C * DV + cv)
-    b_k = tl.load(k + rows[:, None] * DK + o_k[None, :]).to(tl.float32)
     if RESIDUAL:
-        b_y += b_k
+        b_y += tl.load(k + rows[:, None] * DK + o_k[None, :]).to(tl.float32)
     b_dy = 2 * (b_y - tl.load(v + rows[:, None] * DV + o_v[None, :]).to(tl.float32))
     # dY is kept for the backward (one program writes it)
     only0 = (o_c[:, None] * 0 + i_t) == 0
@@ -120,25 +129,27 @@ def _fwd_step(
     q2 = o_t[:, None] * DK + o_k[None, :]  # [BHID, DK] tile of W2, S2
     w1, s1 = tl.load(W1s + slot * DV * HID + q1), tl.load(S1s + slot * DV * HID + q1)
     w2, s2 = tl.load(W2s + slot * HID * DK + q2), tl.load(S2s + slot * HID * DK + q2)
-    b_q = tl.load(q + rows[:, None] * DK + o_k[None, :]).to(tl.float32)
+    b_k = _opnd(tl.load(k + rows[:, None] * DK + o_k[None, :]), PREC)
+    b_q = _opnd(tl.load(q + rows[:, None] * DK + o_k[None, :]), PREC)
+    t_dy = _opnd(b_dy, PREC)
     b_b0 = tl.load(b0 + cf * C + o_c)
     b_e = tl.load(e + cf * C + o_c)
     b_D = tl.load(Dm + cf * C * C + cc)
     m1 = tl.where(causal, b_D * tl.load(PK + cf * C * C + cc), 0.0)  # D * Q K^T
     a, sp, _ = _act(_mm(b_k, tl.trans(w2), PREC), ACT)
-    dz = _mm(b_dy, w1, PREC) * sp  # [C, BHID]
+    dz = _mm(t_dy, w1, PREC) * sp  # [C, BHID]
     zq = (b_b0[:, None] * _mm(b_q, tl.trans(w2), PREC)
           + b_e[:, None] * _mm(b_q, tl.trans(s2), PREC) - _mm(m1, dz, PREC))
     hq, _, _ = _act(zq, ACT)
     pa = tl.where(causal, b_D * _mm(hq, tl.trans(a), PREC), 0.0)
     b_o = (b_b0[:, None] * _mm(hq, tl.trans(w1), PREC) + b_e[:, None] * _mm(hq, tl.trans(s1), PREC)
-           - _mm(pa, b_dy, PREC))
+           - _mm(pa, t_dy, PREC))
     tl.store(Op + (cf * NT + i_t) * C * DV + cv, b_o)
     # the chunk-end state tile
     b_bc, b_ec, b_ac = tl.load(bC + cf), tl.load(eC + cf), tl.load(aC + cf)
     b_dc = tl.load(dC + cf * C + o_c)
     b_tc = tl.load(tC + cf * C + o_c)
-    dyt = tl.trans(b_dy)
+    dyt = tl.trans(t_dy)
     nw1 = b_bc * w1 + b_ec * s1 - _mm(dyt, a * b_dc[:, None], PREC)
     ns1 = b_ac * s1 - _mm(dyt, a * b_tc[:, None], PREC)
     nw2 = b_bc * w2 + b_ec * s2 - _mm(tl.trans(dz * b_dc[:, None]), b_k, PREC)
@@ -185,7 +196,7 @@ def _bwd_finish(k, W1s, W2s, dk_p, dv, Yp, P, G1, G2, i_n, N,
     q2 = o_t[:, None] * DK + o_k[None, :]
     w1 = tl.load(W1s + slot * DV * HID + q1)
     w2 = tl.load(W2s + slot * HID * DK + q2)
-    b_k = tl.load(k + rows[:, None] * DK + o_k[None, :]).to(tl.float32)
+    b_k = _opnd(tl.load(k + rows[:, None] * DK + o_k[None, :]), PREC)
     a, sp, _ = _act(_mm(b_k, tl.trans(w2), PREC), ACT)
     p_P = P + (i_bh * 2 + i_n % 2).to(tl.int64) * C * HID + o_c[:, None] * HID + o_t[None, :]
     dzp = tl.load(p_P) + _mm(dyf, w1, PREC) * sp  # dZ~
@@ -223,76 +234,84 @@ def _bwd_start(
     slot = (i_bh * (N + 1) + i_n).to(tl.int64)
     q1 = o_v[:, None] * HID + o_t[None, :]
     q2 = o_t[:, None] * DK + o_k[None, :]
+    # (ordered so that each tile dies early: the state gradient's and the token tiles' lifetimes
+    # decide the registers; the token tiles that are only product operands are kept as such)
+    gb = i_bh.to(tl.int64)
+    p_c = pt * C + o_c
     w1, s1 = tl.load(W1s + slot * DV * HID + q1), tl.load(S1s + slot * DV * HID + q1)
     w2, s2 = tl.load(W2s + slot * HID * DK + q2), tl.load(S2s + slot * HID * DK + q2)
-    b_q = tl.load(q + rows[:, None] * DK + o_k[None, :]).to(tl.float32)
-    b_k = tl.load(k + rows[:, None] * DK + o_k[None, :]).to(tl.float32)
-    b_do = tl.load(do + rows[:, None] * DV + o_v[None, :]).to(tl.float32)
-    b_dy = tl.load(X + cf * C * DV + cv)
+    tl.store(dbC_p + pt, tl.sum(tl.sum(x1 * w1, 0), 0) + tl.sum(tl.sum(x2 * w2, 1), 0))
+    tl.store(deC_p + pt, tl.sum(tl.sum(x1 * s1, 0), 0) + tl.sum(tl.sum(x2 * s2, 1), 0))
+    tl.store(daC_p + pt, tl.sum(tl.sum(y1 * s1, 0), 0) + tl.sum(tl.sum(y2 * s2, 1), 0))
     b_b0 = tl.load(b0 + cf * C + o_c)
     b_e = tl.load(e + cf * C + o_c)
-    b_D = tl.load(Dm + cf * C * C + cc)
-    b_pk = tl.load(PK + cf * C * C + cc)
-    b_r2 = tl.load(R2 + cf * C * C + cc)
-    m1 = tl.where(causal, b_D * b_pk, 0.0)  # D * Q K^T
-    r2 = tl.where(causal, b_D * b_r2, 0.0)  # D * dO dY^T
     b_bc, b_ec, b_ac = tl.load(bC + cf), tl.load(eC + cf), tl.load(aC + cf)
     b_dc = tl.load(dC + cf * C + o_c)
     b_tc = tl.load(tC + cf * C + o_c)
+    b_D = tl.load(Dm + cf * C * C + cc)
+    # the read, as the forward: Z, A, G = dY W1, dZ, Zq, Hq; and dZq
+    b_k = _opnd(tl.load(k + rows[:, None] * DK + o_k[None, :]), PREC)
     a, sp, spp = _act(_mm(b_k, tl.trans(w2), PREC), ACT)
+    b_dy = _opnd(tl.load(X + cf * C * DV + cv), PREC)
     g = _mm(b_dy, w1, PREC)
     dz = g * sp
+    b_q = _opnd(tl.load(q + rows[:, None] * DK + o_k[None, :]), PREC)
     qw = _mm(b_q, tl.trans(w2), PREC)
     qs = _mm(b_q, tl.trans(s2), PREC)
+    m1 = tl.where(causal, b_D * tl.load(PK + cf * C * C + cc), 0.0)  # D * Q K^T
     hq, spq, _ = _act(b_b0[:, None] * qw + b_e[:, None] * qs - _mm(m1, dz, PREC), ACT)
+    b_do = _opnd(tl.load(do + rows[:, None] * DV + o_v[None, :]), PREC)
     dow = _mm(b_do, w1, PREC)
     dos = _mm(b_do, s1, PREC)
+    r2 = tl.where(causal, b_D * tl.load(R2 + cf * C * C + cc), 0.0)  # D * dO dY^T
     dzq = (b_b0[:, None] * dow + b_e[:, None] * dos - _mm(r2, a, PREC)) * spq
-    pa = _mm(hq, tl.trans(a), PREC)  # this tile's pieces of PA = Hq A^T and R1 = dZq dZ^T
-    r1 = _mm(dzq, tl.trans(dz), PREC)
-    dr1 = tl.where(causal, b_D * r1, 0.0)
-    p_c = pt * C + o_c
     tl.store(db0_p + p_c, tl.sum(hq * dow, 1) + tl.sum(dzq * qw, 1))
     tl.store(de_p + p_c, tl.sum(hq * dos, 1) + tl.sum(dzq * qs, 1))
+    # the momenta's gradients are complete here; (b.X)^T Y = X^T (b.Y)
+    nds1 = b_ec * x1 + b_ac * y1 + _mm(tl.trans(b_do), hq * b_e[:, None], PREC)
+    tl.store(H1 + gb * DV * HID + q1, nds1)
+    nds2 = b_ec * x2 + b_ac * y2 + _mm(tl.trans(dzq * b_e[:, None]), b_q, PREC)
+    tl.store(H2 + gb * HID * DK + q2, nds2)
+    # this tile's piece of R1 = dZq dZ^T; dQ
+    r1 = _mm(dzq, tl.trans(dz), PREC)
+    dr1 = tl.where(causal, b_D * r1, 0.0)
     b_dq = (b_b0[:, None] * _mm(dzq, w2, PREC) + b_e[:, None] * _mm(dzq, s2, PREC)
             - _mm(dr1, b_k, PREC))
     tl.store(dq_p + pt * C * DK + ck, b_dq)
+    # the keys' side through W2, S2: ddZ, dK (dZ~ W2 is added by the finish), dW2
     kx2 = _mm(b_k, tl.trans(x2), PREC)
     ky2 = _mm(b_k, tl.trans(y2), PREC)
     ddz = -_mm(tl.trans(m1), dzq, PREC) - b_dc[:, None] * kx2 - b_tc[:, None] * ky2
+    b_ddc = -tl.sum(dz * kx2, 1)
+    b_dtc = -tl.sum(dz * ky2, 1)
     b_dk = (-_mm(dz * b_dc[:, None], x2, PREC) - _mm(dz * b_tc[:, None], y2, PREC)
             - _mm(tl.trans(dr1), b_q, PREC))
-    tl.store(dk_p + pt * C * DK + ck, b_dk)  # dZ~ W2 is added by the finish
+    tl.store(dk_p + pt * C * DK + ck, b_dk)
+    ndw2 = b_bc * x2 + _mm(tl.trans(dzq * b_b0[:, None]), b_q, PREC)
+    tl.store(G2 + gb * HID * DK + q2, ndw2)
+    # the values' side through W1, S1: dA, ddY's piece, dZ~'s piece, dW1
     dg = ddz * sp
     dyx1 = _mm(b_dy, x1, PREC)
     dyy1 = _mm(b_dy, y1, PREC)
-    tl.store(ddC_p + p_c, -tl.sum(dz * kx2, 1) - tl.sum(a * dyx1, 1))
-    tl.store(dtC_p + p_c, -tl.sum(dz * ky2, 1) - tl.sum(a * dyy1, 1))
+    tl.store(ddC_p + p_c, b_ddc - tl.sum(a * dyx1, 1))
+    tl.store(dtC_p + p_c, b_dtc - tl.sum(a * dyy1, 1))
     da = -_mm(tl.trans(r2), hq, PREC) - b_dc[:, None] * dyx1 - b_tc[:, None] * dyy1
+    tl.store(P + (i_bh * 2 + i_n % 2).to(tl.int64) * C * HID + o_c[:, None] * HID + o_t[None, :],
+             da * sp + ddz * g * spp)  # dZ~ without (2 ddY W1) * s'(Z)
+    pa = _mm(hq, tl.trans(a), PREC)  # this tile's piece of PA = Hq A^T
     b_ddy = (_mm(dg, tl.trans(w1), PREC) - _mm(a * b_dc[:, None], tl.trans(x1), PREC)
              - _mm(a * b_tc[:, None], tl.trans(y1), PREC)
              - _mm(tl.trans(tl.where(causal, b_D * pa, 0.0)), b_do, PREC))
     tl.store(Yp + ((i_bh * 2 + i_n % 2) * NT + i_t).to(tl.int64) * C * DV + cv, b_ddy)
-    p_P = P + (i_bh * 2 + i_n % 2).to(tl.int64) * C * HID + o_c[:, None] * HID + o_t[None, :]
-    tl.store(p_P, da * sp + ddz * g * spp)  # dZ~ without (2 ddY W1) * s'(Z)
-    # dD = -(PA * R2) - (PK * R1), linear in this tile's PA and R1 (R2, PK unmasked)
-    tl.store(dD_p + pt * C * C + cc, tl.where(causal, -(pa * b_r2) - (b_pk * r1), 0.0))
-    tl.store(dbC_p + pt, tl.sum(tl.sum(x1 * w1, 0), 0) + tl.sum(tl.sum(x2 * w2, 1), 0))
-    tl.store(deC_p + pt, tl.sum(tl.sum(x1 * s1, 0), 0) + tl.sum(tl.sum(x2 * s2, 1), 0))
-    tl.store(daC_p + pt, tl.sum(tl.sum(y1 * s1, 0), 0) + tl.sum(tl.sum(y2 * s2, 1), 0))
     ndw1 = (b_bc * x1 + _mm(tl.trans(b_dy), dg, PREC)
-            + _mm(tl.trans(b_do * b_b0[:, None]), hq, PREC))
-    nds1 = b_ec * x1 + b_ac * y1 + _mm(tl.trans(b_do * b_e[:, None]), hq, PREC)
-    ndw2 = b_bc * x2 + _mm(tl.trans(dzq * b_b0[:, None]), b_q, PREC)
-    nds2 = b_ec * x2 + b_ac * y2 + _mm(tl.trans(dzq * b_e[:, None]), b_q, PREC)
-    gb = i_bh.to(tl.int64)
+            + _mm(tl.trans(b_do), hq * b_b0[:, None], PREC))
     tl.store(G1 + gb * DV * HID + q1, ndw1)
-    tl.store(H1 + gb * DV * HID + q1, nds1)
-    tl.store(G2 + gb * HID * DK + q2, ndw2)
-    tl.store(H2 + gb * HID * DK + q2, nds2)
+    # dD = -(PA * R2) - (PK * R1), linear in this tile's PA and R1 (R2, PK unmasked)
+    b_dD = -(pa * tl.load(R2 + cf * C * C + cc)) - tl.load(PK + cf * C * C + cc) * r1
+    tl.store(dD_p + pt * C * C + cc, tl.where(causal, b_dD, 0.0))
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["i_n"])  # one compilation for every chunk
 def _bwd_step(
     q, k, do, W1s, W2s, S1s, S2s, b0, e, Dm, PK, R2, bC, eC, aC, dC, tC, X,
     dq_p, dk_p, dD_p, db0_p, de_p, dbC_p, deC_p, daC_p, ddC_p, dtC_p, dv, Yp, P, G1, G2, H1, H2,
@@ -338,11 +357,14 @@ def _bwd_step(
 
 
 def _cfg(DK: int, DV: int, HID: int, bhid: int | None = None) -> dict:
-    """Hidden tiles of 64 columns by default (512 programs at B = H = 8, hid = 512)."""
-    bh = bhid or min(64, HID)
+    """Hidden tiles of 32 columns by default (1024 programs at B = H = 8, hid = 512), 8 warps from
+    D = 64. ptxas (sm_90a, bf16 products) at D = 128, hid = 512: BHID = 32 spills 0.4 KB per
+    thread in the forward, ~3 KB in the backward (BHID = 64: 2.5 KB, 8 KB; kernel.py: 14 KB); at
+    D = 64, BHID = 32: 0, ~2.7 KB. Shared memory <= 100 KB. Not yet timed on a GPU."""
+    bh = bhid or min(32, HID)
     if HID % bh or bh < 16 or bh & (bh - 1):
         raise ValueError(f"block_hidden={bh}: a power of two >= 16 that divides hid={HID}")
-    warps = 8 if max(DK, DV) >= 128 else 4
+    warps = 8 if max(DK, DV) >= 64 else 4
     return dict(BHID=bh, num_warps=warps, num_stages=1)
 
 
