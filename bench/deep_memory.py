@@ -5,8 +5,8 @@ and against torch.compile of our chunk form, at one shape, in one run (CUDA).
 
 Variants: our Triton kernel (`titans(impl="kernel")`, fp32 and bf16), the split Triton kernel
 (runtime/ops/titans/kernel_split.py: one program per (batch, head, hidden tile), one launch per
-chunk; fp32 and bf16; --split-bhid sets its hidden tile), our PyTorch chunk form eager and under
-torch.compile, titans-pytorch. A variant that fails (not installed, out of memory, a compile
+chunk; fp32 and bf16; --split-bhid sets its hidden tile, --split-sums its SUMS), our PyTorch
+chunk form eager and under torch.compile, titans-pytorch. A variant that fails (not installed, out of memory, a compile
 error, a CUDA fault) is reported and the others still run: each variant is timed in its own
 process, so its peak memory is its own.
 
@@ -62,8 +62,10 @@ def ours(args, dtype, compiled=False, kernel=False, split=False):
     if kernel:  # the Triton kernel (runtime/ops/titans/kernel.py); raises if it cannot run
         op = partial(titans, impl="kernel")
     elif split:  # the split Triton kernel (runtime/ops/titans/kernel_split.py), not dispatched
+        from runtime.ops.titans import kernel_split
         from runtime.ops.titans.kernel_split import chunk_titans_split_kernel
 
+        kernel_split.SUMS = args.split_sums
         op = partial(chunk_titans_split_kernel, block_hidden=args.split_bhid)
     else:
         op = torch.compile(chunk_titans) if compiled else chunk_titans
@@ -124,7 +126,9 @@ def main() -> None:
     p.add_argument("--compile-timeout", type=float, default=300.0,
                    help="seconds for the torch.compile variant (its compilation took over 90 s on an H100)")
     p.add_argument("--split-bhid", type=int, default=None,
-                   help="hidden tile of the split kernel (default: kernel_split.py's, 64)")
+                   help="hidden tile of the split kernel (default: kernel_split.py's, 32)")
+    p.add_argument("--split-sums", choices=("tiles", "atomic"), default="tiles",
+                   help="how the split kernel forms its sums over hidden tiles (kernel_split.SUMS)")
     p.add_argument("--only", help="time this one variant (used by the parent process)")
     args = p.parse_args()
     if args.only:

@@ -20,6 +20,7 @@ pytest.importorskip("triton")
 
 from ops_common import DEV, assert_errors_below, gpu_real_shapes, gpu_test, rel_rmse  # noqa: E402
 from runtime.ops.titans import chunk_titans  # noqa: E402
+from runtime.ops.titans import kernel_split  # noqa: E402
 from runtime.ops.titans.kernel import chunk_titans_kernel  # noqa: E402
 from runtime.ops.titans.kernel_split import chunk_titans_split_kernel  # noqa: E402
 from test_titans_kernel import _inputs, _run  # noqa: E402 (the same inputs and loss)
@@ -72,6 +73,19 @@ CASES = [
 def test_split_kernel_matches_chunk(B, T, H, Dk, Dv, hid, C, memory, activation, h0, loss, bh):
     x = _inputs(B, T, H, Dk, Dv, hid, h0)
     _compare(x, C, memory, activation, loss, TOL_FP32, block_hidden=bh)
+
+
+@pytest.mark.parametrize("B,T,H,Dk,Dv,hid,C,memory,activation,h0,loss,bh", [CASES[1], CASES[3]])
+def test_split_kernel_atomic_sums(monkeypatch, B, T, H, Dk, Dv, hid, C, memory, activation, h0,
+                                  loss, bh):
+    """kernel_split.SUMS = "atomic": the sums over tiles by fp32 atomic adds in the kernels (only
+    the order of the additions differs from "tiles": the same limit)."""
+    monkeypatch.setattr(kernel_split, "SUMS", "atomic")
+    x = _inputs(B, T, H, Dk, Dv, hid, h0)
+    _compare(x, C, memory, activation, loss, TOL_FP32, block_hidden=bh)
+    monkeypatch.setattr(kernel_split, "SUMS", "bogus")
+    with pytest.raises(ValueError, match="SUMS"):
+        _compare(x, C, memory, activation, loss, TOL_FP32, block_hidden=bh)
 
 
 def test_split_kernel_matches_kernel():
@@ -149,6 +163,16 @@ GPU_TOL = (2e-2, 3e-2)
 @gpu_real_shapes
 def test_split_kernel_gpu_real_shapes(D, dtype):
     x = _inputs(2, 256, 2, D, D, 4 * D, dtype=dtype)
+    _compare(x, 64, "mlp", "silu", "both", *GPU_TOL)
+
+
+@gpu_test
+@pytest.mark.parametrize("sums", ["tiles", "atomic"])
+def test_split_kernel_gpu_bench_shape_sums(monkeypatch, sums):
+    """The bench's head shape (D = 128, hid = 512, C = 64, default hidden tile) in bf16, with
+    either way of forming the sums over tiles."""
+    monkeypatch.setattr(kernel_split, "SUMS", sums)
+    x = _inputs(2, 256, 2, 128, 128, 512, dtype=torch.bfloat16)
     _compare(x, 64, "mlp", "silu", "both", *GPU_TOL)
 
 

@@ -11,11 +11,12 @@ tile-local (it needs only the tile's columns of W1, S1 [Dv, BHID] and rows of W2
 or their gradients, plus token tiles) or a sum over tiles of tile-local terms. Only two such sums
 feed the recurrence: Y (forward: dY = 2 (Y - V) drives every tile's state update) and ddY
 (backward: dV, and the 2 ddY terms of dW1, dK and dZ~). Every other sum is linear in per-tile
-pieces, so each tile writes its own piece and PyTorch adds them once at the end over all chunks:
-the forward's O (the -(D*PA) dY term is linear in PA = sum of the tiles' Hq A^T), and the
-backward's dQ, dK (including -(D*R1) K, -(D*R1)^T Q), dD (linear in PA and R1 given R2, PK), db0,
-de, dbC, deC, daC, ddC, dtC. The per-tile pieces are the same products as kernel.py's loop
-bodies; only the order of the fp32 sums changes.
+pieces, so each tile writes its own piece and PyTorch adds them once at the end over all chunks
+(or, with SUMS = "atomic", the kernels add them atomically): the forward's O (the -(D*PA) dY
+term is linear in PA = sum of the tiles' Hq A^T), and the backward's dQ, dK (including
+-(D*R1) K, -(D*R1)^T Q), dD (linear in PA and R1 given R2, PK), db0, de, dbC, deC, daC, ddC,
+dtC. The per-tile pieces are the same products as kernel.py's loop bodies; only the order of the
+fp32 sums changes.
 
 Forward, launch n (chunk n; the state of its tile at the chunk start, slot n of W1s..):
 
@@ -43,8 +44,10 @@ residual terms (+Q in O, +dO in dQ, +2 ddY in dK).
 
 Precision: as kernel.py (`_prec`): fp32 state, state gradient and accumulation; bf16 operands on
 CUDA, exact fp32 in the interpreter. PK and R2 are fp32 products here (PyTorch). Memory beyond
-kernel.py's: the per-tile partials over all chunks, fp32: O, dQ, dK (each B H T (hid/BHID) D 4 B,
-1 GB at B = H = 8, T = 2048, D = 128, hid = 512, BHID = 32) and dD (B H T C (hid/BHID) 4 B).
+kernel.py's, with SUMS = "tiles" (the default): the per-tile pieces over all chunks, fp32: O, dQ,
+dK (each B H T (hid/BHID) D 4 B, 1 GB at B = H = 8, T = 2048, D = 128, hid = 512, BHID = 32) and
+dD (B H T C (hid/BHID) 4 B, 0.5 GB), each written once and read once by the sum: this traffic
+is of the order of the state's, which "atomic" avoids (at the price of run-to-run last bits).
 
 Not yet measured on a GPU. Per launch: B H (hid/BHID) programs (1024 at the bench shape); each reads
 its fp32 state tiles and writes the next ones, so a chunk moves ~4 B H D hid 4 B x 2 (forward) and
@@ -67,6 +70,16 @@ def _opnd(x, PREC: tl.constexpr):
         return x.to(tl.bfloat16)
     else:
         return x.to(tl.float32)
+
+
+@triton.jit
+def _put(ptr, x, ATOMIC: tl.constexpr):
+    """A tile's piece of a sum over tiles: its own slot (ATOMIC=False; PyTorch adds the slots),
+    or an fp32 atomic add into the sum itself (ATOMIC=True; see SUMS)."""
+    if ATOMIC:
+        tl.atomic_add(ptr, x, sem="relaxed")
+    else:
+        tl.store(ptr, x)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -98,6 +111,7 @@ def _fwd_step(
     q, k, v, W1s, W2s, S1s, S2s, b0, e, Dm, PK, bC, eC, aC, dC, tC, Yp, Op, X, i_n, N, NS, NX,
     DK: tl.constexpr, DV: tl.constexpr, HID: tl.constexpr, C: tl.constexpr, BHID: tl.constexpr,
     RESIDUAL: tl.constexpr, ACT: tl.constexpr, PREC: tl.constexpr, NEXT: tl.constexpr,
+    ATOMIC: tl.constexpr,
 ):  # fmt: skip
     """Chunk i_n on one (b, h, hidden tile): dY from the summed Y partials, the tile's piece of O
     (Op), the chunk-end state tile (slot i_n + 1), and (NEXT) the tile's partial of the next
@@ -144,7 +158,8 @@ def _fwd_step(
     pa = tl.where(causal, b_D * _mm(hq, tl.trans(a), PREC), 0.0)
     b_o = (b_b0[:, None] * _mm(hq, tl.trans(w1), PREC) + b_e[:, None] * _mm(hq, tl.trans(s1), PREC)
            - _mm(pa, t_dy, PREC))
-    tl.store(Op + (cf * NT + i_t) * C * DV + cv, b_o)
+    ix = cf if ATOMIC else cf * NT + i_t  # the slot of this tile's piece of a sum
+    _put(Op + ix * C * DV + cv, b_o, ATOMIC)
     # the chunk-end state tile
     b_bc, b_ec, b_ac = tl.load(bC + cf), tl.load(eC + cf), tl.load(aC + cf)
     b_dc = tl.load(dC + cf * C + o_c)
@@ -173,7 +188,8 @@ def _fwd_step(
 @triton.jit
 def _bwd_finish(k, W1s, W2s, dk_p, dv, Yp, P, G1, G2, i_n, N,
                 DK: tl.constexpr, DV: tl.constexpr, HID: tl.constexpr, C: tl.constexpr,
-                BHID: tl.constexpr, ACT: tl.constexpr, PREC: tl.constexpr):  # fmt: skip
+                BHID: tl.constexpr, ACT: tl.constexpr, PREC: tl.constexpr,
+                ATOMIC: tl.constexpr):  # fmt: skip
     """Pass C of chunk i_n on one tile: returns the complete dW1, dW2 tiles of the chunk-start
     state (dS1, dS2 were complete already); adds dZ~ W2 to the tile's piece of dK; stores dV."""
     i_bh, i_t = tl.program_id(0), tl.program_id(1)
@@ -200,8 +216,11 @@ def _bwd_finish(k, W1s, W2s, dk_p, dv, Yp, P, G1, G2, i_n, N,
     a, sp, _ = _act(_mm(b_k, tl.trans(w2), PREC), ACT)
     p_P = P + (i_bh * 2 + i_n % 2).to(tl.int64) * C * HID + o_c[:, None] * HID + o_t[None, :]
     dzp = tl.load(p_P) + _mm(dyf, w1, PREC) * sp  # dZ~
-    p_dk = dk_p + (cf * NT + i_t) * C * DK + ck
-    tl.store(p_dk, tl.load(p_dk) + _mm(dzp, w2, PREC))
+    if ATOMIC:
+        tl.atomic_add(dk_p + cf * C * DK + ck, _mm(dzp, w2, PREC), sem="relaxed")
+    else:
+        p_dk = dk_p + (cf * NT + i_t) * C * DK + ck
+        tl.store(p_dk, tl.load(p_dk) + _mm(dzp, w2, PREC))
     gb = i_bh.to(tl.int64)
     x1 = tl.load(G1 + gb * DV * HID + q1) + _mm(tl.trans(dyf), a, PREC)
     x2 = tl.load(G2 + gb * HID * DK + q2) + _mm(tl.trans(dzp), b_k, PREC)
@@ -214,7 +233,7 @@ def _bwd_start(
     dq_p, dk_p, dD_p, db0_p, de_p, dbC_p, deC_p, daC_p, ddC_p, dtC_p, Yp, P, G1, G2, H1, H2,
     x1, x2, y1, y2, i_n, N,
     DK: tl.constexpr, DV: tl.constexpr, HID: tl.constexpr, C: tl.constexpr,
-    BHID: tl.constexpr, ACT: tl.constexpr, PREC: tl.constexpr,
+    BHID: tl.constexpr, ACT: tl.constexpr, PREC: tl.constexpr, ATOMIC: tl.constexpr,
 ):  # fmt: skip
     """Pass B of chunk i_n on one tile, given the tile (x1, x2, y1, y2) of the gradient of the
     chunk-end state: the tile's pieces of every sum (dQ, dK, dD, db0, de, dbC, deC, daC, ddC, dtC:
@@ -230,7 +249,7 @@ def _bwd_start(
     cc = o_c[:, None] * C + o_c[None, :]
     rows = (i_bh * N * C + i_n * C + o_c).to(tl.int64)
     cf = (i_bh * N + i_n).to(tl.int64)
-    pt = cf * NT + i_t  # this tile's slot in the per-tile pieces
+    pt = cf if ATOMIC else cf * NT + i_t  # the slot of this tile's piece of a sum
     slot = (i_bh * (N + 1) + i_n).to(tl.int64)
     q1 = o_v[:, None] * HID + o_t[None, :]
     q2 = o_t[:, None] * DK + o_k[None, :]
@@ -240,9 +259,9 @@ def _bwd_start(
     p_c = pt * C + o_c
     w1, s1 = tl.load(W1s + slot * DV * HID + q1), tl.load(S1s + slot * DV * HID + q1)
     w2, s2 = tl.load(W2s + slot * HID * DK + q2), tl.load(S2s + slot * HID * DK + q2)
-    tl.store(dbC_p + pt, tl.sum(tl.sum(x1 * w1, 0), 0) + tl.sum(tl.sum(x2 * w2, 1), 0))
-    tl.store(deC_p + pt, tl.sum(tl.sum(x1 * s1, 0), 0) + tl.sum(tl.sum(x2 * s2, 1), 0))
-    tl.store(daC_p + pt, tl.sum(tl.sum(y1 * s1, 0), 0) + tl.sum(tl.sum(y2 * s2, 1), 0))
+    _put(dbC_p + pt, tl.sum(tl.sum(x1 * w1, 0), 0) + tl.sum(tl.sum(x2 * w2, 1), 0), ATOMIC)
+    _put(deC_p + pt, tl.sum(tl.sum(x1 * s1, 0), 0) + tl.sum(tl.sum(x2 * s2, 1), 0), ATOMIC)
+    _put(daC_p + pt, tl.sum(tl.sum(y1 * s1, 0), 0) + tl.sum(tl.sum(y2 * s2, 1), 0), ATOMIC)
     b_b0 = tl.load(b0 + cf * C + o_c)
     b_e = tl.load(e + cf * C + o_c)
     b_bc, b_ec, b_ac = tl.load(bC + cf), tl.load(eC + cf), tl.load(aC + cf)
@@ -265,8 +284,8 @@ def _bwd_start(
     dos = _mm(b_do, s1, PREC)
     r2 = tl.where(causal, b_D * tl.load(R2 + cf * C * C + cc), 0.0)  # D * dO dY^T
     dzq = (b_b0[:, None] * dow + b_e[:, None] * dos - _mm(r2, a, PREC)) * spq
-    tl.store(db0_p + p_c, tl.sum(hq * dow, 1) + tl.sum(dzq * qw, 1))
-    tl.store(de_p + p_c, tl.sum(hq * dos, 1) + tl.sum(dzq * qs, 1))
+    _put(db0_p + p_c, tl.sum(hq * dow, 1) + tl.sum(dzq * qw, 1), ATOMIC)
+    _put(de_p + p_c, tl.sum(hq * dos, 1) + tl.sum(dzq * qs, 1), ATOMIC)
     # the momenta's gradients are complete here; (b.X)^T Y = X^T (b.Y)
     nds1 = b_ec * x1 + b_ac * y1 + _mm(tl.trans(b_do), hq * b_e[:, None], PREC)
     tl.store(H1 + gb * DV * HID + q1, nds1)
@@ -277,7 +296,7 @@ def _bwd_start(
     dr1 = tl.where(causal, b_D * r1, 0.0)
     b_dq = (b_b0[:, None] * _mm(dzq, w2, PREC) + b_e[:, None] * _mm(dzq, s2, PREC)
             - _mm(dr1, b_k, PREC))
-    tl.store(dq_p + pt * C * DK + ck, b_dq)
+    _put(dq_p + pt * C * DK + ck, b_dq, ATOMIC)
     # the keys' side through W2, S2: ddZ, dK (dZ~ W2 is added by the finish), dW2
     kx2 = _mm(b_k, tl.trans(x2), PREC)
     ky2 = _mm(b_k, tl.trans(y2), PREC)
@@ -286,15 +305,15 @@ def _bwd_start(
     b_dtc = -tl.sum(dz * ky2, 1)
     b_dk = (-_mm(dz * b_dc[:, None], x2, PREC) - _mm(dz * b_tc[:, None], y2, PREC)
             - _mm(tl.trans(dr1), b_q, PREC))
-    tl.store(dk_p + pt * C * DK + ck, b_dk)
+    _put(dk_p + pt * C * DK + ck, b_dk, ATOMIC)
     ndw2 = b_bc * x2 + _mm(tl.trans(dzq * b_b0[:, None]), b_q, PREC)
     tl.store(G2 + gb * HID * DK + q2, ndw2)
     # the values' side through W1, S1: dA, ddY's piece, dZ~'s piece, dW1
     dg = ddz * sp
     dyx1 = _mm(b_dy, x1, PREC)
     dyy1 = _mm(b_dy, y1, PREC)
-    tl.store(ddC_p + p_c, b_ddc - tl.sum(a * dyx1, 1))
-    tl.store(dtC_p + p_c, b_dtc - tl.sum(a * dyy1, 1))
+    _put(ddC_p + p_c, b_ddc - tl.sum(a * dyx1, 1), ATOMIC)
+    _put(dtC_p + p_c, b_dtc - tl.sum(a * dyy1, 1), ATOMIC)
     da = -_mm(tl.trans(r2), hq, PREC) - b_dc[:, None] * dyx1 - b_tc[:, None] * dyy1
     tl.store(P + (i_bh * 2 + i_n % 2).to(tl.int64) * C * HID + o_c[:, None] * HID + o_t[None, :],
              da * sp + ddz * g * spp)  # dZ~ without (2 ddY W1) * s'(Z)
@@ -308,7 +327,7 @@ def _bwd_start(
     tl.store(G1 + gb * DV * HID + q1, ndw1)
     # dD = -(PA * R2) - (PK * R1), linear in this tile's PA and R1 (R2, PK unmasked)
     b_dD = -(pa * tl.load(R2 + cf * C * C + cc)) - tl.load(PK + cf * C * C + cc) * r1
-    tl.store(dD_p + pt * C * C + cc, tl.where(causal, b_dD, 0.0))
+    _put(dD_p + pt * C * C + cc, tl.where(causal, b_dD, 0.0), ATOMIC)
 
 
 @triton.jit(do_not_specialize=["i_n"])  # one compilation for every chunk
@@ -318,6 +337,7 @@ def _bwd_step(
     i_n, N,
     DK: tl.constexpr, DV: tl.constexpr, HID: tl.constexpr, C: tl.constexpr, BHID: tl.constexpr,
     ACT: tl.constexpr, PREC: tl.constexpr, FIN: tl.constexpr, START: tl.constexpr,
+    ATOMIC: tl.constexpr,
 ):  # fmt: skip
     """One (b, h, hidden tile): FIN finishes chunk i_n (pass C), START runs pass B of chunk
     i_n - 1 (of i_n itself without FIN) with the gradient tile FIN produced. The state gradient
@@ -334,7 +354,7 @@ def _bwd_step(
     y2 = tl.load(H2 + gb * HID * DK + q2)
     if FIN:
         x1, x2 = _bwd_finish(k, W1s, W2s, dk_p, dv, Yp, P, G1, G2, i_n, N, DK, DV, HID, C, BHID,
-                             ACT, PREC)
+                             ACT, PREC, ATOMIC)
         i_s = i_n - 1
     else:
         x1 = tl.load(G1 + gb * DV * HID + q1)
@@ -344,7 +364,8 @@ def _bwd_step(
         tl.debug_barrier()  # G1.. are overwritten below: every thread has read its elements
         _bwd_start(q, k, do, W1s, W2s, S1s, S2s, b0, e, Dm, PK, R2, bC, eC, aC, dC, tC, X,
                    dq_p, dk_p, dD_p, db0_p, de_p, dbC_p, deC_p, daC_p, ddC_p, dtC_p, Yp, P,
-                   G1, G2, H1, H2, x1, x2, y1, y2, i_s, N, DK, DV, HID, C, BHID, ACT, PREC)
+                   G1, G2, H1, H2, x1, x2, y1, y2, i_s, N, DK, DV, HID, C, BHID, ACT, PREC,
+                   ATOMIC)
     else:
         tl.debug_barrier()
         tl.store(G1 + gb * DV * HID + q1, x1)
@@ -368,6 +389,20 @@ def _cfg(DK: int, DV: int, HID: int, bhid: int | None = None) -> dict:
     return dict(BHID=bh, num_warps=warps, num_stages=1)
 
 
+# How the sums over hidden tiles that the recurrence does not need (O; dQ, dK, dD and the
+# coefficients' gradients) are formed: "tiles" (default): each tile writes its piece to its own
+# slot and PyTorch adds the slots once after the chunk loop (deterministic; the pieces of every
+# chunk are kept: hid/BHID times the size of each sum, and that much more memory traffic);
+# "atomic": fp32 atomic adds into the sums (no pieces kept, the order of the additions and so
+# the last bits vary from run to run). Read at each forward; the backward uses the forward's.
+SUMS = "tiles"
+
+
+def _tile_sum(x):
+    """[B, H, N, slots, ...] -> the sum over the slots."""
+    return x[:, :, :, 0] if x.shape[3] == 1 else x.sum(3)
+
+
 def _per_chunk(x, N, C):
     """[B, H, N*C, D] -> [B, H, N, C, D] fp32."""
     return x.float().unflatten(2, (N, C))
@@ -386,6 +421,11 @@ class ChunkTitansSplitFunction(torch.autograd.Function):
         cfg = _cfg(DK, DV, HID, bhid)
         NT = HID // cfg["BHID"]
         dev, f32 = q.device, torch.float32
+        if SUMS not in ("tiles", "atomic"):
+            raise ValueError(f"kernel_split.SUMS is 'tiles' or 'atomic', not {SUMS!r}")
+        atomic = SUMS == "atomic"
+        sums = torch.zeros if atomic else torch.empty  # the sums' buffers
+        NTs = 1 if atomic else NT  # their slots per chunk
         keep = any(ctx.needs_input_grad[:15])
         NS, NX = (N + 1, N) if keep else (2, 1)
         states = [torch.empty(B, H, NS, *w.shape[2:], device=dev, dtype=f32)
@@ -395,7 +435,7 @@ class ChunkTitansSplitFunction(torch.autograd.Function):
         qc, kc = _per_chunk(q, N, C), _per_chunk(k, N, C)
         PK = (qc @ kc.transpose(-1, -2)).contiguous()  # Q K^T of every chunk (state-free)
         Yp = torch.empty(B * H, 2, NT, C, DV, device=dev, dtype=f32)
-        Op = torch.empty(B, H, N, NT, C, DV, device=dev, dtype=f32)
+        Op = sums(B, H, N, NTs, C, DV, device=dev, dtype=f32)
         X = torch.empty(B, H, NX, C, DV, device=dev, dtype=f32)  # dY per chunk
         grid = (B * H, NT)
         meta = dict(DK=DK, DV=DV, HID=HID, C=C, BHID=cfg["BHID"], ACT=act, PREC=prec,
@@ -403,25 +443,28 @@ class ChunkTitansSplitFunction(torch.autograd.Function):
         _fwd_y0[grid](k, states[0], states[1], Yp, N, NS, **meta)
         for i_n in range(N):
             _fwd_step[grid](q, k, v, *states, b0, e, Dm, PK, bC, eC, aC, dC, tC, Yp, Op, X, i_n,
-                            N, NS, NX, RESIDUAL=residual, NEXT=i_n + 1 < N, **meta)
-        o = Op.sum(3).flatten(2, 3)
+                            N, NS, NX, RESIDUAL=residual, NEXT=i_n + 1 < N, ATOMIC=atomic,
+                            **meta)
+        o = _tile_sum(Op).flatten(2, 3)
         if residual:
             o = o + q.float()
         if keep:
             ctx.save_for_backward(q, k, v, *states, b0, e, Dm, bC, eC, aC, dC, tC, PK, X)
-        ctx.meta = (C, residual, act, bhid, prec)
+        ctx.meta = (C, residual, act, bhid, prec, atomic)
         return (o.to(q.dtype), *(s[:, :, N % NS].clone() for s in states))
 
     @staticmethod
     def backward(ctx, do, dW1f, dW2f, dS1f, dS2f):
         q, k, v, W1s, W2s, S1s, S2s, b0, e, Dm, bC, eC, aC, dC, tC, PK, X = ctx.saved_tensors
-        C, residual, act, bhid, prec = ctx.meta
+        C, residual, act, bhid, prec, atomic = ctx.meta
         B, H, TP, DK = q.shape
         DV, HID = v.shape[-1], W1s.shape[-1]
         N = TP // C
         cfg = _cfg(DK, DV, HID, bhid)
         NT = HID // cfg["BHID"]
         dev, f32 = q.device, torch.float32
+        sums = torch.zeros if atomic else torch.empty
+        NTs = 1 if atomic else NT
         do = torch.zeros(B, H, TP, DV, device=dev, dtype=q.dtype) if do is None else do
         do = do.contiguous()
         # the state gradient: G1, G2 (dW1, dW2), H1, H2 (dS1, dS2), one slot per (b, h)
@@ -435,11 +478,11 @@ class ChunkTitansSplitFunction(torch.autograd.Function):
             gbufs.append(buf)
         G1, G2, H1, H2 = gbufs
         R2 = (_per_chunk(do, N, C) @ X.transpose(-1, -2)).contiguous()  # dO dY^T (state-free)
-        dq_p = torch.empty(B, H, N, NT, C, DK, device=dev, dtype=f32)
-        dk_p = torch.empty_like(dq_p)
-        dD_p = torch.empty(B, H, N, NT, C, C, device=dev, dtype=f32)
-        vec_p = [torch.empty(B, H, N, NT, C, device=dev, dtype=f32) for _ in range(4)]
-        sc_p = [torch.empty(B, H, N, NT, device=dev, dtype=f32) for _ in range(3)]
+        dq_p = sums(B, H, N, NTs, C, DK, device=dev, dtype=f32)
+        dk_p = sums(B, H, N, NTs, C, DK, device=dev, dtype=f32)
+        dD_p = sums(B, H, N, NTs, C, C, device=dev, dtype=f32)
+        vec_p = [sums(B, H, N, NTs, C, device=dev, dtype=f32) for _ in range(4)]
+        sc_p = [sums(B, H, N, NTs, device=dev, dtype=f32) for _ in range(3)]
         db0_p, de_p, ddC_p, dtC_p = vec_p
         dbC_p, deC_p, daC_p = sc_p
         dv = torch.empty(B, H, TP, DV, device=dev, dtype=f32)
@@ -450,18 +493,18 @@ class ChunkTitansSplitFunction(torch.autograd.Function):
                 dq_p, dk_p, dD_p, db0_p, de_p, dbC_p, deC_p, daC_p, ddC_p, dtC_p, dv, Yp, P,
                 G1, G2, H1, H2)
         meta = dict(DK=DK, DV=DV, HID=HID, C=C, BHID=cfg["BHID"], ACT=act, PREC=prec,
-                    num_warps=cfg["num_warps"], num_stages=cfg["num_stages"])
+                    ATOMIC=atomic, num_warps=cfg["num_warps"], num_stages=cfg["num_stages"])
         _bwd_step[grid](*args, N - 1, N, FIN=False, START=True, **meta)
         for i_n in range(N - 1, 0, -1):
             _bwd_step[grid](*args, i_n, N, FIN=True, START=True, **meta)
         _bwd_step[grid](*args, 0, N, FIN=True, START=False, **meta)
-        dq, dk = dq_p.sum(3).flatten(2, 3), dk_p.sum(3).flatten(2, 3)
+        dq, dk = _tile_sum(dq_p).flatten(2, 3), _tile_sum(dk_p).flatten(2, 3)
         if residual:
             dq = dq + do.float()
             dk = dk - dv
-        db0, de, ddC, dtC = (x.sum(3) for x in vec_p)
-        dbC, deC, daC = (x.sum(3) for x in sc_p)
-        grads_c = [db0, de, dD_p.sum(3), dbC, deC, daC, ddC, dtC]
+        db0, de, ddC, dtC = (_tile_sum(x) for x in vec_p)
+        dbC, deC, daC = (_tile_sum(x) for x in sc_p)
+        grads_c = [db0, de, _tile_sum(dD_p), dbC, deC, daC, ddC, dtC]
         return (dq.to(q.dtype), dk.to(k.dtype), dv.to(v.dtype), G1, G2, H1, H2, *grads_c,
                 None, None, None, None, None)
 
