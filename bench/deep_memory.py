@@ -4,8 +4,8 @@ and against torch.compile of our chunk form, at one shape, in one run (CUDA).
     python bench/deep_memory.py [--B 8 --T 2048 --heads 8 --dim 1024 --chunk 64 --repeat 20]
 
 Variants: our Triton kernel (`titans(impl="kernel")`, fp32 and bf16), the split Triton kernel
-(runtime/ops/titans/kernel_split.py: one program per (batch, head, hidden tile), one launch per
-chunk; fp32 and bf16; --split-bhid sets its hidden tile, --split-sums its SUMS), our PyTorch
+(runtime/ops/titans/kernel_split.py: one program per (batch, head, hidden tile), two launches
+per chunk; fp32 and bf16; --split-bhid sets its hidden tile, --split-sums its SUMS), our PyTorch
 chunk form eager and under torch.compile, titans-pytorch. A variant that fails (not installed, out of memory, a compile
 error, a CUDA fault) is reported and the others still run: each variant is timed in its own
 process, so its peak memory is its own.

@@ -1,5 +1,5 @@
 """Titans MLP memory, the split kernels (runtime/ops/titans/kernel_split.py: one program per
-(batch, head, hidden tile), one launch per chunk) == the chunk reference and == kernel.py: values,
+(batch, head, hidden tile), two launches per chunk) == the chunk reference and == kernel.py: values,
 final state and the gradient of every input (q, k, v, eta, theta, alpha, the init weights or the
 whole initial state).
 

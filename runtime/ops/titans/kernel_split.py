@@ -3,55 +3,59 @@
 Same contract, math and coefficients as kernel.py (read its docstring for the chunk form, forward
 and backward; the names here are its names); only the schedule differs. kernel.py runs one
 program per (batch, head) and walks every chunk inside it: 64 programs at B = H = 8, half an H100.
-Here the grid is (B*H, HID // BHID), one program per (batch, head, hidden tile), and the chunk
-loop is on the host: one launch per chunk and direction, plus one to start each chain.
+Here the work of a chunk runs on the grid (B*H, HID // BHID), one program per (batch, head,
+hidden tile), and the chunk loop is on the host: two launches per chunk and direction.
 
 Why the split is exact. Within a chunk every term of kernel.py's forward and backward is either
 tile-local (it needs only the tile's columns of W1, S1 [Dv, BHID] and rows of W2, S2 [BHID, Dk],
 or their gradients, plus token tiles) or a sum over tiles of tile-local terms. Only two such sums
 feed the recurrence: Y (forward: dY = 2 (Y - V) drives every tile's state update) and ddY
-(backward: dV, and the 2 ddY terms of dW1, dK and dZ~). Every other sum is linear in per-tile
-pieces, so each tile writes its own piece and PyTorch adds them once at the end over all chunks
-(or, with SUMS = "atomic", the kernels add them atomically): the forward's O (the -(D*PA) dY
-term is linear in PA = sum of the tiles' Hq A^T), and the backward's dQ, dK (including
--(D*R1) K, -(D*R1)^T Q), dD (linear in PA and R1 given R2, PK), db0, de, dbC, deC, daC, ddC,
-dtC. The per-tile pieces are the same products as kernel.py's loop bodies; only the order of the
-fp32 sums changes.
+(backward: dV, and the 2 ddY terms of dW1, dK and dZ~). Those two are summed by their own small
+launch (`_sum_tiles`, grid (B*H, C): one token row each, over the tiles in order) before the
+launch that needs them. Every other sum is linear in per-tile pieces, so each tile writes its
+own piece and PyTorch adds them once at the end over all chunks (or, with SUMS = "atomic", the
+kernels add them atomically): the forward's O (the -(D*PA) dY term is linear in PA = sum of the
+tiles' Hq A^T), and the backward's dQ, dK (including -(D*R1) K, -(D*R1)^T Q), dD (linear in PA
+and R1 given R2, PK), db0, de, dbC, deC, daC, ddC, dtC. The per-tile pieces are the same products
+as kernel.py's loop bodies; only the order of the fp32 sums changes.
 
-Forward, launch n (chunk n; the state of its tile at the chunk start, slot n of W1s..):
+Forward, chunk n (its tile's state at the chunk start in slot n of W1s..):
 
-    Y    = sum over tiles of the partials Yp[n] (written by launch n-1) (+ K),   dY = 2 (Y - V)
-    then kernel.py's per-tile body: Zq, Hq, the tile's piece of O, the chunk-end state tile,
-    and, with that new tile still in registers, the partial of the next chunk's Y:
-    Yp[n+1] = s(K' W2'^T) W1'^T (K' the next chunk's keys).
+    _sum_tiles:  Y = sum over tiles of the partials Yp[n] (+ K),  dY = 2 (Y - V)   (kept in X)
+    _fwd_step:   kernel.py's per-tile body: Zq, Hq, the tile's piece of O, the chunk-end state
+                 tile (slot n + 1), and, with that new tile still in registers, the partial of
+                 the next chunk's Y: Yp[n+1] = s(K' W2'^T) W1'^T (K' the next chunk's keys).
 
-A first launch writes Yp[0] from the initial state. Forward: N + 1 launches.
+A first launch (`_fwd_y0`) writes Yp[0] from the initial state. Forward: 2 N + 1 launches.
 
 Backward, chunks in reverse. "Start(n)" is kernel.py's pass B for chunk n on one tile, given the
 tile of the chunk-end state gradient (X1, Y1, X2, Y2): every tile-local term, the tile's pieces
-of the sums, its partial ddY (to a buffer), its partial dZ~ (to a scratch) and the chunk-start
-state gradient without its 2 ddY terms. "Finish(n)" is pass C: sum the partial ddY of chunk n,
-store dV, add 2 ddY^T A to dW1 and dZ~^T K to dW2 (dZ~ = partial + (2 ddY W1) * s'(Z)), and dZ~
-W2 to the tile's piece of dK. Finish(n) yields the complete gradient of the state at the start of
-chunk n for this tile, which is exactly what Start(n-1) needs for the same tile: launch j does
-Finish(n) then Start(n-1) in the same program, the gradient tile never leaving registers. Launches:
-Start(N-1); Finish(n) + Start(n-1) for n = N-1..1; Finish(0). Backward: N + 1 launches.
+of the sums, its partial ddY (Yp), its partial dZ~ (a scratch) and the chunk-start state
+gradient without its 2 ddY terms. Then `_sum_tiles` sums the partial ddY into dV = -2 ddY.
+"Finish(n)" is pass C: add 2 ddY^T A to dW1 and dZ~^T K to dW2 (dZ~ = partial + (2 ddY W1) *
+s'(Z)), and dZ~ W2 to the tile's piece of dK. Finish(n) yields the complete gradient of the state
+at the start of chunk n for this tile, which is exactly what Start(n-1) needs for the same tile,
+so one launch (`_bwd_step`) does Finish(n) then Start(n-1) in the same program, the gradient tile
+never leaving registers. Launches: Start(N-1); then for n = N-1..0: _sum_tiles(n), Finish(n)
+(+ Start(n-1) for n > 0). Backward: 2 N + 1 launches.
 
 Hoisted out of the chunk loop (they do not depend on the state): PK = Q K^T of every chunk (one
 batched fp32 matmul after the forward's token layout) and R2 = dO dY^T (one after the forward,
-once dO is known); the kernels form D*PK and D*R2 from them. So do the sums over tiles and the
-residual terms (+Q in O, +dO in dQ, +2 ddY in dK).
+once dO is known); the kernels form D*PK and D*R2 from them. So do the sums over tiles of the
+pieces and the residual terms (+Q in O, +dO in dQ, +2 ddY in dK).
 
 Precision: as kernel.py (`_prec`): fp32 state, state gradient and accumulation; bf16 operands on
-CUDA, exact fp32 in the interpreter. PK and R2 are fp32 products here (PyTorch). Memory beyond
+CUDA, exact fp32 in the interpreter. PK and R2 are fp32 products here (PyTorch). The recurrence
+(Y, ddY, the state and its gradient) is deterministic in both SUMS modes. Memory beyond
 kernel.py's, with SUMS = "tiles" (the default): the per-tile pieces over all chunks, fp32: O, dQ,
 dK (each B H T (hid/BHID) D 4 B, 1 GB at B = H = 8, T = 2048, D = 128, hid = 512, BHID = 32) and
 dD (B H T C (hid/BHID) 4 B, 0.5 GB), each written once and read once by the sum: this traffic
 is of the order of the state's, which "atomic" avoids (at the price of run-to-run last bits).
 
-Not yet measured on a GPU. Per launch: B H (hid/BHID) programs (1024 at the bench shape); each reads
-its fp32 state tiles and writes the next ones, so a chunk moves ~4 B H D hid 4 B x 2 (forward) and
-about twice that (backward) through HBM, plus the NT-fold reread of the Y / ddY partials (L2).
+Not yet measured on a GPU. Per step launch: B H (hid/BHID) programs (1024 at the bench shape);
+each reads its fp32 state tiles and writes the next ones, so a chunk moves ~4 B H D hid 4 B x 2
+(forward) and about twice that (backward) through HBM; the Y / ddY partials are written once,
+read once by _sum_tiles, and the sum read once per tile.
 """
 
 from __future__ import annotations
@@ -87,6 +91,29 @@ def _put(ptr, x, ATOMIC: tl.constexpr):
 # ----------------------------------------------------------------------------------------------
 
 
+@triton.jit(do_not_specialize=["i_n"])  # one compilation for every chunk
+def _sum_tiles(Yp, k, v, out, i_n, N, NX,
+               DK: tl.constexpr, DV: tl.constexpr, C: tl.constexpr, NT: tl.constexpr,
+               RESIDUAL: tl.constexpr, FWD: tl.constexpr):  # fmt: skip
+    """One (b, h, token row r) of chunk i_n: the sum over the NT tiles' partials (Yp, parity slot
+    of the chunk) in tile order. Forward: dY = 2 (Y (+ k) - v) into out = X (slot i_n % NX);
+    backward (the partials of ddY): dV = -2 ddY into out = dv."""
+    i_bh, r = tl.program_id(0), tl.program_id(1)
+    o_v = tl.arange(0, DV)
+    p_y = Yp + ((i_bh * 2 + i_n % 2) * NT).to(tl.int64) * C * DV + r * DV + o_v
+    acc = tl.zeros([DV], dtype=tl.float32)
+    for j in range(NT):
+        acc += tl.load(p_y + j * C * DV)
+    row = (i_bh * N * C + i_n * C + r).to(tl.int64)
+    if FWD:
+        if RESIDUAL:  # Dk == Dv
+            acc += tl.load(k + row * DK + o_v).to(tl.float32)
+        dy = 2 * (acc - tl.load(v + row * DV + o_v).to(tl.float32))
+        tl.store(out + (i_bh * NX + i_n % NX).to(tl.int64) * C * DV + r * DV + o_v, dy)
+    else:
+        tl.store(out + row * DV + o_v, -2 * acc)
+
+
 @triton.jit
 def _fwd_y0(k, W1s, W2s, Yp, N, NS,
             DK: tl.constexpr, DV: tl.constexpr, HID: tl.constexpr, C: tl.constexpr,
@@ -113,7 +140,7 @@ def _fwd_step(
     RESIDUAL: tl.constexpr, ACT: tl.constexpr, PREC: tl.constexpr, NEXT: tl.constexpr,
     ATOMIC: tl.constexpr,
 ):  # fmt: skip
-    """Chunk i_n on one (b, h, hidden tile): dY from the summed Y partials, the tile's piece of O
+    """Chunk i_n on one (b, h, hidden tile), given dY (X, from _sum_tiles): the tile's piece of O
     (Op), the chunk-end state tile (slot i_n + 1), and (NEXT) the tile's partial of the next
     chunk's Y from that new tile."""
     i_bh, i_t = tl.program_id(0), tl.program_id(1)
@@ -125,17 +152,7 @@ def _fwd_step(
     cc = o_c[:, None] * C + o_c[None, :]  # a [C, C] tile
     rows = (i_bh * N * C + i_n * C + o_c).to(tl.int64)
     cf = (i_bh * N + i_n).to(tl.int64)
-    # Y: the sum of every tile's partial (written by the previous launch)
-    p_y = Yp + ((i_bh * 2 + i_n % 2) * NT).to(tl.int64) * C * DV
-    b_y = tl.zeros([C, DV], dtype=tl.float32)
-    for j in range(NT):
-        b_y += tl.load(p_y + j * C * DV + cv)
-    if RESIDUAL:
-        b_y += tl.load(k + rows[:, None] * DK + o_k[None, :]).to(tl.float32)
-    b_dy = 2 * (b_y - tl.load(v + rows[:, None] * DV + o_v[None, :]).to(tl.float32))
-    # dY is kept for the backward (one program writes it)
-    only0 = (o_c[:, None] * 0 + i_t) == 0
-    tl.store(X + (i_bh * NX + i_n % NX).to(tl.int64) * C * DV + cv, b_dy, mask=only0)
+    b_dy = tl.load(X + (i_bh * NX + i_n % NX).to(tl.int64) * C * DV + cv)
     # the tile: state at the chunk start
     slot = (i_bh * NS + i_n % NS).to(tl.int64)
     nxt = (i_bh * NS + (i_n + 1) % NS).to(tl.int64)
@@ -190,23 +207,17 @@ def _bwd_finish(k, W1s, W2s, dk_p, dv, Yp, P, G1, G2, i_n, N,
                 DK: tl.constexpr, DV: tl.constexpr, HID: tl.constexpr, C: tl.constexpr,
                 BHID: tl.constexpr, ACT: tl.constexpr, PREC: tl.constexpr,
                 ATOMIC: tl.constexpr):  # fmt: skip
-    """Pass C of chunk i_n on one tile: returns the complete dW1, dW2 tiles of the chunk-start
-    state (dS1, dS2 were complete already); adds dZ~ W2 to the tile's piece of dK; stores dV."""
+    """Pass C of chunk i_n on one tile, given dV = -2 ddY (from _sum_tiles): returns the complete
+    dW1, dW2 tiles of the chunk-start state (dS1, dS2 were complete already); adds dZ~ W2 to the
+    tile's piece of dK."""
     i_bh, i_t = tl.program_id(0), tl.program_id(1)
     NT: tl.constexpr = HID // BHID
     o_c, o_k, o_v = tl.arange(0, C), tl.arange(0, DK), tl.arange(0, DV)
     o_t = i_t * BHID + tl.arange(0, BHID)
-    cv = o_c[:, None] * DV + o_v[None, :]
     ck = o_c[:, None] * DK + o_k[None, :]
     rows = (i_bh * N * C + i_n * C + o_c).to(tl.int64)
     cf = (i_bh * N + i_n).to(tl.int64)
-    p_y = Yp + ((i_bh * 2 + i_n % 2) * NT).to(tl.int64) * C * DV
-    b_ddy = tl.zeros([C, DV], dtype=tl.float32)
-    for j in range(NT):
-        b_ddy += tl.load(p_y + j * C * DV + cv)
-    dyf = 2 * b_ddy  # the gradient of the keys' prediction Y
-    only0 = (o_c[:, None] * 0 + i_t) == 0
-    tl.store(dv + rows[:, None] * DV + o_v[None, :], -dyf, mask=only0)
+    dyf = -tl.load(dv + rows[:, None] * DV + o_v[None, :])  # 2 ddY, the gradient of Y
     slot = (i_bh * (N + 1) + i_n).to(tl.int64)
     q1 = o_v[:, None] * HID + o_t[None, :]
     q2 = o_t[:, None] * DK + o_k[None, :]
@@ -442,6 +453,8 @@ class ChunkTitansSplitFunction(torch.autograd.Function):
                     num_warps=cfg["num_warps"], num_stages=cfg["num_stages"])
         _fwd_y0[grid](k, states[0], states[1], Yp, N, NS, **meta)
         for i_n in range(N):
+            _sum_tiles[(B * H, C)](Yp, k, v, X, i_n, N, NX, DK=DK, DV=DV, C=C, NT=NT,
+                                   RESIDUAL=residual, FWD=True, num_warps=1)
             _fwd_step[grid](q, k, v, *states, b0, e, Dm, PK, bC, eC, aC, dC, tC, Yp, Op, X, i_n,
                             N, NS, NX, RESIDUAL=residual, NEXT=i_n + 1 < N, ATOMIC=atomic,
                             **meta)
@@ -495,9 +508,10 @@ class ChunkTitansSplitFunction(torch.autograd.Function):
         meta = dict(DK=DK, DV=DV, HID=HID, C=C, BHID=cfg["BHID"], ACT=act, PREC=prec,
                     ATOMIC=atomic, num_warps=cfg["num_warps"], num_stages=cfg["num_stages"])
         _bwd_step[grid](*args, N - 1, N, FIN=False, START=True, **meta)
-        for i_n in range(N - 1, 0, -1):
-            _bwd_step[grid](*args, i_n, N, FIN=True, START=True, **meta)
-        _bwd_step[grid](*args, 0, N, FIN=True, START=False, **meta)
+        for i_n in range(N - 1, -1, -1):
+            _sum_tiles[(B * H, C)](Yp, k, v, dv, i_n, N, 1, DK=DK, DV=DV, C=C, NT=NT,
+                                   RESIDUAL=residual, FWD=False, num_warps=1)
+            _bwd_step[grid](*args, i_n, N, FIN=True, START=i_n > 0, **meta)
         dq, dk = _tile_sum(dq_p).flatten(2, 3), _tile_sum(dk_p).flatten(2, 3)
         if residual:
             dq = dq + do.float()
@@ -512,9 +526,9 @@ class ChunkTitansSplitFunction(torch.autograd.Function):
 def chunk_titans_split_kernel(q, k, v, eta, theta, alpha, W1_init=None, W2_init=None,
                               chunk_size=16, memory="mlp", activation="silu", read="current",
                               initial_state=None, block_hidden=None, precision=None):
-    """Triton Titans memory, one program per (batch, head, hidden tile) and one launch per chunk;
+    """Triton Titans memory, one program per (batch, head, hidden tile) and two launches per chunk;
     the arguments and result of `chunk_titans_kernel` (kernel.py), hence of `chunk_titans`
-    (read="current"). block_hidden: the hidden tile (default min(64, hid)), a power of two >= 16
+    (read="current"). block_hidden: the hidden tile (default min(32, hid)), a power of two >= 16
     dividing hid; precision: as kernel.py."""
     return run_titans(ChunkTitansSplitFunction, q, k, v, eta, theta, alpha, W1_init, W2_init,
                       chunk_size, memory, activation, read, initial_state, block_hidden, precision)
