@@ -66,6 +66,11 @@ import triton.language as tl
 
 from .kernel import _act, _mm, run_titans, supports, why_not  # noqa: F401 (shared helpers)
 
+# ----------------------------------------------------------------------------------------------
+# helpers, and the sums over tiles that the recurrence needs (Y, ddY)
+# ----------------------------------------------------------------------------------------------
+
+
 @triton.jit
 def _opnd(x, PREC: tl.constexpr):
     """A token tile used only as a product operand: bf16 when the products round their operands
@@ -84,11 +89,6 @@ def _put(ptr, x, ATOMIC: tl.constexpr):
         tl.atomic_add(ptr, x, sem="relaxed")
     else:
         tl.store(ptr, x)
-
-
-# ----------------------------------------------------------------------------------------------
-# forward
-# ----------------------------------------------------------------------------------------------
 
 
 @triton.jit(do_not_specialize=["i_n"])  # one compilation for every chunk
@@ -112,6 +112,11 @@ def _sum_tiles(Yp, k, v, out, i_n, N, NX,
         tl.store(out + (i_bh * NX + i_n % NX).to(tl.int64) * C * DV + r * DV + o_v, dy)
     else:
         tl.store(out + row * DV + o_v, -2 * acc)
+
+
+# ----------------------------------------------------------------------------------------------
+# forward
+# ----------------------------------------------------------------------------------------------
 
 
 @triton.jit
@@ -191,7 +196,7 @@ def _fwd_step(
     tl.store(W2s + nxt * HID * DK + q2, nw2)
     tl.store(S2s + nxt * HID * DK + q2, ns2)
     if NEXT:  # the next chunk's Y partial, from the new tile
-        k_n = tl.load(k + (rows + C)[:, None] * DK + o_k[None, :]).to(tl.float32)
+        k_n = _opnd(tl.load(k + (rows + C)[:, None] * DK + o_k[None, :]), PREC)
         a_n, _, _ = _act(_mm(k_n, tl.trans(nw2), PREC), ACT)
         p_yn = Yp + ((i_bh * 2 + (i_n + 1) % 2) * NT + i_t).to(tl.int64) * C * DV
         tl.store(p_yn + cv, _mm(a_n, tl.trans(nw1), PREC))
