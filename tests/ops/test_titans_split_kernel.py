@@ -155,7 +155,7 @@ def test_split_kernel_bf16_products():
 # On CUDA the products have bf16 operands for fp32 and bf16 inputs alike (kernel.py `_prec`),
 # accumulated in fp32, with the state and its gradient in fp32. The interpreter's emulation of
 # these cases (bf16-rounded operands, fp32 products) measured, for values, state and every
-# gradient: <= 6.7e-3 at D = 64 (B = 2, T = 256, H = 2, hid = 256, C = 64: 4 chunks, 8 tiles;
+# gradient: <= 6.7e-3 at D = 64 (B = 2, T = 256, H = 2, hid = 256, C = 64: 4 chunks, 4 tiles;
 # bf16 or fp32 inputs), <= 6.2e-3 at D = 128 (hid = 512, bf16 inputs; also the residual / gelu /
 # initial-state case below). Limits ~3x that: 2e-2 on values and state, 3e-2 on gradients (the
 # GPU's exp/erf and accumulation order differ from the emulation). Not measured on a GPU when
