@@ -67,8 +67,8 @@ CASES = [
     (1, 100, 1, 32, 32, 64, 16, "residual_mlp", "gelu", True, "both", 16),  # 4 tiles, 7 chunks
     (1, 100, 2, 16, 16, 64, 16, "residual_mlp", "silu", False, "o", 16),  # the state unused
     (1, 63, 1, 32, 16, 32, 16, "mlp", "gelu", True, "state", 16),  # Dk != Dv; o unused
-    (1, 40, 1, 16, 32, 64, 32, "mlp", "silu", True, "both", None),  # Dv > Dk, one tile, C = 32
-    (1, 10, 2, 16, 16, 32, 16, "mlp", "gelu", False, "both", 16),  # one (padded) chunk
+    (1, 40, 1, 16, 32, 64, 32, "mlp", "silu", True, "both", None),  # Dv > Dk, default tile, C = 32
+    (1, 10, 2, 16, 16, 32, 16, "mlp", "gelu", False, "both", None),  # one padded chunk, one tile
 ]
 
 
