@@ -14,7 +14,8 @@
 # Stages: tests (the GPU-marked kernel tests), kernels / kernels_delta / kernels_rest (the table vs
 # fla, whole or split over GPUs), deep (Titans kernel vs titans-pytorch), profile (where a Hope step
 # goes), model / model_compiled (whole-model throughput), curves (~30M Hope vs Transformer++),
-# tests_graph / profile_graph / model_graph / curves_graph (the same under --cuda-graphs),
+# tests_graph / profile_graph / model_graph / curves_graph (the same under --cuda-graphs), graph_probe
+# (what breaks a capture), model_ckpt (125M Hope with activation checkpointing),
 # results (the docs/results.md grid), results_rerun (ONLY=regex, PRESET_FROM=results.json: some jobs
 # again at an earlier run's scale), ddp_tpp / ddp_hope (1 vs 2 GPUs), sleep (a self-test).
 #
@@ -86,6 +87,12 @@ run_stage() {  # name, gpus (comma-separated physical ids)
       # shellcheck disable=SC2086
       limit "$t" python3 bench/curves.py --gpus "$gpus" --max-minutes "$minutes" --cuda-graphs hope \
         ${CURVES_GRAPH_ARGS:---eval-every 30,300} --out "$dir/runs" --export "$dir/export" ;;
+    graph_probe)  # which operation of Hope's step breaks a CUDA graph capture
+      CUDA_VISIBLE_DEVICES=$gpus limit "$t" python3 bench/graph_probe.py hope_two_pass hope ;;
+    model_ckpt)  # Hope at 125M needs activation checkpointing to fit 80 GB (its exact CMS signal)
+      CUDA_VISIBLE_DEVICES=$gpus limit "$t" python3 bench/model.py --activation-checkpointing \
+        --specs transformer_pp,hope_two_pass --batch-size 8 --hope-batch-size 1 --fit --steps 2 \
+        --budget-s "${MODEL_BUDGET_S:-240}" --nl-modes '' ;;
     model)
       CUDA_VISIBLE_DEVICES=$gpus limit "$t" python3 bench/model.py \
         --specs transformer_pp,hope,hope_two_pass --batch-size 8 --hope-batch-size 2 --fit \

@@ -26,6 +26,8 @@ operation makes the capture fail, and the error says so.
 """
 from __future__ import annotations
 
+import traceback
+from pathlib import Path
 from typing import Callable, Sequence
 
 import torch
@@ -113,9 +115,10 @@ class GraphedStep:
             if "out of memory" in str(err).lower():
                 raise
             raise TrainError(
-                f"--cuda-graphs: the training step cannot be captured in a CUDA graph: {str(err).splitlines()[0]}",
+                f"--cuda-graphs: the training step cannot be captured in a CUDA graph:\n{error_chain(err)}",
                 "train without --cuda-graphs; a captured step must not read values back to the host "
-                "(.item(), a data-dependent shape) or change its batch shape") from None
+                "(.item(), a data-dependent shape) or copy host data to the device; bench/graph_probe.py "
+                "narrows down which operation breaks the capture") from None
 
     def _forward_backward(self) -> torch.Tensor:
         with self.autocast(cache_enabled=False):
@@ -149,6 +152,24 @@ class GraphedStep:
         return total
 
 
+_ROOT = Path(__file__).resolve().parents[2]
+
+
+def error_chain(err: BaseException | None, frames: int = 4) -> str:
+    """An error and its causes, each with its last frames in nslang's own code (not torch's):
+    a capture error is raised far from the operation that invalidated the capture."""
+    lines, seen = [], set()
+    while err is not None and id(err) not in seen:
+        seen.add(id(err))
+        ours = [f for f in traceback.extract_tb(err.__traceback__)
+                if f.filename.startswith(str(_ROOT)) and "site-packages" not in f.filename]
+        lines.append(f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}")
+        lines += [f"    {Path(f.filename).relative_to(_ROOT)}:{f.lineno} in {f.name}: {f.line}"
+                  for f in ours[-frames:]]
+        err = err.__cause__ or err.__context__
+    return "\n".join(lines)
+
+
 def graph_device_error(device: torch.device, distributed: bool) -> TrainError | None:
     """Why --cuda-graphs cannot run here, or None."""
     if device.type != "cuda":
@@ -160,4 +181,4 @@ def graph_device_error(device: torch.device, distributed: bool) -> TrainError | 
     return None
 
 
-__all__ = ["CudaGraphRecorder", "EagerRecorder", "GraphedStep", "graph_device_error"]
+__all__ = ["CudaGraphRecorder", "EagerRecorder", "GraphedStep", "error_chain", "graph_device_error"]

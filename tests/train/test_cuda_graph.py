@@ -147,3 +147,22 @@ def test_a_stock_models_step_makes_no_tensor_from_host_data(stock, tmp_path):
     with _HostData() as mode:
         LossModule(model)(tokens).backward()
     assert not mode.sites, f"tensors made from host data at {sorted(mode.sites)}"
+
+
+def test_a_capture_error_names_where_in_nslang_it_happened():
+    from runtime.train.cuda_graph import error_chain
+
+    def inner():
+        raise ValueError("boom\nsecond line")
+
+    try:
+        try:
+            inner()
+        except ValueError as err:
+            raise RuntimeError("capture invalidated") from err
+    except RuntimeError as err:
+        text = error_chain(err)
+    lines = text.splitlines()
+    assert lines[0] == "RuntimeError: capture invalidated"
+    assert "ValueError: boom" in lines and "second line" not in lines  # first lines only
+    assert any("tests/train/test_cuda_graph.py:" in line and "in inner" in line for line in lines)
