@@ -120,7 +120,8 @@ def nslang_row(spec: Path, args, device: torch.device, workdir: Path, batch: int
         torch.cuda.reset_peak_memory_stats(device)
     try:
         with alarm(args.budget_s + 30 if args.budget_s else None):
-            timing = time_steps(one_step, args.warmup_steps, args.steps, device, budget_s=args.budget_s, warm=warm)
+            timing = time_steps(one_step, args.warmup_steps, args.steps, device, budget_s=args.budget_s, warm=warm,
+                                reserved=args.cuda_graphs)
     except _OutOfTime:
         if not warm:
             raise
@@ -252,7 +253,8 @@ def table(rows: list[dict], args, device: torch.device) -> str:
             f"({torch.cuda.get_device_name(device) if device.type == 'cuda' else 'CPU'}), precision {args.precision}, "
             f"torch {torch.__version__}, up to {args.steps} timed steps after {args.warmup_steps}, random byte tokens")
     base = next((r for r in rows if "transformer_pp" in r["model"] and "tokens_per_s" in r), None)
-    lines = [head, "", "| model | params | batch | optimizer | tokens/s | ms/step | peak GiB | vs Transformer++ | note |",
+    peak_head = "peak GiB reserved (graph pool)" if args.cuda_graphs else "peak GiB"
+    lines = [head, "", f"| model | params | batch | optimizer | tokens/s | ms/step | {peak_head} | vs Transformer++ | note |",
              "| --- | ---: | ---: | --- | ---: | ---: | ---: | ---: | --- |"]
     for r in rows:
         params = f"{r['params'] / 1e6:.1f}M" if r.get("params") else "?"

@@ -102,12 +102,13 @@ def checkpoint_blocks(model: torch.nn.Module) -> None:
 
 
 def time_steps(one_step, warmup_steps: int, steps: int, device: torch.device, budget_s: float | None = None,
-               warm: list | None = None) -> dict:
+               warm: list | None = None, reserved: bool = False) -> dict:
     """`warmup_steps` untimed steps, then up to `steps` timed ones with the device synchronised; with
     `budget_s`, the timed steps stop early once another step would pass the budget (at least one is
     timed). Returns {"timed_steps", "elapsed", "step_ms", "loss", "peak_gib"}. `warm`, when given,
     receives the seconds of each warm-up step as it ends (an estimate for a caller whose time runs
-    out before the first timed step)."""
+    out before the first timed step). reserved: peak_gib counts reserved bytes, not allocated ones
+    (for CUDA graphs, see _peak)."""
     step = 0
     for step in range(1, warmup_steps + 1):
         t0 = time.perf_counter()
@@ -135,7 +136,14 @@ def time_steps(one_step, warmup_steps: int, steps: int, device: torch.device, bu
         torch.cuda.synchronize(device)
     elapsed = time.perf_counter() - start
     return {"timed_steps": timed, "elapsed": elapsed, "step_ms": 1000 * elapsed / timed, "loss": loss,
-            "peak_gib": torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None}
+            "peak_gib": _peak(device, reserved) if device.type == "cuda" else None}
+
+
+def _peak(device: torch.device, reserved: bool) -> float:
+    # A CUDA graph's activations live in its private pool, reserved at the capture and no longer
+    # counted as allocated once the capture ends: under --cuda-graphs only the reserved bytes
+    # (the pool, weights, optimizer state) say what the step holds.
+    return (torch.cuda.max_memory_reserved(device) if reserved else torch.cuda.max_memory_allocated(device)) / 2**30
 
 
 def measure(spec: Path, args, device: torch.device, workdir: Path) -> dict:
