@@ -88,7 +88,7 @@ run_stage() {  # name, gpus (comma-separated physical ids)
       limit "$t" python3 bench/curves.py --gpus "$gpus" --max-minutes "$minutes" --cuda-graphs hope \
         ${CURVES_GRAPH_ARGS:---eval-every 30,300} --out "$dir/runs" --export "$dir/export" ;;
     graph_probe)  # which operation of Hope's step breaks a CUDA graph capture
-      CUDA_VISIBLE_DEVICES=$gpus limit "$t" python3 bench/graph_probe.py hope_two_pass hope ;;
+      CUDA_VISIBLE_DEVICES=$gpus limit "$t" python3 bench/graph_probe.py hope_two_pass ;;
     model_ckpt)  # Hope at 125M needs activation checkpointing to fit 80 GB (its exact CMS signal)
       CUDA_VISIBLE_DEVICES=$gpus limit "$t" python3 bench/model.py --activation-checkpointing \
         --specs transformer_pp,hope_two_pass --batch-size 8 --hope-batch-size 1 --fit --steps 2 \

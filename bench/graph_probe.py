@@ -10,7 +10,10 @@ fresh model, each reporting `ok` or the first error with the frames of nslang's 
 2. `forward`: the forward alone captured (no_grad);
 3. `forward+grad`: the forward captured with autograd recording (inner `autograd.grad` included);
 4. `step`: forward and backward captured, as --cuda-graphs does (global capture mode, so that an
-   illegal call from any thread fails at once rather than at the end of the capture).
+   illegal call from any thread fails at once rather than at the end of the capture);
+5. `step-relaxed`: the same in relaxed mode (no check of other threads' calls: if only this one
+   passes, a call from another thread, such as autograd's device thread, broke the capture);
+6. `step-chunk`: the same with the PyTorch chunk forms instead of the Triton kernels.
 
 The first probe that fails narrows the cause; its frames say where. A benchmark-side diagnostic, not
 a test: it needs a GPU.
@@ -29,6 +32,7 @@ sys.path.insert(0, str(ROOT))
 import torch  # noqa: E402
 
 from bench.train_throughput import _find  # noqa: E402
+from runtime.layers.common import implementation  # noqa: E402
 from runtime.train.build import compile_package  # noqa: E402
 from runtime.train.cuda_graph import error_chain  # noqa: E402
 from runtime.train.loop import LossModule  # noqa: E402
@@ -51,6 +55,11 @@ def probe(spec: Path, kind: str, args, workdir: Path) -> str:
         with torch.autocast("cuda", dtype=torch.bfloat16, cache_enabled=False):
             return step(tokens)
 
+    with implementation("chunk" if kind == "step-chunk" else "fast"):
+        return _probe(kind, fwd_bwd, forward)
+
+
+def _probe(kind: str, fwd_bwd, forward) -> str:
     try:
         if kind == "sync":
             torch.cuda.set_sync_debug_mode("error")
@@ -73,7 +82,8 @@ def probe(spec: Path, kind: str, args, workdir: Path) -> str:
             with torch.cuda.graph(graph, capture_error_mode="global"):
                 forward()
         else:
-            with torch.cuda.graph(graph, capture_error_mode="global"):
+            mode = "relaxed" if kind == "step-relaxed" else "global"
+            with torch.cuda.graph(graph, capture_error_mode=mode):
                 fwd_bwd()
         graph.replay()
         torch.cuda.synchronize()
@@ -89,7 +99,7 @@ def main(argv=None) -> int:
     p.add_argument("--depth", type=int, default=2)
     p.add_argument("--context", type=int, default=64)
     p.add_argument("--batch-size", type=int, default=2)
-    p.add_argument("--probes", default="sync,forward,forward+grad,step")
+    p.add_argument("--probes", default="sync,forward,forward+grad,step,step-relaxed,step-chunk")
     p.add_argument("--timeout", type=float, default=180.0, help="seconds per probe (its own process)")
     p.add_argument("--only", help="run this one probe (used by the parent process)")
     args = p.parse_args(argv)
