@@ -10,52 +10,53 @@ Why the split is exact. Within a chunk every term of kernel.py's forward and bac
 tile-local (it needs only the tile's columns of W1, S1 [Dv, BHID] and rows of W2, S2 [BHID, Dk],
 or their gradients, plus token tiles) or a sum over tiles of tile-local terms. Only two such sums
 feed the recurrence: Y (forward: dY = 2 (Y - V) drives every tile's state update) and ddY
-(backward: dV, and the 2 ddY terms of dW1, dK and dZ~). Those two are summed by their own small
-launch (`_sum_tiles`, grid (B*H, C): one token row each, over the tiles in order) before the
-launch that needs them. Every other sum is linear in per-tile pieces, so each tile writes its
-own piece and PyTorch adds them once at the end over all chunks (or, with SUMS = "atomic", the
-kernels add them atomically): the forward's O (the -(D*PA) dY term is linear in PA = sum of the
-tiles' Hq A^T), and the backward's dQ, dK (including -(D*R1) K, -(D*R1)^T Q), dD (linear in PA
-and R1 given R2, PK), db0, de, dbC, deC, daC, ddC, dtC. The per-tile pieces are the same products
-as kernel.py's loop bodies; only the order of the fp32 sums changes.
+(backward: dV, and the 2 ddY terms of dW1, dK and dZ~). Every other sum is linear in per-tile
+pieces: the forward's O (the -(D*PA) dY term is linear in PA = sum of the tiles' Hq A^T), and the
+backward's dQ, dK (including -(D*R1) K, -(D*R1)^T Q), dD (linear in PA and R1 given R2, PK), db0,
+de, dbC, deC, daC, ddC, dtC. Each tile writes its partial / piece of every sum into a slot of its
+own (two chunk-parity slots); a small launch per chunk (`_fwd_sums`, `_bwd_sums`; grid (B*H, C),
+one token row each) adds the slots in tile order, so the results are deterministic. With SUMS =
+"atomic" the pieces (not Y, ddY) are instead added atomically into the sums. The per-tile terms
+are the same products as kernel.py's loop bodies; only the order of the fp32 sums changes.
 
 Forward, chunk n (its tile's state at the chunk start in slot n of W1s..):
 
-    _sum_tiles:  Y = sum over tiles of the partials Yp[n] (+ K),  dY = 2 (Y - V)   (kept in X)
-    _fwd_step:   kernel.py's per-tile body: Zq, Hq, the tile's piece of O, the chunk-end state
-                 tile (slot n + 1), and, with that new tile still in registers, the partial of
-                 the next chunk's Y: Yp[n+1] = s(K' W2'^T) W1'^T (K' the next chunk's keys).
+    _fwd_sums:  Y = sum over tiles of the partials of chunk n (+ K), dY = 2 (Y - V) (kept in X);
+                O of chunk n - 1 = the sum of its pieces.
+    _fwd_step:  kernel.py's per-tile body: Zq, Hq, the tile's piece of O, the chunk-end state
+                tile (slot n + 1), and, with that new tile still in registers, the partial of
+                the next chunk's Y: s(K' W2'^T) W1'^T (K' the next chunk's keys).
 
-A first launch (`_fwd_y0`) writes Yp[0] from the initial state. Forward: 2 N + 1 launches.
+A first launch (`_fwd_y0`) writes chunk 0's partials from the initial state, a last one sums the
+last chunk's O. Forward: 2 N + 2 launches.
 
 Backward, chunks in reverse. "Start(n)" is kernel.py's pass B for chunk n on one tile, given the
 tile of the chunk-end state gradient (X1, Y1, X2, Y2): every tile-local term, the tile's pieces
-of the sums, its partial ddY (Yp), its partial dZ~ (a scratch) and the chunk-start state
-gradient without its 2 ddY terms. Then `_sum_tiles` sums the partial ddY into dV = -2 ddY.
-"Finish(n)" is pass C: add 2 ddY^T A to dW1 and dZ~^T K to dW2 (dZ~ = partial + (2 ddY W1) *
-s'(Z)), and dZ~ W2 to the tile's piece of dK. Finish(n) yields the complete gradient of the state
-at the start of chunk n for this tile, which is exactly what Start(n-1) needs for the same tile,
-so one launch (`_bwd_step`) does Finish(n) then Start(n-1) in the same program, the gradient tile
-never leaving registers. Launches: Start(N-1); then for n = N-1..0: _sum_tiles(n), Finish(n)
-(+ Start(n-1) for n > 0). Backward: 2 N + 1 launches.
+of the sums, its partial ddY, its partial dZ~ (a scratch) and the chunk-start state gradient
+without its 2 ddY terms. Then `_bwd_sums` forms dV = -2 ddY and the sums of chunk n's complete
+pieces (dQ, dD, the coefficients' gradients; dK of chunk n + 1). "Finish(n)" is pass C: add
+2 ddY^T A to dW1 and dZ~^T K to dW2 (dZ~ = partial + (2 ddY W1) * s'(Z)), and dZ~ W2 to the
+tile's piece of dK. Finish(n) yields the complete gradient of the state at the start of chunk n
+for this tile, which is exactly what Start(n-1) needs for the same tile, so one launch
+(`_bwd_step`) does Finish(n) then Start(n-1) in the same program, the gradient tile never leaving
+registers. Launches: Start(N-1); for n = N-1..0: _bwd_sums(n), Finish(n) (+ Start(n-1) for
+n > 0); _bwd_sums for chunk 0's dK. Backward: 2 N + 2 launches.
 
 Hoisted out of the chunk loop (they do not depend on the state): PK = Q K^T of every chunk (one
 batched fp32 matmul after the forward's token layout) and R2 = dO dY^T (one after the forward,
-once dO is known); the kernels form D*PK and D*R2 from them. So do the sums over tiles of the
-pieces and the residual terms (+Q in O, +dO in dQ, +2 ddY in dK).
+once dO is known); the kernels form D*PK and D*R2 from them. So are the residual terms (+Q in O,
++dO in dQ, +2 ddY in dK: PyTorch, after the loop).
 
 Precision: as kernel.py (`_prec`): fp32 state, state gradient and accumulation; bf16 operands on
-CUDA, exact fp32 in the interpreter. PK and R2 are fp32 products here (PyTorch). The recurrence
-(Y, ddY, the state and its gradient) is deterministic in both SUMS modes. Memory beyond
-kernel.py's, with SUMS = "tiles" (the default): the per-tile pieces over all chunks, fp32: O, dQ,
-dK (each B H T (hid/BHID) D 4 B, 1 GB at B = H = 8, T = 2048, D = 128, hid = 512, BHID = 32) and
-dD (B H T C (hid/BHID) 4 B, 0.5 GB), each written once and read once by the sum: this traffic
-is of the order of the state's, which "atomic" avoids (at the price of run-to-run last bits).
+CUDA, exact fp32 in the interpreter. PK and R2 are fp32 products here (PyTorch). Memory beyond
+kernel.py's: PK, R2 (B H T C 4 B each, 34 MB at the bench shape below) and the parity slots of
+the partials and pieces (backward: 2 B H (hid/BHID) C (Dv + 2 Dk + C) 4 B, 0.23 GB there; the
+forward's: 2 Dv instead of Dv + 2 Dk + C, 0.13 GB).
 
-Not yet measured on a GPU. Per step launch: B H (hid/BHID) programs (1024 at the bench shape);
-each reads its fp32 state tiles and writes the next ones, so a chunk moves ~4 B H D hid 4 B x 2
-(forward) and about twice that (backward) through HBM; the Y / ddY partials are written once,
-read once by _sum_tiles, and the sum read once per tile.
+Not yet measured on a GPU. Per step launch: B H (hid/BHID) programs (1024 at B = H = 8, D = 128,
+hid = 512, BHID = 32); each reads its fp32 state tiles and writes the next ones, so a chunk moves
+~4 B H D hid 4 B x 2 (forward) and about twice that (backward) through HBM; each piece and
+partial is written once and read once by the sums launch, each sum read once per tile.
 """
 
 from __future__ import annotations
@@ -91,27 +92,77 @@ def _put(ptr, x, ATOMIC: tl.constexpr):
         tl.store(ptr, x)
 
 
-@triton.jit(do_not_specialize=["i_n"])  # one compilation for every chunk
-def _sum_tiles(Yp, k, v, out, i_n, N, NX,
-               DK: tl.constexpr, DV: tl.constexpr, C: tl.constexpr, NT: tl.constexpr,
-               RESIDUAL: tl.constexpr, FWD: tl.constexpr):  # fmt: skip
-    """One (b, h, token row r) of chunk i_n: the sum over the NT tiles' partials (Yp, parity slot
-    of the chunk) in tile order. Forward: dY = 2 (Y (+ k) - v) into out = X (slot i_n % NX);
-    backward (the partials of ddY): dV = -2 ddY into out = dv."""
+@triton.jit
+def _sum_row(ptr, NT: tl.constexpr, STRIDE: tl.constexpr, W: tl.constexpr):
+    """The sum over j < NT of the W floats at ptr + j * STRIDE, in tile order (deterministic)."""
+    o = tl.arange(0, W)
+    acc = tl.load(ptr + o)
+    for j in range(1, NT):
+        acc += tl.load(ptr + j * STRIDE + o)
+    return acc
+
+
+@triton.jit
+def _sum_one(ptr, NT: tl.constexpr, STRIDE: tl.constexpr):
+    """The sum over j < NT of the float at ptr + j * STRIDE, in tile order."""
+    acc = tl.load(ptr)
+    for j in range(1, NT):
+        acc += tl.load(ptr + j * STRIDE)
+    return acc
+
+
+@triton.jit(do_not_specialize=["i_n", "i_o"])  # one compilation for every chunk
+def _fwd_sums(Yp, Op, k, v, X, O, i_n, i_o, N, NX,
+              DK: tl.constexpr, DV: tl.constexpr, C: tl.constexpr, NT: tl.constexpr,
+              RESIDUAL: tl.constexpr, HAS_Y: tl.constexpr, HAS_O: tl.constexpr):  # fmt: skip
+    """One (b, h, token row r). HAS_Y: chunk i_n's Y from the tiles' partials (Yp), then dY =
+    2 (Y (+ k) - v) into X (slot i_n % NX). HAS_O: chunk i_o's O from the tiles' pieces (Op)."""
     i_bh, r = tl.program_id(0), tl.program_id(1)
     o_v = tl.arange(0, DV)
-    p_y = Yp + ((i_bh * 2 + i_n % 2) * NT).to(tl.int64) * C * DV + r * DV + o_v
-    acc = tl.zeros([DV], dtype=tl.float32)
-    for j in range(NT):
-        acc += tl.load(p_y + j * C * DV)
-    row = (i_bh * N * C + i_n * C + r).to(tl.int64)
-    if FWD:
+    if HAS_Y:
+        y = _sum_row(Yp + ((i_bh * 2 + i_n % 2) * NT).to(tl.int64) * C * DV + r * DV, NT,
+                     C * DV, DV)
+        row = (i_bh * N * C + i_n * C + r).to(tl.int64)
         if RESIDUAL:  # Dk == Dv
-            acc += tl.load(k + row * DK + o_v).to(tl.float32)
-        dy = 2 * (acc - tl.load(v + row * DV + o_v).to(tl.float32))
-        tl.store(out + (i_bh * NX + i_n % NX).to(tl.int64) * C * DV + r * DV + o_v, dy)
-    else:
-        tl.store(out + row * DV + o_v, -2 * acc)
+            y += tl.load(k + row * DK + o_v).to(tl.float32)
+        dy = 2 * (y - tl.load(v + row * DV + o_v).to(tl.float32))
+        tl.store(X + (i_bh * NX + i_n % NX).to(tl.int64) * C * DV + r * DV + o_v, dy)
+    if HAS_O:
+        b_o = _sum_row(Op + ((i_bh * 2 + i_o % 2) * NT).to(tl.int64) * C * DV + r * DV, NT,
+                       C * DV, DV)
+        tl.store(O + (i_bh * N * C + i_o * C + r).to(tl.int64) * DV + o_v, b_o)
+
+
+@triton.jit(do_not_specialize=["i_n", "i_k"])  # one compilation for every chunk
+def _bwd_sums(Yp, dq_p, dk_p, dD_p, db0_p, de_p, dbC_p, deC_p, daC_p, ddC_p, dtC_p,
+              dv, dq, dk, dD, db0, de, dbC, deC, daC, ddC, dtC, i_n, i_k, N,
+              DK: tl.constexpr, DV: tl.constexpr, C: tl.constexpr, NT: tl.constexpr,
+              HAS_N: tl.constexpr, PIECES: tl.constexpr, HAS_K: tl.constexpr):  # fmt: skip
+    """One (b, h, token row r); sums over the tiles in tile order. HAS_N: chunk i_n's ddY (Yp)
+    into dV = -2 ddY, and (PIECES) its pieces of dQ, dD, db0, de, ddC, dtC (row r) and of dbC,
+    deC, daC (written by row 0). HAS_K: chunk i_k's pieces of dK (complete after Finish(i_k))."""
+    i_bh, r = tl.program_id(0), tl.program_id(1)
+    o_v, o_k, o_c = tl.arange(0, DV), tl.arange(0, DK), tl.arange(0, C)
+    if HAS_N:
+        sl = ((i_bh * 2 + i_n % 2) * NT).to(tl.int64)  # the chunk's first piece slot
+        cf = (i_bh * N + i_n).to(tl.int64)
+        row = cf * C + r
+        tl.store(dv + row * DV + o_v, -2 * _sum_row(Yp + sl * C * DV + r * DV, NT, C * DV, DV))
+        if PIECES:
+            tl.store(dq + row * DK + o_k, _sum_row(dq_p + sl * C * DK + r * DK, NT, C * DK, DK))
+            tl.store(dD + row * C + o_c, _sum_row(dD_p + sl * C * C + r * C, NT, C * C, C))
+            tl.store(db0 + row, _sum_one(db0_p + sl * C + r, NT, C))
+            tl.store(de + row, _sum_one(de_p + sl * C + r, NT, C))
+            tl.store(ddC + row, _sum_one(ddC_p + sl * C + r, NT, C))
+            tl.store(dtC + row, _sum_one(dtC_p + sl * C + r, NT, C))
+            first = r == 0
+            tl.store(dbC + cf, _sum_one(dbC_p + sl, NT, 1), mask=first)
+            tl.store(deC + cf, _sum_one(deC_p + sl, NT, 1), mask=first)
+            tl.store(daC + cf, _sum_one(daC_p + sl, NT, 1), mask=first)
+    if HAS_K:
+        sk = ((i_bh * 2 + i_k % 2) * NT).to(tl.int64)
+        row_k = (i_bh * N * C + i_k * C + r).to(tl.int64)
+        tl.store(dk + row_k * DK + o_k, _sum_row(dk_p + sk * C * DK + r * DK, NT, C * DK, DK))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -145,7 +196,7 @@ def _fwd_step(
     RESIDUAL: tl.constexpr, ACT: tl.constexpr, PREC: tl.constexpr, NEXT: tl.constexpr,
     ATOMIC: tl.constexpr,
 ):  # fmt: skip
-    """Chunk i_n on one (b, h, hidden tile), given dY (X, from _sum_tiles): the tile's piece of O
+    """Chunk i_n on one (b, h, hidden tile), given dY (X, from _fwd_sums): the tile's piece of O
     (Op), the chunk-end state tile (slot i_n + 1), and (NEXT) the tile's partial of the next
     chunk's Y from that new tile."""
     i_bh, i_t = tl.program_id(0), tl.program_id(1)
@@ -180,7 +231,8 @@ def _fwd_step(
     pa = tl.where(causal, b_D * _mm(hq, tl.trans(a), PREC), 0.0)
     b_o = (b_b0[:, None] * _mm(hq, tl.trans(w1), PREC) + b_e[:, None] * _mm(hq, tl.trans(s1), PREC)
            - _mm(pa, t_dy, PREC))
-    ix = cf if ATOMIC else cf * NT + i_t  # the slot of this tile's piece of a sum
+    # the slot of this tile's piece of a sum: chunk-parity slots (or the sum itself: ATOMIC)
+    ix = cf if ATOMIC else ((i_bh * 2 + i_n % 2) * NT + i_t).to(tl.int64)
     _put(Op + ix * C * DV + cv, b_o, ATOMIC)
     # the chunk-end state tile
     b_bc, b_ec, b_ac = tl.load(bC + cf), tl.load(eC + cf), tl.load(aC + cf)
@@ -212,7 +264,7 @@ def _bwd_finish(k, W1s, W2s, dk_p, dv, Yp, P, G1, G2, i_n, N,
                 DK: tl.constexpr, DV: tl.constexpr, HID: tl.constexpr, C: tl.constexpr,
                 BHID: tl.constexpr, ACT: tl.constexpr, PREC: tl.constexpr,
                 ATOMIC: tl.constexpr):  # fmt: skip
-    """Pass C of chunk i_n on one tile, given dV = -2 ddY (from _sum_tiles): returns the complete
+    """Pass C of chunk i_n on one tile, given dV = -2 ddY (from _bwd_sums): returns the complete
     dW1, dW2 tiles of the chunk-start state (dS1, dS2 were complete already); adds dZ~ W2 to the
     tile's piece of dK."""
     i_bh, i_t = tl.program_id(0), tl.program_id(1)
@@ -235,7 +287,7 @@ def _bwd_finish(k, W1s, W2s, dk_p, dv, Yp, P, G1, G2, i_n, N,
     if ATOMIC:
         tl.atomic_add(dk_p + cf * C * DK + ck, _mm(dzp, w2, PREC), sem="relaxed")
     else:
-        p_dk = dk_p + (cf * NT + i_t) * C * DK + ck
+        p_dk = dk_p + ((i_bh * 2 + i_n % 2) * NT + i_t).to(tl.int64) * C * DK + ck
         tl.store(p_dk, tl.load(p_dk) + _mm(dzp, w2, PREC))
     gb = i_bh.to(tl.int64)
     x1 = tl.load(G1 + gb * DV * HID + q1) + _mm(tl.trans(dyf), a, PREC)
@@ -265,7 +317,8 @@ def _bwd_start(
     cc = o_c[:, None] * C + o_c[None, :]
     rows = (i_bh * N * C + i_n * C + o_c).to(tl.int64)
     cf = (i_bh * N + i_n).to(tl.int64)
-    pt = cf if ATOMIC else cf * NT + i_t  # the slot of this tile's piece of a sum
+    # the slot of this tile's piece of a sum: chunk-parity slots (or the sum itself: ATOMIC)
+    pt = cf if ATOMIC else ((i_bh * 2 + i_n % 2) * NT + i_t).to(tl.int64)
     slot = (i_bh * (N + 1) + i_n).to(tl.int64)
     q1 = o_v[:, None] * HID + o_t[None, :]
     q2 = o_t[:, None] * DK + o_k[None, :]
@@ -406,17 +459,12 @@ def _cfg(DK: int, DV: int, HID: int, bhid: int | None = None) -> dict:
 
 
 # How the sums over hidden tiles that the recurrence does not need (O; dQ, dK, dD and the
-# coefficients' gradients) are formed: "tiles" (default): each tile writes its piece to its own
-# slot and PyTorch adds the slots once after the chunk loop (deterministic; the pieces of every
-# chunk are kept: hid/BHID times the size of each sum, and that much more memory traffic);
-# "atomic": fp32 atomic adds into the sums (no pieces kept, the order of the additions and so
-# the last bits vary from run to run). Read at each forward; the backward uses the forward's.
+# coefficients' gradients) are formed: "tiles" (default): each tile writes its piece to a slot of
+# its own and the next sums launch adds the slots in tile order (deterministic); "atomic": fp32
+# atomic adds into the sums (fewer writes and reads, no slots; the order of the additions, so
+# the last bits, vary from run to run). Y and ddY, which the recurrence needs, are summed in
+# tile order either way. Read at each forward; its backward uses the same.
 SUMS = "tiles"
-
-
-def _tile_sum(x):
-    """[B, H, N, slots, ...] -> the sum over the slots."""
-    return x[:, :, :, 0] if x.shape[3] == 1 else x.sum(3)
 
 
 def _per_chunk(x, N, C):
@@ -440,8 +488,6 @@ class ChunkTitansSplitFunction(torch.autograd.Function):
         if SUMS not in ("tiles", "atomic"):
             raise ValueError(f"kernel_split.SUMS is 'tiles' or 'atomic', not {SUMS!r}")
         atomic = SUMS == "atomic"
-        sums = torch.zeros if atomic else torch.empty  # the sums' buffers
-        NTs = 1 if atomic else NT  # their slots per chunk
         keep = any(ctx.needs_input_grad[:15])
         NS, NX = (N + 1, N) if keep else (2, 1)
         states = [torch.empty(B, H, NS, *w.shape[2:], device=dev, dtype=f32)
@@ -450,26 +496,30 @@ class ChunkTitansSplitFunction(torch.autograd.Function):
             buf[:, :, 0] = w
         qc, kc = _per_chunk(q, N, C), _per_chunk(k, N, C)
         PK = (qc @ kc.transpose(-1, -2)).contiguous()  # Q K^T of every chunk (state-free)
-        Yp = torch.empty(B * H, 2, NT, C, DV, device=dev, dtype=f32)
-        Op = sums(B, H, N, NTs, C, DV, device=dev, dtype=f32)
+        Yp = torch.empty(B * H, 2, NT, C, DV, device=dev, dtype=f32)  # Y partials (parity)
         X = torch.empty(B, H, NX, C, DV, device=dev, dtype=f32)  # dY per chunk
-        grid = (B * H, NT)
+        O = (torch.zeros if atomic else torch.empty)(B, H, TP, DV, device=dev, dtype=f32)
+        Op = O if atomic else torch.empty(B * H, 2, NT, C, DV, device=dev, dtype=f32)  # pieces
+        grid, rows = (B * H, NT), (B * H, C)
         meta = dict(DK=DK, DV=DV, HID=HID, C=C, BHID=cfg["BHID"], ACT=act, PREC=prec,
                     num_warps=cfg["num_warps"], num_stages=cfg["num_stages"])
+        sums = dict(DK=DK, DV=DV, C=C, NT=NT, RESIDUAL=residual, num_warps=1)
         _fwd_y0[grid](k, states[0], states[1], Yp, N, NS, **meta)
         for i_n in range(N):
-            _sum_tiles[(B * H, C)](Yp, k, v, X, i_n, N, NX, DK=DK, DV=DV, C=C, NT=NT,
-                                   RESIDUAL=residual, FWD=True, num_warps=1)
+            # Y of chunk i_n; O of chunk i_n - 1 (its pieces are complete)
+            _fwd_sums[rows](Yp, Op, k, v, X, O, i_n, max(i_n - 1, 0), N, NX, HAS_Y=True,
+                            HAS_O=not atomic and i_n > 0, **sums)
             _fwd_step[grid](q, k, v, *states, b0, e, Dm, PK, bC, eC, aC, dC, tC, Yp, Op, X, i_n,
                             N, NS, NX, RESIDUAL=residual, NEXT=i_n + 1 < N, ATOMIC=atomic,
                             **meta)
-        o = _tile_sum(Op).flatten(2, 3)
+        if not atomic:  # O of the last chunk
+            _fwd_sums[rows](Yp, Op, k, v, X, O, 0, N - 1, N, NX, HAS_Y=False, HAS_O=True, **sums)
         if residual:
-            o = o + q.float()
+            O += q
         if keep:
             ctx.save_for_backward(q, k, v, *states, b0, e, Dm, bC, eC, aC, dC, tC, PK, X)
         ctx.meta = (C, residual, act, bhid, prec, atomic)
-        return (o.to(q.dtype), *(s[:, :, N % NS].clone() for s in states))
+        return (O.to(q.dtype), *(s[:, :, N % NS].clone() for s in states))
 
     @staticmethod
     def backward(ctx, do, dW1f, dW2f, dS1f, dS2f):
@@ -481,8 +531,6 @@ class ChunkTitansSplitFunction(torch.autograd.Function):
         cfg = _cfg(DK, DV, HID, bhid)
         NT = HID // cfg["BHID"]
         dev, f32 = q.device, torch.float32
-        sums = torch.zeros if atomic else torch.empty
-        NTs = 1 if atomic else NT
         do = torch.zeros(B, H, TP, DV, device=dev, dtype=q.dtype) if do is None else do
         do = do.contiguous()
         # the state gradient: G1, G2 (dW1, dW2), H1, H2 (dS1, dS2), one slot per (b, h)
@@ -496,34 +544,41 @@ class ChunkTitansSplitFunction(torch.autograd.Function):
             gbufs.append(buf)
         G1, G2, H1, H2 = gbufs
         R2 = (_per_chunk(do, N, C) @ X.transpose(-1, -2)).contiguous()  # dO dY^T (state-free)
-        dq_p = sums(B, H, N, NTs, C, DK, device=dev, dtype=f32)
-        dk_p = sums(B, H, N, NTs, C, DK, device=dev, dtype=f32)
-        dD_p = sums(B, H, N, NTs, C, C, device=dev, dtype=f32)
-        vec_p = [sums(B, H, N, NTs, C, device=dev, dtype=f32) for _ in range(4)]
-        sc_p = [sums(B, H, N, NTs, device=dev, dtype=f32) for _ in range(3)]
-        db0_p, de_p, ddC_p, dtC_p = vec_p
-        dbC_p, deC_p, daC_p = sc_p
+        # the sums (zeros where the kernels add into them) and, unless atomic, the tiles' pieces
+        # of each in two chunk-parity slots
+        new = torch.zeros if atomic else torch.empty
         dv = torch.empty(B, H, TP, DV, device=dev, dtype=f32)
-        Yp = torch.empty(B * H, 2, NT, C, DV, device=dev, dtype=f32)  # partial ddY
-        P = torch.empty(B * H, 2, C, HID, device=dev, dtype=f32)  # partial dZ~
-        grid = (B * H, NT)
-        args = (q, k, do, W1s, W2s, S1s, S2s, b0, e, Dm, PK, R2, bC, eC, aC, dC, tC, X,
-                dq_p, dk_p, dD_p, db0_p, de_p, dbC_p, deC_p, daC_p, ddC_p, dtC_p, dv, Yp, P,
-                G1, G2, H1, H2)
+        dq, dk = (new(B, H, TP, DK, device=dev, dtype=f32) for _ in range(2))
+        dD = new(B, H, N, C, C, device=dev, dtype=f32)
+        db0, de, ddC, dtC = (new(B, H, N, C, device=dev, dtype=f32) for _ in range(4))
+        dbC, deC, daC = (new(B, H, N, device=dev, dtype=f32) for _ in range(3))
+        finals = (dq, dk, dD, db0, de, dbC, deC, daC, ddC, dtC)
+        if atomic:
+            pieces = finals
+        else:
+            shapes = [(C, DK), (C, DK), (C, C)] + [(C,)] * 2 + [()] * 3 + [(C,)] * 2
+            pieces = tuple(torch.empty(B * H, 2, NT, *sh, device=dev, dtype=f32) for sh in shapes)
+        Yp = torch.empty(B * H, 2, NT, C, DV, device=dev, dtype=f32)  # partial ddY (parity)
+        P = torch.empty(B * H, 2, C, HID, device=dev, dtype=f32)  # partial dZ~ (parity)
+        grid, rows = (B * H, NT), (B * H, C)
+        args = (q, k, do, W1s, W2s, S1s, S2s, b0, e, Dm, PK, R2, bC, eC, aC, dC, tC, X, *pieces,
+                dv, Yp, P, G1, G2, H1, H2)
         meta = dict(DK=DK, DV=DV, HID=HID, C=C, BHID=cfg["BHID"], ACT=act, PREC=prec,
                     ATOMIC=atomic, num_warps=cfg["num_warps"], num_stages=cfg["num_stages"])
+        sums = dict(DK=DK, DV=DV, C=C, NT=NT, PIECES=not atomic, num_warps=1)
+        s_args = (Yp, *pieces, dv, *finals)
         _bwd_step[grid](*args, N - 1, N, FIN=False, START=True, **meta)
         for i_n in range(N - 1, -1, -1):
-            _sum_tiles[(B * H, C)](Yp, k, v, dv, i_n, N, 1, DK=DK, DV=DV, C=C, NT=NT,
-                                   RESIDUAL=residual, FWD=False, num_warps=1)
+            # chunk i_n: ddY and its complete pieces; dK of chunk i_n + 1 (finished last launch)
+            _bwd_sums[rows](*s_args, i_n, min(i_n + 1, N - 1), N, HAS_N=True,
+                            HAS_K=not atomic and i_n + 1 < N, **sums)
             _bwd_step[grid](*args, i_n, N, FIN=True, START=i_n > 0, **meta)
-        dq, dk = _tile_sum(dq_p).flatten(2, 3), _tile_sum(dk_p).flatten(2, 3)
+        if not atomic:  # dK of chunk 0
+            _bwd_sums[rows](*s_args, 0, 0, N, HAS_N=False, HAS_K=True, **sums)
         if residual:
-            dq = dq + do.float()
-            dk = dk - dv
-        db0, de, ddC, dtC = (_tile_sum(x) for x in vec_p)
-        dbC, deC, daC = (_tile_sum(x) for x in sc_p)
-        grads_c = [db0, de, _tile_sum(dD_p), dbC, deC, daC, ddC, dtC]
+            dq += do
+            dk -= dv
+        grads_c = [db0, de, dD, dbC, deC, daC, ddC, dtC]
         return (dq.to(q.dtype), dk.to(k.dtype), dv.to(v.dtype), G1, G2, H1, H2, *grads_c,
                 None, None, None, None, None)
 
