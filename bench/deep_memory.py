@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import subprocess
 import sys
 from functools import partial
@@ -129,6 +130,9 @@ def main() -> None:
                    help="hidden tile of the split kernel (default: kernel_split.py's, 32)")
     p.add_argument("--split-sums", choices=("tiles", "atomic"), default="tiles",
                    help="how the split kernel forms its sums over hidden tiles (kernel_split.SUMS)")
+    p.add_argument("--select", default=None, metavar="REGEX",
+                   help="time only the variants whose name matches (e.g. 'titans-pytorch|kernel'); the "
+                   "ratio column needs the titans-pytorch row of the same dtype")
     p.add_argument("--only", help="time this one variant (used by the parent process)")
     args = p.parse_args()
     if args.only:
@@ -138,6 +142,8 @@ def main() -> None:
     refs = {}
     print(f"\n{'variant':<36} {'ms':>9} {'peak GiB':>9} {'vs titans-pytorch, same dtype':>30}", flush=True)
     for name in variants(args):
+        if args.select and not re.search(args.select, name):
+            continue
         # one process per variant, each with its own time limit: failures and hangs are reported,
         # never fatal, peaks are separate, and each row is printed as soon as it is measured
         cmd = [sys.executable, __file__, *sys.argv[1:], "--only", name]

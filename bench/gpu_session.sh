@@ -15,7 +15,8 @@
 # fla, whole or split over GPUs), deep (Titans kernel vs titans-pytorch), profile (where a Hope step
 # goes), model / model_compiled (whole-model throughput), curves (~30M Hope vs Transformer++),
 # tests_graph / profile_graph / model_graph / curves_graph (the same under --cuda-graphs), graph_probe
-# (what breaks a capture), model_ckpt (125M Hope with activation checkpointing),
+# (what breaks a capture), model_ckpt (125M Hope with activation checkpointing), deep_kernels /
+# deep_compile / tests_split (the deep-memory kernels, the split one's GPU tests),
 # results (the docs/results.md grid), results_rerun (ONLY=regex, PRESET_FROM=results.json: some jobs
 # again at an earlier run's scale), ddp_tpp / ddp_hope (1 vs 2 GPUs), sleep (a self-test).
 #
@@ -63,6 +64,15 @@ run_stage() {  # name, gpus (comma-separated physical ids)
     deep)
       CUDA_VISIBLE_DEVICES=$gpus limit "$(( t < 480 ? t : 480 ))" python3 bench/deep_memory.py --timeout 90 \
         --compile-timeout 240 ;;
+    deep_kernels)  # the deep-memory kernels (fused and split over hidden tiles) vs titans-pytorch
+      CUDA_VISIBLE_DEVICES=$gpus limit "$t" python3 bench/deep_memory.py --timeout 100 \
+        --select 'titans-pytorch|kernel' ;;
+    deep_compile)  # torch.compile of the reference, with the titans-pytorch row for its ratio
+      CUDA_VISIBLE_DEVICES=$gpus limit "$t" python3 bench/deep_memory.py --timeout 100 \
+        --compile-timeout "$(( t > 130 ? t - 110 : 20 ))" --select 'titans-pytorch NeuralMemory bf16|torch.compile' ;;
+    tests_split)  # the split deep-memory kernel on the GPU (-s: the tests print their measured errors)
+      CUDA_VISIBLE_DEVICES=$gpus limit "$t" python3 -m pytest -v -s -p no:cacheprovider -m gpu -rs \
+        tests/ops/test_titans_split_kernel.py ;;
     profile)
       # where a Hope step goes (launches or GPU time), small shape, eager and per-chunk compiled
       CUDA_VISIBLE_DEVICES=$gpus limit "$t" python3 bench/profile_hope.py --budget-s 90 ;;
