@@ -103,8 +103,26 @@ def decay_matrix(g):
     below = torch.ones(C, C, dtype=torch.bool, device=g.device).tril(-1)  # i > j
     one = torch.ones((), dtype=g.dtype, device=g.device)
     col = torch.where(below, g.unsqueeze(-1), one)  # [..., C, C]: row i holds g_i where i > j
-    A = torch.cumprod(col, dim=-2).tril()  # running product down the rows, upper part zeroed
-    return A, torch.cumprod(g, dim=-1)
+    A = cumprod_scan(col, dim=-2).tril()  # running product down the rows, upper part zeroed
+    return A, cumprod_scan(g, dim=-1)
+
+
+def cumprod_scan(x, dim: int):
+    """torch.cumprod(x, dim) as log2(n) multiplications by shifted copies (a Hillis-Steele scan).
+
+    Why not torch.cumprod: its backward looks for zeros in the input with a host read-back
+    (`masked_select`, `.item()`) in the torch builds we run on CUDA (2.11), so a training step
+    cannot be captured as a CUDA graph, and its double backward (self-modifying memories take
+    gradients of gradients) loops over the dimension, one launch per element. Plain products are
+    exact with zeros, sync-free and differentiable to any order. Products associate differently
+    from the sequential cumprod: the results agree to rounding."""
+    x = x.movedim(dim, -1)
+    n, step = x.shape[-1], 1
+    while step < n:
+        shifted = torch.cat([torch.ones_like(x[..., :step]), x[..., :-step]], dim=-1)
+        x = x * shifted
+        step *= 2
+    return x.movedim(-1, dim)
 
 
 def shift_base(coef, first):
