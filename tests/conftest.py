@@ -14,3 +14,20 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture
+def checked_kernel_memory():
+    """In Triton's interpreter, every load, store and atomic of a kernel must fall inside one of its
+    launch's tensor arguments (tests/bounds.py): the fault a GPU would give, or the neighbour's
+    bytes it would silently read, becomes an error on the CPU. A no-op when the kernels run
+    compiled (on CUDA, without TRITON_INTERPRET)."""
+    import os
+
+    if os.environ.get("TRITON_INTERPRET") != "1":
+        yield
+        return
+    from bounds import checked_memory
+
+    with checked_memory():
+        yield

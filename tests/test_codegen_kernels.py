@@ -15,6 +15,8 @@ from nslang.kernels import choose  # noqa: E402
 from runtime.layers import implementation  # noqa: E402
 from test_compile import SMALL, _build  # noqa: E402
 
+pytestmark = pytest.mark.usefixtures("checked_kernel_memory")  # tests/bounds.py
+
 
 def test_the_generated_model_states_each_kernel_and_its_parameters(tmp_path):
     pkg, compiled = _build(tmp_path, SMALL, "fast", "pkg_kernels")

@@ -20,6 +20,8 @@ from runtime.layers.common import implementation  # noqa: E402
 from runtime.layers.continuum import Continuum  # noqa: E402
 from runtime.ops.cms.dispatch import cms_update  # noqa: E402
 
+pytestmark = pytest.mark.usefixtures("checked_kernel_memory")  # tests/bounds.py
+
 DEV = "cuda" if torch.cuda.is_available() else "cpu"
 TOL = {torch.float64: dict(rtol=0, atol=1e-12), torch.float32: dict(rtol=1e-6, atol=1e-6)}
 

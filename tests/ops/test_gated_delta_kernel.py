@@ -23,6 +23,8 @@ from runtime.ops.gated_delta import chunk_gated_delta  # noqa: E402
 from runtime.ops.gated_delta.dispatch import gated_delta  # noqa: E402
 from runtime.ops.gated_delta.kernel import chunk_gated_delta_kernel  # noqa: E402
 
+pytestmark = pytest.mark.usefixtures("checked_kernel_memory")  # tests/bounds.py
+
 # Small cases: the kernel runs in fp32 (its fp32 matmuls use input_precision="ieee"), the chunk
 # reference in float64 on the same inputs, so the gap is the kernel's fp32 rounding: ~1e-7
 # relative RMSE on ordinary draws, up to ~2e-5 for d log_a under strong decay (the fp32 reference

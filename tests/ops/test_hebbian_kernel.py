@@ -23,6 +23,8 @@ from ops_common import (  # noqa: E402
 from runtime.ops.hebbian import chunk_hebbian, hebbian  # noqa: E402
 from runtime.ops.hebbian.kernel import chunk_hebbian_kernel  # noqa: E402
 
+pytestmark = pytest.mark.usefixtures("checked_kernel_memory")  # tests/bounds.py
+
 # Small cases: the kernel in fp32 (exact fp32 products, input_precision="ieee") against the chunk
 # reference in float64 on the same inputs: measured 1e-7 to 6e-7 relative RMSE on values, final
 # state and every gradient (d a is the largest: it divides d log a by a). 1e-4 leaves margin for

@@ -19,7 +19,7 @@ from ops_common import DEV, assert_errors_below, gpu_real_shapes, gpu_test, rel_
 from runtime.ops.titans import chunk_titans, titans  # noqa: E402
 from runtime.ops.titans.kernel import chunk_titans_kernel, supports  # noqa: E402
 
-pytestmark = pytest.mark.usefixtures("one_thread")
+pytestmark = pytest.mark.usefixtures("one_thread", "checked_kernel_memory")  # tests/bounds.py
 
 # Small cases: the kernel in fp32 (exact fp32 products in the interpreter), the chunk reference in
 # float64 on the same inputs, so the gap is the kernel's fp32 rounding: measured 3e-8 to 4e-7

@@ -25,7 +25,7 @@ from runtime.ops.titans.kernel import chunk_titans_kernel  # noqa: E402
 from runtime.ops.titans.kernel_split import chunk_titans_split_kernel  # noqa: E402
 from test_titans_kernel import _inputs, _run  # noqa: E402 (the same inputs and loss)
 
-pytestmark = pytest.mark.usefixtures("one_thread")
+pytestmark = pytest.mark.usefixtures("one_thread", "checked_kernel_memory")  # tests/bounds.py
 
 # The split kernels with exact fp32 products (precision="ieee": the interpreter's default for fp32
 # inputs, passed explicitly so that the same limit holds when these run compiled on CUDA, whose

@@ -1,0 +1,95 @@
+"""Out-of-bounds memory accesses of Triton kernels, caught in the interpreter.
+
+On a GPU a kernel that reads or writes outside its tensors faults ("an illegal memory access was
+encountered") or, worse, silently reads a neighbour's bytes. The interpreter (TRITON_INTERPRET=1)
+does neither: it dereferences the raw address in host memory, so a wrong offset passes the CPU tests
+with garbage that a masked or zero-weighted term may hide. `checked_memory()` makes the interpreter
+strict: every load, store and atomic of a launch must fall, for the lanes its mask enables, inside
+the storage of one of that launch's tensor arguments; otherwise it raises OutOfBounds naming the
+kernel, the operation and how far outside the nearest argument the address lies.
+
+    with checked_memory():
+        out = my_kernel_wrapper(...)
+
+Used by the kernel tests (tests/ops); costs a few numpy comparisons per memory operation.
+"""
+from __future__ import annotations
+
+import contextlib
+
+import numpy as np
+
+
+class OutOfBounds(AssertionError):
+    pass
+
+
+@contextlib.contextmanager
+def checked_memory():
+    from triton.runtime import interpreter as itp
+
+    ranges: list[tuple[int, int, str]] = []  # [start, end) of each argument's storage, its name
+    kernel = [""]
+    executor = itp.GridExecutor
+    builder = itp.InterpreterBuilder
+    saved = {name: getattr(builder, name) for name in
+             ("create_masked_load", "create_masked_store", "create_atomic_rmw", "create_atomic_cas")}
+    init_args = executor._init_args_hst
+
+    def _init_args_hst(self, args_dev, kwargs):
+        args_hst, kwargs_hst = init_args(self, args_dev, kwargs)
+        ranges.clear()
+        kernel[0] = getattr(self.fn, "__name__", "kernel")
+        names = list(self.arg_names)
+        for i, arg in enumerate([*args_hst, *kwargs_hst.values()]):
+            base = getattr(arg, "base", arg)  # a TensorWrapper's tensor
+            if hasattr(base, "untyped_storage"):
+                storage = base.untyped_storage()
+                name = names[i] if i < len(names) else f"argument {i}"
+                ranges.append((storage.data_ptr(), storage.data_ptr() + storage.nbytes(), name))
+        return args_hst, kwargs_hst
+
+    def check(op: str, ptrs, mask):
+        addresses = np.asarray(ptrs.data).astype(np.uint64)
+        enabled = np.broadcast_to(np.asarray(mask.data, dtype=bool), addresses.shape) if mask is not None \
+            else np.ones(addresses.shape, dtype=bool)
+        wanted = addresses[enabled]
+        if wanted.size == 0:
+            return
+        width = np.dtype(itp._get_np_dtype(ptrs.get_element_ty())).itemsize
+        inside = np.zeros(wanted.shape, dtype=bool)
+        for start, end, _ in ranges:
+            inside |= (wanted >= start) & (wanted + width <= end)
+        if inside.all():
+            return
+        bad = int(wanted[~inside][0])
+        start, end, name = min(ranges, key=lambda r: min(abs(bad - r[0]), abs(bad - r[1])))
+        index = (bad - start) // width if bad >= start else -((start - bad + width - 1) // width)
+        raise OutOfBounds(f"{kernel[0]}: {op} of {int((~inside).sum())} lane(s) outside every tensor argument; "
+                          f"the first at element {index} of `{name}`, which holds {(end - start) // width}")
+
+    def masked_load(self, ptrs, mask, other, *a):
+        check("load", ptrs, mask)
+        return saved["create_masked_load"](self, ptrs, mask, other, *a)
+
+    def masked_store(self, ptrs, value, mask, *a):
+        check("store", ptrs, mask)
+        return saved["create_masked_store"](self, ptrs, value, mask, *a)
+
+    def atomic_rmw(self, rmw, ptr, val, mask, *a):
+        check("atomic", ptr, mask)
+        return saved["create_atomic_rmw"](self, rmw, ptr, val, mask, *a)
+
+    def atomic_cas(self, ptr, cmp, val, *a):
+        check("atomic_cas", ptr, None)
+        return saved["create_atomic_cas"](self, ptr, cmp, val, *a)
+
+    executor._init_args_hst = _init_args_hst
+    builder.create_masked_load, builder.create_masked_store = masked_load, masked_store
+    builder.create_atomic_rmw, builder.create_atomic_cas = atomic_rmw, atomic_cas
+    try:
+        yield
+    finally:
+        executor._init_args_hst = init_args
+        for name, fn in saved.items():
+            setattr(builder, name, fn)

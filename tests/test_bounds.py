@@ -1,0 +1,52 @@
+"""The interpreter's bounds check (tests/bounds.py) itself: it must catch what a GPU would fault on."""
+import os
+
+import pytest
+import torch
+
+if torch.cuda.is_available():  # compiled kernels fault on their own; the check is the interpreter's
+    pytest.skip("the bounds check is for Triton's interpreter (CPU)", allow_module_level=True)
+os.environ["TRITON_INTERPRET"] = "1"  # before triton is imported, as the kernel tests do
+triton = pytest.importorskip("triton")
+
+import triton.language as tl  # noqa: E402
+
+from bounds import checked_memory  # noqa: E402
+
+
+@triton.jit
+def _shifted_copy(x, y, n, SHIFT: tl.constexpr, BLOCK: tl.constexpr, ATOMIC: tl.constexpr):
+    o = tl.arange(0, BLOCK)
+    v = tl.load(x + o, mask=o < n)
+    if ATOMIC:
+        tl.atomic_add(y + o + SHIFT, v, mask=o < n)
+    else:
+        tl.store(y + o + SHIFT, v, mask=o < n)
+
+
+def _launch(shift, atomic=False, n=10):
+    x, y = torch.arange(10.0), torch.zeros(10)
+    _shifted_copy[(1,)](x, y, n, SHIFT=shift, BLOCK=16, ATOMIC=atomic)
+    return y
+
+
+def test_in_bounds_runs_unchanged():
+    with checked_memory():
+        assert torch.equal(_launch(0), torch.arange(10.0))
+        assert torch.equal(_launch(3, n=7)[3:], torch.arange(7.0))  # masked lanes are not checked
+
+
+@pytest.mark.parametrize("shift,atomic,where", [(3, False, "element 10 of `y`, which holds 10"),
+                                                (-2, False, "element -2 of `y`"),
+                                                (1, True, "element 10 of `y`")])
+def test_out_of_bounds_is_an_error(shift, atomic, where):
+    with checked_memory(), pytest.raises(Exception, match="OutOfBounds") as err:
+        _launch(shift, atomic)
+    assert "_shifted_copy" in str(err.value) and where in str(err.value)
+
+
+def test_the_interpreter_is_unchecked_outside_the_context():
+    _launch(0)  # the patches are gone: no error path, and nothing left behind
+    from triton.runtime import interpreter as itp
+
+    assert itp.InterpreterBuilder.create_masked_load.__name__ == "create_masked_load"
