@@ -34,20 +34,48 @@ def checked_memory():
     builder = itp.InterpreterBuilder
     saved = {name: getattr(builder, name) for name in
              ("create_masked_load", "create_masked_store", "create_atomic_rmw", "create_atomic_cas")}
-    init_args = executor._init_args_hst
+    init_args, restore_args = executor._init_args_hst, executor._restore_args_dev
 
     def _init_args_hst(self, args_dev, kwargs):
-        args_hst, kwargs_hst = init_args(self, args_dev, kwargs)
+        # Each argument's storage is copied into its own buffer with guard bytes on both sides (at
+        # least the storage's size): an access that strays from its tensor lands in a guard, never
+        # in a neighbouring argument, so the check below attributes it exactly.
+        import torch
+
+        padded: dict[int, tuple] = {}
         ranges.clear()
         kernel[0] = getattr(self.fn, "__name__", "kernel")
         names = list(self.arg_names)
-        for i, arg in enumerate([*args_hst, *kwargs_hst.values()]):
-            base = getattr(arg, "base", arg)  # a TensorWrapper's tensor
-            if hasattr(base, "untyped_storage"):
-                storage = base.untyped_storage()
-                name = names[i] if i < len(names) else f"argument {i}"
-                ranges.append((storage.data_ptr(), storage.data_ptr() + storage.nbytes(), name))
+
+        def to_host(arg, name):
+            if isinstance(arg, tuple):
+                return tuple(to_host(a, name) for a in arg)
+            if not hasattr(arg, "data_ptr"):
+                return arg
+            t = itp._unwrap_tensor(arg)
+            storage = t.untyped_storage()
+            if storage.data_ptr() not in padded:
+                n = storage.nbytes()
+                guard = max(4096, -(-n // 64) * 64)
+                big = torch.zeros(n + 2 * guard, dtype=torch.uint8)
+                big[guard:guard + n].copy_(torch.empty(0, dtype=torch.uint8, device=t.device).set_(storage).cpu())
+                padded[storage.data_ptr()] = (big, guard, n, storage)
+                ranges.append((big.data_ptr() + guard, big.data_ptr() + guard + n, name))
+            big, guard, n, _ = padded[storage.data_ptr()]
+            width = t.element_size()
+            host = big.view(t.dtype).as_strided(t.size(), t.stride(), guard // width + t.storage_offset())
+            return itp._rewrap_tensor(host, original_tensor=arg)
+
+        args_hst = [to_host(a, names[i] if i < len(names) else f"argument {i}") for i, a in enumerate(args_dev)]
+        kwargs_hst = {k: to_host(v, k) for k, v in kwargs.items()}
+        self._padded = padded
         return args_hst, kwargs_hst
+
+    def _restore_args_dev(self, args_dev, args_hst, kwargs, kwargs_hst):
+        import torch
+
+        for big, guard, n, storage in self._padded.values():
+            torch.empty(0, dtype=torch.uint8, device=storage.device).set_(storage).copy_(big[guard:guard + n])
 
     def check(op: str, ptrs, mask):
         addresses = np.asarray(ptrs.data).astype(np.uint64)
@@ -84,12 +112,12 @@ def checked_memory():
         check("atomic_cas", ptr, None)
         return saved["create_atomic_cas"](self, ptr, cmp, val, *a)
 
-    executor._init_args_hst = _init_args_hst
+    executor._init_args_hst, executor._restore_args_dev = _init_args_hst, _restore_args_dev
     builder.create_masked_load, builder.create_masked_store = masked_load, masked_store
     builder.create_atomic_rmw, builder.create_atomic_cas = atomic_rmw, atomic_cas
     try:
         yield
     finally:
-        executor._init_args_hst = init_args
+        executor._init_args_hst, executor._restore_args_dev = init_args, restore_args
         for name, fn in saved.items():
             setattr(builder, name, fn)
