@@ -16,7 +16,8 @@
 # goes), model / model_compiled (whole-model throughput), curves (~30M Hope vs Transformer++),
 # tests_graph / profile_graph / model_graph / curves_graph (the same under --cuda-graphs), graph_probe
 # (what breaks a capture), model_ckpt (125M Hope with activation checkpointing), deep_kernels /
-# deep_compile / tests_split (the deep-memory kernels, the split one's GPU tests),
+# deep_compile / tests_split (the deep-memory kernels, the split one's GPU tests), model_recompute
+# (125M Hope with --recompute-chunks),
 # results (the docs/results.md grid), results_rerun (ONLY=regex, PRESET_FROM=results.json: some jobs
 # again at an earlier run's scale), ddp_tpp / ddp_hope (1 vs 2 GPUs), sleep (a self-test).
 #
@@ -103,6 +104,10 @@ run_stage() {  # name, gpus (comma-separated physical ids)
       CUDA_VISIBLE_DEVICES=$gpus limit "$t" python3 bench/model.py --activation-checkpointing \
         --specs transformer_pp,hope_two_pass --batch-size 8 --hope-batch-size 1 --fit --steps 2 \
         --budget-s "${MODEL_BUDGET_S:-240}" --nl-modes '' ;;
+    model_recompute)  # 125M Hope (two_pass) with its chunk steps recomputed, eager and as a CUDA graph
+      CUDA_VISIBLE_DEVICES=$gpus limit "$t" python3 bench/model.py --recompute-chunks \
+        --specs transformer_pp,hope_two_pass --batch-size 8 --hope-batch-size 2 --fit --steps 2 \
+        --budget-s "${MODEL_BUDGET_S:-200}" --nl-modes '' ;;
     model)
       CUDA_VISIBLE_DEVICES=$gpus limit "$t" python3 bench/model.py \
         --specs transformer_pp,hope,hope_two_pass --batch-size 8 --hope-batch-size 2 --fit \

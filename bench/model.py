@@ -6,7 +6,7 @@ ratio to Transformer++.
     python bench/model.py [--dim 768] [--depth 12] [--context 2048] [--batch-size 8] [--hope-batch-size 2] [--fit]
         [--specs transformer_pp,hope] [--activation-checkpointing] [--steps 5] [--warmup-steps 1]
         [--budget-s 120] [--nl-modes offline,online] [--nl-path DIR] [--device auto] [--precision auto]
-        [--compile] [--cuda-graphs]
+        [--compile] [--cuda-graphs] [--recompute-chunks]
 
 nslang side: each spec is compiled at --dim/--depth/--context (a derived spec, as `nslang train
 --set` does) and timed by bench/train_throughput.py's code: fwd + bwd + gradient clipping + the
@@ -111,9 +111,10 @@ def nslang_row(spec: Path, args, device: torch.device, workdir: Path, batch: int
     if args.heads:
         overrides["heads"] = args.heads
     row, one_step = build(spec, overrides, device, workdir, batch, args.context, args.precision, args.compile,
-                          activation_checkpointing=args.activation_checkpointing, cuda_graphs=args.cuda_graphs)
+                          activation_checkpointing=args.activation_checkpointing, cuda_graphs=args.cuda_graphs,
+                          recompute_chunks=args.recompute_chunks)
     name = f"nslang {spec.stem}" + (" (act. ckpt)" if args.activation_checkpointing else "") \
-        + (", CUDA graph" if args.cuda_graphs else "")
+        + (", CUDA graph" if args.cuda_graphs else "") + (", recomputed chunks" if args.recompute_chunks else "")
     out = {"model": name, "params": row["params"], "batch": batch, "optimizer": row["optimizer"]}
     warm: list[float] = []
     if device.type == "cuda":
@@ -313,6 +314,8 @@ def main(argv=None) -> int:
     p.add_argument("--device", default="auto")
     p.add_argument("--precision", default="auto", choices=["auto", "bf16", "fp32"])
     p.add_argument("--compile", action="store_true", help="torch.compile the nslang models")
+    p.add_argument("--recompute-chunks", action="store_true",
+                   help="recompute the self-modifying chunk steps in the backward (nslang train --recompute-chunks)")
     p.add_argument("--cuda-graphs", action="store_true",
                    help="replay the nslang models' forward and backward as a CUDA graph (nslang train --cuda-graphs)")
     args = p.parse_args(argv)

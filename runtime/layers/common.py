@@ -52,6 +52,33 @@ def use_compiled_ops(on: bool = True) -> None:
     _COMPILED_OPS[0] = on
 
 
+_RECOMPUTED_CHUNKS = [False]
+
+
+@contextlib.contextmanager
+def recomputed_chunks(on: bool = True):
+    """The chunk steps of ops that offer one (self-modifying Titans) keep only their inputs for the
+    backward and run again there (torch.utils.checkpoint), instead of keeping every intermediate:
+    Hope's self-modifying layers hold most of its activation memory (runtime/ops/
+    self_modifying_titans/chunk.py says how much). The exact CMS signal's create_graph passes turn
+    it off for themselves (runtime/model_base.py): a recomputation inside a pass that keeps its
+    graph for a second-order gradient keeps it again, so it would cost time and save nothing."""
+    _RECOMPUTED_CHUNKS.append(on)
+    try:
+        yield
+    finally:
+        _RECOMPUTED_CHUNKS.pop()
+
+
+def use_recomputed_chunks(on: bool = True) -> None:
+    """recomputed_chunks for the rest of the process (`nslang train --recompute-chunks`)."""
+    _RECOMPUTED_CHUNKS[0] = on
+
+
+def chunks_recomputed() -> bool:
+    return _RECOMPUTED_CHUNKS[-1]
+
+
 def op(chunk, reference, chunk_is_semantic: bool = False, auto=None, kernel=None):
     """One rule with its implementations. `auto` picks the kernel when it can run (default: the
     chunk form). For exact rules the chunk size is only a speed knob and the token-by-token form

@@ -15,7 +15,7 @@ from torch import nn
 
 from ..ops.self_modifying_titans import (chunk_self_modifying_titans, memory_names,
                                         naive_self_modifying_titans)
-from .common import CausalConv, _heads, op, ops_compiled
+from .common import CausalConv, _heads, chunks_recomputed, op, ops_compiled
 
 self_modifying_titans = op(chunk_self_modifying_titans, naive_self_modifying_titans,
                            chunk_is_semantic=True)
@@ -65,5 +65,6 @@ class SelfModifying(nn.Module):
             activation=self.act, eta_map=self.lr_gate, alpha_map=self.retain_gate,
             eta_scale=self.eta_scale, eta_bias=ETA_BIAS, alpha_bias=ALPHA_BIAS, v_l2norm=True, dgd=self.dgd, momentum=self.momentum,
             read=self.read, retention=self.retention, initial_state=state,
-            **({"compile_step": True} if ops_compiled() else {}))
+            **({"compile_step": True} if ops_compiled() else {}),
+            **({"recompute_step": True} if chunks_recomputed() else {}))
         return self.out(o.flatten(-2)), (state, tail)

@@ -69,6 +69,10 @@ class RunConfig:
                         choices=("auto", "bf16", "fp32"))
     compile: bool = _f(False, "torch.compile the loss step (models with in-context learning loops: "
                                "their per-chunk steps; runtime/train/compiling.py)")
+    recompute_chunks: bool = _f(False, "keep only the inputs of the self-modifying memories' chunk steps for the "
+                                        "backward and run them again there: several times less activation memory "
+                                        "for Hope with the two_pass signal, about 1.7x the time (the exact signal's "
+                                        "second-order passes keep their graphs either way)")
     cuda_graphs: bool = _f(False, "capture each micro-batch's forward and backward once as a CUDA graph and "
                                    "replay it (one GPU; for launch-bound models such as Hope; "
                                    "runtime/train/cuda_graph.py)")

@@ -39,6 +39,7 @@ from typing import Callable, Sequence
 import torch
 from torch import nn
 
+from ..layers.common import use_recomputed_chunks
 from . import build, checkpoint, distributed, metrics, schedule
 from .compiling import compile_for_training
 from .cuda_graph import GraphedStep, graph_device_error
@@ -222,6 +223,7 @@ def train(cfg: RunConfig, callbacks: Sequence[Callable[[StepInfo], None]] = (), 
                 checkpoint.set_rng_state(payload["rng"])
             step, tokens = int(payload["step"]), int(payload["tokens"])
         train_module = compile_for_training(loss_module, model) if cfg.compile else loss_module
+        use_recomputed_chunks(cfg.recompute_chunks)
         autocast = _autocast(device, cfg.precision)
         graphed = None  # the captured step under --cuda-graphs, made at the first step
         if cfg.cuda_graphs and (why := graph_device_error(device, dist.active)):

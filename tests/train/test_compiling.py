@@ -34,3 +34,26 @@ def test_looping_models_compile_their_chunk_steps():
     finally:
         common.use_compiled_ops(False)
     assert not common.ops_compiled()
+
+
+def test_recomputed_chunk_steps_train_exactly_as_kept_ones(run_config, tmp_path, monkeypatch):
+    # --recompute-chunks: Hope's self-modifying chunk steps run again in the backward; the losses
+    # of a short run are bitwise those of the plain run (the same operations, recomputed).
+    from pathlib import Path
+
+    import runtime.ops.self_modifying_titans.chunk as chunk
+    from runtime.train import train
+
+    calls = []
+    real = chunk.checkpoint
+    monkeypatch.setattr(chunk, "checkpoint", lambda *a, **k: calls.append(1) or real(*a, **k))
+
+    spec = Path(__file__).resolve().parents[2] / "specs" / "hope_two_pass.nsam"
+    kw = dict(steps=3, eval_every=0, save_every=100, set={"dim": 32, "depth": 1, "context": 64})
+    plain = train(run_config(spec, out=str(tmp_path / "plain"), **kw))
+    again = train(run_config(spec, out=str(tmp_path / "again"), recompute_chunks=True, **kw))
+    try:
+        assert sorted(plain.losses) == [1, 2, 3] and again.losses == plain.losses
+        assert calls  # the recomputing path ran (only in the second run)
+    finally:
+        common.use_recomputed_chunks(False)  # the flag is process-wide; later tests run without it

@@ -36,6 +36,7 @@ approximated, so chunk == naive up to rounding.
 from typing import NamedTuple
 
 import torch
+from torch.utils.checkpoint import checkpoint
 
 from ..mlp_memory import (
     decay_matrix, lowrank_apply, lowrank_row, mlp_forward, mlp_l2_grad_factors, mlp_read_lowrank,
@@ -74,10 +75,17 @@ def chunk_self_modifying_titans(x, init_weights=None, W_q=None, chunk_size=16, a
                                 activation="silu", eta_map="softplus", alpha_map="sigmoid",
                                 eta_scale=1.0, eta_bias=0.0, alpha_bias=0.0, qk_l2norm=True, v_l2norm=False,
                                 dgd="input", momentum=None, read="previous", retention=True,
-                                initial_state=None, compile_step=False):
+                                initial_state=None, compile_step=False, recompute_step=False):
     """Same arguments and result as `naive_self_modifying_titans`; only the chunk loop is
     sequential. compile_step=True runs each chunk through `torch.compile` of the step (same
-    math, fused elementwise work; first-order autograd only, so not under a create_graph pass)."""
+    math, fused elementwise work; first-order autograd only, so not under a create_graph pass).
+    recompute_step=True keeps only each chunk step's inputs for the backward (the memories' state
+    at the chunk start, the chunk's inputs) and runs the step again there (non-reentrant
+    torch.utils.checkpoint, which also serves higher-order gradients). Same values and gradients;
+    the step's intermediates, [C, hidden] and [C, C] per memory, head and chunk, are most of a Hope
+    block's activation memory. On the CPU, hope_two_pass at dim 128, 2 blocks and 256 tokens kept
+    234 MiB for the backward, 177 MiB of it in the self-modifying layers (Transformer++: 8 MiB);
+    with recomputed steps 60 MiB, plus at most 31 MiB of step inputs, for ~1.7x the step time."""
     check_options(activation, eta_map, alpha_map, dgd, read)
     B, T = x.shape[:2]
     names = memory_names(adaptive_q, retention)
@@ -91,7 +99,10 @@ def chunk_self_modifying_titans(x, init_weights=None, W_q=None, chunk_size=16, a
     for s in range(0, T, chunk_size):
         X = xs[:, :, s:s + chunk_size]  # [B, H, C, D]
         mom_c = None if mom is None else mom[:, :, s:s + chunk_size]
-        out, state = step(state, X, mom_c, W_q, opts)
+        if recompute_step and torch.is_grad_enabled():
+            out, state = checkpoint(step, state, X, mom_c, W_q, opts, use_reentrant=False)
+        else:
+            out, state = step(state, X, mom_c, W_q, opts)
         outputs.append(out)
     o = torch.cat(outputs, dim=2).transpose(1, 2) if T else x.new_zeros(x.shape)
     return o, state

@@ -148,8 +148,9 @@ def naive_self_modifying_titans(x, init_weights=None, W_q=None, chunk_size=16, a
                                 activation="silu", eta_map="softplus", alpha_map="sigmoid",
                                 eta_scale=1.0, eta_bias=0.0, alpha_bias=0.0, qk_l2norm=True, v_l2norm=False,
                                 dgd="input", momentum=None, read="previous", retention=True,
-                                initial_state=None, compile_step=False):
-    """(compile_step is accepted for the chunk form's signature and ignored: no chunk step here.)
+                                initial_state=None, compile_step=False, recompute_step=False):
+    """(compile_step and recompute_step are accepted for the chunk form's signature and ignored: no
+    chunk step here.)
     x [B, T, H, D]; init_weights {name: (W1 [(B,) H, D_out, D_hid], W2 [(B,) H, D_hid, D])}
     for the names of `memory_names(adaptive_q)`; W_q [H, D, D] when not adaptive_q.
     Returns o [B, T, H, D] and the final state {name: (W1, W2, S1, S2)}."""
