@@ -100,7 +100,10 @@ def chunk_self_modifying_titans(x, init_weights=None, W_q=None, chunk_size=16, a
         X = xs[:, :, s:s + chunk_size]  # [B, H, C, D]
         mom_c = None if mom is None else mom[:, :, s:s + chunk_size]
         if recompute_step and torch.is_grad_enabled():
-            out, state = checkpoint(step, state, X, mom_c, W_q, opts, use_reentrant=False)
+            # no random numbers in a step: nothing to replay, and reading the CUDA generator's
+            # state is not allowed while a CUDA graph is being captured (--cuda-graphs)
+            out, state = checkpoint(step, state, X, mom_c, W_q, opts, use_reentrant=False,
+                                    preserve_rng_state=False)
         else:
             out, state = step(state, X, mom_c, W_q, opts)
         outputs.append(out)
