@@ -53,7 +53,13 @@ kernel.py's: PK, R2 (B H T C 4 B each, 34 MB at the bench shape below) and the p
 the partials and pieces (backward: 2 B H (hid/BHID) C (Dv + 2 Dk + C) 4 B, 0.23 GB there; the
 forward's: 2 Dv instead of Dv + 2 Dk + C, 0.13 GB).
 
-Not yet measured on a GPU. Per step launch: B H (hid/BHID) programs (1024 at B = H = 8, D = 128,
+Status: FAILS ON THE GPU. On an H100 (triton 3.6.0) every GPU test and benchmark run ended in "an
+illegal memory access was encountered" (bench/RESULTS.md, fourth session), while the interpreter
+runs every CPU test under tests/bounds.py's check (no access leaves its tensor). Nothing
+dispatches here (runtime/ops/titans/dispatch.py uses kernel.py); find the fault on a GPU
+(compute-sanitizer) before timing it.
+
+Per step launch: B H (hid/BHID) programs (1024 at B = H = 8, D = 128,
 hid = 512, BHID = 32); each reads its fp32 state tiles and writes the next ones, so a chunk moves
 ~4 B H D hid 4 B x 2 (forward) and about twice that (backward) through HBM; each piece and
 partial is written once and read once by the sums launch, each sum read once per tile.
@@ -450,7 +456,8 @@ def _cfg(DK: int, DV: int, HID: int, bhid: int | None = None) -> dict:
     """Hidden tiles of 32 columns by default (1024 programs at B = H = 8, hid = 512), 8 warps from
     D = 64. ptxas (sm_90a, bf16 products) at D = 128, hid = 512: BHID = 32 spills 0.4 KB per
     thread in the forward, ~3 KB in the backward (BHID = 64: 2.5 KB, 8 KB; kernel.py: 14 KB); at
-    D = 64, BHID = 32: 0, ~2.7 KB. Shared memory <= 100 KB. Not yet timed on a GPU."""
+    D = 64, BHID = 32: 0, ~2.7 KB. Shared memory <= 100 KB. Not timed: it fails on the GPU (module
+    docstring)."""
     bh = bhid or min(32, HID)
     if HID % bh or bh < 16 or bh & (bh - 1):
         raise ValueError(f"block_hidden={bh}: a power of two >= 16 that divides hid={HID}")
