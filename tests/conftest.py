@@ -19,9 +19,10 @@ def one_thread():
 @pytest.fixture
 def checked_kernel_memory():
     """In Triton's interpreter, every load, store and atomic of a kernel must fall inside one of its
-    launch's tensor arguments (tests/bounds.py): the fault a GPU would give, or the neighbour's
-    bytes it would silently read, becomes an error on the CPU. A no-op when the kernels run
-    compiled (on CUDA, without TRITON_INTERPRET)."""
+    launch's tensor arguments, and no program may read or write what another program of the same
+    launch writes (tests/bounds.py): the fault a GPU would give, the neighbour's bytes it would
+    silently read, or the race it would run, becomes an error on the CPU. A no-op when the kernels
+    run compiled (on CUDA, without TRITON_INTERPRET)."""
     import os
 
     if os.environ.get("TRITON_INTERPRET") != "1":
@@ -29,5 +30,5 @@ def checked_kernel_memory():
         return
     from bounds import checked_memory
 
-    with checked_memory():
+    with checked_memory(races=True):
         yield

@@ -11,7 +11,7 @@ triton = pytest.importorskip("triton")
 
 import triton.language as tl  # noqa: E402
 
-from bounds import checked_memory  # noqa: E402
+from bounds import Race, checked_memory  # noqa: E402
 
 
 @triton.jit
@@ -50,3 +50,29 @@ def test_the_interpreter_is_unchecked_outside_the_context():
     from triton.runtime import interpreter as itp
 
     assert itp.InterpreterBuilder.create_masked_load.__name__ == "create_masked_load"
+
+
+@triton.jit
+def _neighbour(x, y, BLOCK: tl.constexpr, READ_NEXT: tl.constexpr, SAME_SLOT: tl.constexpr):
+    pid = tl.program_id(0)
+    o = tl.arange(0, BLOCK)
+    tl.store(x + (0 if SAME_SLOT else pid * BLOCK) + o, o.to(tl.float32))
+    if READ_NEXT:  # program p reads what program p + 1 writes: a race on a GPU
+        v = tl.load(x + ((pid + 1) % tl.num_programs(0)) * BLOCK + o)
+        tl.store(y + pid * BLOCK + o, v)
+
+
+@pytest.mark.parametrize("read_next,same_slot,message", [
+    (False, False, None),
+    (True, False, "program 0 reads `x` byte 64, which program 1 writes"),
+    (False, True, "programs 0 and 1 both write `x` byte 0"),
+])
+def test_races_between_programs_are_errors(read_next, same_slot, message):
+    x, y = torch.zeros(2 * 16), torch.zeros(2 * 16)
+    with checked_memory(races=True):
+        if message is None:
+            _neighbour[(2,)](x, y, BLOCK=16, READ_NEXT=read_next, SAME_SLOT=same_slot)
+            return
+        with pytest.raises(Race) as err:
+            _neighbour[(2,)](x, y, BLOCK=16, READ_NEXT=read_next, SAME_SLOT=same_slot)
+    assert message in str(err.value)
