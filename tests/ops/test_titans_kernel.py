@@ -72,9 +72,9 @@ def _run(fn, x, loss="both", seed=1, **kw):
     return o.detach(), [s.detach() for s in S], grads
 
 
-def _compare(x, C, memory, activation, loss, tol, tol_grad=None, block_hidden=None):
+def _compare(x, C, memory, activation, loss, tol, tol_grad=None, block_hidden=None, precision=None):
     kw = dict(chunk_size=C, memory=memory, activation=activation)
-    o, S, grads = _run(chunk_titans_kernel, x, loss, block_hidden=block_hidden, **kw)
+    o, S, grads = _run(chunk_titans_kernel, x, loss, block_hidden=block_hidden, precision=precision, **kw)
     ref_in = {n: t.double() if t.device.type == "cpu" else t.float() for n, t in x.items()}
     o_r, S_r, grads_r = _run(chunk_titans, ref_in, loss, **kw)
     assert o.shape == o_r.shape and o.dtype == x["q"].dtype
@@ -98,7 +98,11 @@ CASES = [
 @pytest.mark.parametrize("B,T,H,Dk,Dv,hid,C,memory,activation,h0,loss,bh", CASES)
 def test_kernel_matches_chunk(B, T, H, Dk, Dv, hid, C, memory, activation, h0, loss, bh):
     x = _inputs(B, T, H, Dk, Dv, hid, h0)
-    _compare(x, C, memory, activation, loss, TOL_FP32, block_hidden=bh)
+    # exact fp32 products asked for explicitly: the interpreter's default, and on CUDA the 1e-5
+    # limit would otherwise meet the compiled kernel's default bf16 products (not yet run on a
+    # GPU: should fp32 tiles at these small widths not fit shared memory, the launch says so;
+    # the `gpu` tests below cover bf16 at real shapes)
+    _compare(x, C, memory, activation, loss, TOL_FP32, block_hidden=bh, precision="ieee")
 
 
 def test_no_grad_forward():

@@ -130,7 +130,8 @@ class _HostData(TorchDispatchMode):
         self.sites: set[str] = set()
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        if func is torch.ops.aten.lift_fresh.default or func.overloadpacket.__name__ in _SYNCING:
+        if func is torch.ops.aten.lift_fresh.default or func.overloadpacket.__name__ in _SYNCING \
+                or _host_to_device(func, args, kwargs or {}) or _mask_index(func, args):
             ours = [f for f in traceback.extract_stack()
                     if str(ROOT) in f.filename and ".venv" not in f.filename and "tests" not in f.filename]
             self.sites.add(f"{func.overloadpacket.__name__} at " + (f"{ours[-1].filename}:{ours[-1].lineno}"
@@ -138,11 +139,29 @@ class _HostData(TorchDispatchMode):
         return func(*args, **(kwargs or {}))
 
 
+def _host_to_device(func, args, kwargs) -> bool:
+    """A copy from a CPU tensor into the model's device (meta in the test below; CUDA in training)."""
+    name = func.overloadpacket.__name__
+    if name == "_to_copy" and args[0].device.type == "cpu":
+        return kwargs.get("device") is not None and torch.device(kwargs["device"]).type != "cpu"
+    if name == "copy_" and len(args) > 1:
+        return args[1].device.type == "cpu" and args[0].device.type != "cpu"
+    return False
+
+
+def _mask_index(func, args) -> bool:
+    """x[mask] / x[mask] = v with a boolean mask: the result's size is read back from the GPU."""
+    if func.overloadpacket.__name__ not in ("index", "index_put", "index_put_"):
+        return False
+    return any(t is not None and t.dtype == torch.bool for t in args[1])
+
+
 STOCK = sorted(p.stem for p in (ROOT / "specs").glob("*.nsam"))
 
 
+@pytest.mark.parametrize("device", ["cpu", "meta"])
 @pytest.mark.parametrize("stock", STOCK)
-def test_a_stock_models_step_is_capturable(stock, tmp_path):
+def test_a_stock_models_step_is_capturable(stock, device, tmp_path):
     # What a capture needs, checked without a GPU: the forward and backward never copy host data
     # to the device nor wait for it (Hope's float momentum gate and its decays' cumprod once did,
     # and its capture failed on the H100).
@@ -151,9 +170,14 @@ def test_a_stock_models_step_is_capturable(stock, tmp_path):
 
     pkg = compile_package(ROOT / "specs" / f"{stock}.nsam", tmp_path,
                           overrides={"dim": 32, "depth": 1, "context": 64, "heads": 2})
+    # Twice: on the CPU a tensor made from host data shows as lift_fresh (on the meta device it
+    # is made in place, unseen); on the meta device (shapes only, no data), the model sits on a
+    # device that is not the host, as on a GPU: a tensor made on the CPU and mixed in fails, and
+    # one copied over is flagged.
     torch.manual_seed(0)
-    model = pkg.Model(pkg.Config())
-    tokens = torch.randint(0, 200, (2, 65))
+    with torch.device(device):
+        model = pkg.Model(pkg.Config())
+    tokens = torch.randint(0, 200, (2, 65), device=device)
     with _HostData() as mode:
         LossModule(model)(tokens).backward()
     assert not mode.sites, f"capture hazards: {sorted(mode.sites)}"
@@ -176,3 +200,19 @@ def test_a_capture_error_names_where_in_nslang_it_happened():
     assert lines[0] == "RuntimeError: capture invalidated"
     assert "ValueError: boom" in lines and "second line" not in lines  # first lines only
     assert any("tests/train/test_cuda_graph.py:" in line and "in inner" in line for line in lines)
+
+
+@pytest.mark.parametrize("bad,device", [("copied", "meta"), ("from_data", "cpu"), ("read_back", "cpu"),
+                                        ("cumprod", "cpu")])
+def test_the_capture_check_sees_each_hazard(bad, device):
+    x = torch.ones(4, 3, device=device, requires_grad=True)
+    with _HostData() as mode:
+        if bad == "copied":
+            x * torch.ones(3).to(x.device)  # made on the CPU, copied over
+        elif bad == "from_data":
+            x * torch.tensor([1.0, 2.0, 3.0], device=x.device)
+        elif bad == "read_back":
+            x[x.sum(-1) > 0]  # a data-dependent shape: nonzero
+        else:
+            torch.cumprod(x, -1)
+    assert mode.sites, bad
