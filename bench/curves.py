@@ -116,6 +116,8 @@ def train_command(args, spec: Path, dim: int, depth: int, out: Path, eval_every:
         cmd += ["--compile"]
     if args.cuda_graphs and re.search(args.cuda_graphs, spec.stem):
         cmd += ["--cuda-graphs"]
+    if args.recompute_chunks and re.search(args.recompute_chunks, spec.stem):
+        cmd += ["--recompute-chunks"]
     return cmd
 
 
@@ -326,6 +328,8 @@ def main(argv=None) -> int:
     p.add_argument("--compile", action="store_true", help="torch.compile each model")
     p.add_argument("--cuda-graphs", default=None, metavar="REGEX",
                    help="nslang train --cuda-graphs for the models whose spec name matches (e.g. 'hope')")
+    p.add_argument("--recompute-chunks", default=None, metavar="REGEX",
+                   help="nslang train --recompute-chunks for the models whose spec name matches")
     p.add_argument("--data", default=None, help="corpus name or prepared folder (default: the carried "
                    ".gpu_data/shakespeare/byte-val0.01-seed0 when present, else shakespeare)")
     p.add_argument("--out", default=str(ROOT / "runs" / "curves"))
