@@ -346,7 +346,7 @@ def train(cfg: RunConfig, callbacks: Sequence[Callable[[StepInfo], None]] = (), 
                     loss_value, norm_value, stop, out_of_time = stats.tolist()
                 except Exception as err:
                     if is_out_of_memory(err):
-                        raise _oom_error(err, cfg, seq_len, device, next_step) from None
+                        raise _oom_error(err, cfg, seq_len, device, next_step, model=model) from None
                     raise
                 if not (math.isfinite(loss_value) and math.isfinite(norm_value)):
                     what = "loss" if not math.isfinite(loss_value) else "gradient norm"
@@ -446,8 +446,15 @@ def _log_val(log_, value: float | None, step: int, tokens: int, say) -> float | 
 
 
 def _oom_error(err: BaseException, cfg: RunConfig, seq_len, device: torch.device, step: int,
-               doing: str = "") -> OutOfMemory:
+               doing: str = "", model: nn.Module | None = None) -> OutOfMemory:
+    from ..layers.selfmod import SelfModifying
+
     detail = ""
+    # Self-modifying memories keep most of Hope's activations (runtime/ops/self_modifying_titans/
+    # chunk.py): recomputing their chunk steps is the first thing to try there.
+    recompute = "" if cfg.recompute_chunks or model is None or \
+        not any(isinstance(m, SelfModifying) for m in model.modules()) else \
+        "add --recompute-chunks (this model's self-modifying memories keep most of its activations), "
     if device.type == "cuda":
         _, total = torch.cuda.mem_get_info(device)
         peak = torch.cuda.max_memory_allocated(device)
@@ -455,7 +462,7 @@ def _oom_error(err: BaseException, cfg: RunConfig, seq_len, device: torch.device
     return OutOfMemory(
         f"out of {'GPU ' if device.type == 'cuda' else ''}memory {doing or f'at step {step}'} with batch "
         f"{cfg.batch_size} x {seq_len or 'context'} tokens (accumulation {cfg.accumulation}){detail}",
-        f"lower --batch-size and raise --accumulation (the same tokens per step: e.g. --batch-size "
+        f"{recompute}lower --batch-size and raise --accumulation (the same tokens per step: e.g. --batch-size "
         f"{max(1, cfg.batch_size // 2)} --accumulation {cfg.accumulation * 2}), shorten --context, "
         "or shard the model with torchrun ... --parallel fsdp")
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import importlib.util
+from pathlib import Path
 
 import pytest
 import torch
@@ -67,6 +68,18 @@ def test_out_of_memory_exits_4_with_a_hint(spec, tmp_path, corpus, capsys, monke
     err = capsys.readouterr().err
     assert "out of memory at step 1 with batch 4 x 32 tokens" in err
     assert "--batch-size 2 --accumulation 2" in err and "Traceback" not in err
+    assert "--recompute-chunks" not in err  # no self-modifying memory in this model
+
+
+def test_out_of_memory_in_a_self_modifying_model_suggests_recomputing(tmp_path, corpus, capsys, monkeypatch):
+    def oom(self, tokens):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
+    monkeypatch.setattr(loop.LossModule, "forward", oom)
+    hope = str(Path(__file__).resolve().parents[2] / "specs" / "hope_two_pass.nsam")
+    status = main(["train", hope, "--set", "dim=32", "--set", "depth=1", "--set", "context=32", "--context", "32",
+                   "--data", str(corpus), "--device", "cpu", "--out", str(tmp_path / "run"), "--no-progress"])
+    assert status == 4
+    assert "add --recompute-chunks" in capsys.readouterr().err
 
 
 def test_data_list_and_fetch_errors(capsys):
