@@ -47,6 +47,16 @@ def activation_and_derivative(z, activation="silu"):
     raise ValueError(f"unknown activation {activation!r}; expected one of {ACTIVATIONS}")
 
 
+def apply_activation(z, activation="silu"):
+    """s(z) alone, where s'(z) is not needed (forwards, reads): one fused operator (F.silu,
+    exact-erf F.gelu) instead of the written-out chain, differentiable to any order likewise."""
+    if activation == "silu":
+        return torch.nn.functional.silu(z)
+    if activation == "gelu":
+        return torch.nn.functional.gelu(z)
+    raise ValueError(f"unknown activation {activation!r}; expected one of {ACTIVATIONS}")
+
+
 def check_memory_kind(memory):
     if memory not in MEMORY_KINDS:
         raise ValueError(f"unknown memory {memory!r}; expected one of {MEMORY_KINDS}")

@@ -31,6 +31,25 @@ its first layer is linear in W2, so W2_{i-1} q_i = b0' W2_0 q_i + e' S2_0 q_i - 
 - (E' * Q K^T) u is exact (`lowrank_apply`), the activation acts per token, and the second layer
 is again linear in W1. The chunk-end state is row C, materialised once per chunk. Nothing is
 approximated, so chunk == naive up to rounding.
+
+Implementation (the loop is launch-bound: what follows keeps the operator count per chunk low
+without changing the formulas above).
+
+- Memories of the same weight shapes are stacked on a leading memory axis, [G, B, H, ...], once
+  per call: the state is carried stacked through the chunk loop and split back into the
+  {name: (W1, W2, S1, S2)} dict only at the end. Tensors shared by all memories (k, v, q, the
+  coefficient matrices) are [B, H, ...] and broadcast against the stack without copies.
+- State-indexed coefficients: rows s = 0..C are the states after s tokens of the chunk (row 0 the
+  chunk start), so "the state before token i" (Eq. 83's read, the u system) is rows :C and the
+  chunk end is row C: slices, no shifted copies. The retention products come from one
+  unit-triangular solve, A = (I - subdiag(alpha))^-1 with A[s, j'] = prod_{l=j'..s-1} alpha_l:
+  column 0 is b0, column j+1 the decay of token j's write (forward substitution multiplies, never
+  divides, so alpha = 0 is exact).
+- One first-layer and one second-layer matmul per group give the targets vhat = M(v), the
+  gradient factors at k and M_xi(q) (rows [v; k; q]); z = W2_0 k is reused for u's right side.
+- The gradients' factor 2 and sign ride on the coefficients (N = -2 Dg, computed once per chunk;
+  scaling by 2 is exact), so dy/2 and dz/2 are carried; with no momentum Dg = E and the two W2
+  terms share one coefficient: V = dz/2 + u/2.
 """
 
 from typing import NamedTuple
@@ -38,27 +57,17 @@ from typing import NamedTuple
 import torch
 from torch.utils.checkpoint import checkpoint
 
-from ..mlp_memory import (
-    decay_matrix, lowrank_apply, lowrank_row, mlp_forward, mlp_l2_grad_factors, mlp_read_lowrank,
-    shift_base, shift_term,
-)
+from ..mlp_memory import activation_and_derivative, apply_activation
 from .naive import (
     check_options, generate, initial_self_mod_state, is_residual, memory_names, momentum_gate,
 )
-
-
-def _shifted(rep):
-    """Representation of the state before each token: bases (b0 -> 1, e -> 0 at row 0), terms."""
-    bases, terms = rep
-    first = [1.0] + [0.0] * (len(bases) - 1)  # W_0 enters the chunk-start state with weight 1
-    return ([(shift_base(c, f), M) for (c, M), f in zip(bases, first)],
-            [(shift_term(Coef), V, K) for Coef, V, K in terms])
 
 
 class StepOptions(NamedTuple):
     """The options one chunk step depends on (the scales and biases may be tensors, e.g. to
     differentiate through them)."""
     names: tuple
+    groups: tuple  # the names of each stack of same-shape memories (`_same_shape_groups`)
     activation: str
     eta_map: str
     alpha_map: str
@@ -91,9 +100,13 @@ def chunk_self_modifying_titans(x, init_weights=None, W_q=None, chunk_size=16, a
     names = memory_names(adaptive_q, retention)
     state = initial_self_mod_state(init_weights, B, names, initial_state)
     mom = momentum_gate(momentum, x)  # [B, H, T] or None
-    opts = StepOptions(tuple(names), activation, eta_map, alpha_map, eta_scale, eta_bias,
+    groups = _same_shape_groups(state, names)
+    opts = StepOptions(tuple(names), groups, activation, eta_map, alpha_map, eta_scale, eta_bias,
                        alpha_bias, qk_l2norm, v_l2norm, dgd, read)
     step = compiled_chunk_step() if compile_step else chunk_step
+    # the state stays stacked per group through the loop (one stack here, not one per chunk)
+    stacked = tuple(tuple(torch.stack([state[n][i] for n in group]) for i in range(4))
+                    for group in groups)
     xs = x.transpose(1, 2)  # [B, H, T, D]
     outputs = []
     for s in range(0, T, chunk_size):
@@ -102,13 +115,15 @@ def chunk_self_modifying_titans(x, init_weights=None, W_q=None, chunk_size=16, a
         if recompute_step and torch.is_grad_enabled():
             # no random numbers in a step: nothing to replay, and reading the CUDA generator's
             # state is not allowed while a CUDA graph is being captured (--cuda-graphs)
-            out, state = checkpoint(step, state, X, mom_c, W_q, opts, use_reentrant=False,
-                                    preserve_rng_state=False)
+            out, stacked = checkpoint(step, stacked, X, mom_c, W_q, opts, use_reentrant=False,
+                                      preserve_rng_state=False)
         else:
-            out, state = step(state, X, mom_c, W_q, opts)
+            out, stacked = step(stacked, X, mom_c, W_q, opts)
         outputs.append(out)
     o = torch.cat(outputs, dim=2).transpose(1, 2) if T else x.new_zeros(x.shape)
-    return o, state
+    state = {n: tuple(t[j] for t in tensors)
+             for group, tensors in zip(groups, stacked) for j, n in enumerate(group)}
+    return o, {n: state[n] for n in names}
 
 
 _COMPILED = []
@@ -121,108 +136,135 @@ def compiled_chunk_step():
     return _COMPILED[0]
 
 
-def _same_shape_groups(state: dict, names) -> list:
-    """Memories whose weights have the same shapes, in name order: each group runs as one batch
-    of G * H heads (the k, v, q and M_mem memories; the eta and alpha gates)."""
+def _same_shape_groups(state: dict, names) -> tuple:
+    """Memories whose weights have the same shapes, in name order: each group runs as one stack
+    of G memories (the k, v, q and M_mem memories; the eta and alpha gates)."""
     groups: dict = {}
     for n in names:
         W1, W2 = state[n][:2]
         groups.setdefault((tuple(W1.shape), tuple(W2.shape)), []).append(n)
-    return list(groups.values())
+    return tuple(tuple(g) for g in groups.values())
 
 
-def _stack(ts):
-    """Memories side by side on the head axis: G tensors [B, H, ...] -> [B, G * H, ...]."""
-    return ts[0] if len(ts) == 1 else torch.cat(ts, dim=1)
+def _decay_ext(g):
+    """State-indexed decay products of a chunk's gates g [..., C] -> A [..., C+1, C+1] with
+    A[s, j'] = prod_{l=j'..s-1} g_l for j' <= s (1 on the diagonal), 0 above: column 0 is the
+    weight of the chunk-start value in state s, column j+1 that of token j's write. A is
+    (I - S)^-1 for S holding g on the subdiagonal; the unit-triangular forward substitution only
+    multiplies (no division, g = 0 is exact), and it is one operator instead of a scan."""
+    n = g.shape[-1] + 1
+    eye = torch.eye(n, dtype=g.dtype, device=g.device)
+    sub = torch.diag_embed(-g, offset=-1)  # the strictly lower part of I - S
+    return torch.linalg.solve_triangular(sub, eye.expand_as(sub), upper=False, unitriangular=True)
 
 
-def _tile(t, g: int):
-    """A per-head tensor [B, H, ...] shared by a group of g memories -> [B, g * H, ...]."""
-    return t if g == 1 or t is None else t.repeat(1, g, *([1] * (t.dim() - 2)))
+def chunk_step(stacked: tuple, X, mom, W_q, opts: StepOptions):
+    """One chunk of Eq. 90. stacked: per group of `opts.groups`, (W1, W2, S1, S2) at the chunk
+    start, each [G, B, H, ...]; X [B, H, C, D]; mom the chunk's momentum gates [B, H, C] or None
+    -> (M_mem's output [B, H, C, D], the stacked state at the chunk end).
 
+    Shared tensors ([B, H, ...]: keys, coefficients) broadcast against the memory axis, so every
+    step below runs once per group, not once per memory. Notation of the module docstring;
+    coefficient matrices are state-indexed, [.., C+1 states, C tokens]."""
+    C = X.shape[2]
+    act = opts.activation
 
-def _part(t, j: int, H: int):
-    """Memory j's heads of a stacked tensor."""
-    return t[:, j * H:(j + 1) * H]
-
-
-def chunk_step(state: dict, X, mom, W_q, opts: StepOptions):
-    """One chunk of Eq. 90: state {memory: (W1, W2, S1, S2)} at the boundary, X [B, H, C, D], mom
-    the chunk's momentum gates [B, H, C] or None -> (M_mem's output [B, H, C, D], next state).
-
-    Memories of the same shapes run stacked on the head axis (one batched matmul per step for
-    all of them instead of one each: the rule is the same, only the weights differ), which
-    divides the kernel launches of this launch-bound loop by about the group size."""
-    C, H = X.shape[2], X.shape[1]
-    state = dict(state)
-    groups = _same_shape_groups(state, opts.names)
-
+    # -- generation: every generator's output at the chunk start, one forward per group --
     raw = {}
-    for group in groups:
-        gens = [n for n in group if n != "mem"]
-        if not gens:
+    for group, (W1, W2, _, _) in zip(opts.groups, stacked):
+        if group == ("mem",):
             continue
-        W1 = _stack([state[n][0] for n in gens])
-        W2 = _stack([state[n][1] for n in gens])
-        out = mlp_forward(W1, W2, _tile(X, len(gens)), opts.activation, is_residual(W1, W2))
-        raw.update({n: _part(out, j, H) for j, n in enumerate(gens)})
-    xi = {n: state[n][:2] for n in opts.names}
-    K, V, Q, eta, alpha = generate(xi, X, W_q, opts.activation, opts.eta_map, opts.alpha_map,
-                                   opts.eta_scale, opts.eta_bias, opts.alpha_bias, opts.qk_l2norm,
-                                   opts.v_l2norm, raw=raw)  # [B,H,C,D], [B,H,C]
+        # (a group holding M_mem also runs it on X, unused: cheaper than slicing it out)
+        y = apply_activation(X @ W2.mT, act) @ W1.mT
+        y = y + X if is_residual(W1, W2) else y
+        raw.update({n: y[j] for j, n in enumerate(group) if n != "mem"})
+    xi = dict.fromkeys(opts.names)  # `generate` only asks which memories exist
+    K, V, Q, eta, alpha = generate(xi, X, W_q, act, opts.eta_map, opts.alpha_map, opts.eta_scale,
+                                   opts.eta_bias, opts.alpha_bias, opts.qk_l2norm, opts.v_l2norm,
+                                   raw=raw)  # [B, H, C, D], [B, H, C]
 
-    Ba, b0 = decay_matrix(alpha)  # retention scan: [B, H, C, C], [B, H, C]
-    E = Ba * eta.unsqueeze(-2)  # weight of the write -eta_j (.) k_j^T in W_i
-    e = m0 = Mo_eta = None
+    # -- coefficients, shared by all memories --
+    A = _decay_ext(alpha)
+    Ta, b = A[..., 1:], A[..., 0]  # retention weight of token j's write in state s; of W_0
+    E = Ta * eta.unsqueeze(-2)  # weight of the DGD write -eta_j u_j k_j^T in state s
     if mom is None:
-        Dg = E
+        N, e, Am = -2 * E, None, None  # no momentum: Dg = E
     else:
-        Mo, m0 = decay_matrix(mom)  # momentum scan
-        Dg = (Ba @ Mo) * eta.unsqueeze(-2)  # weight of G_j in W_i through the momentum
-        e = (Ba @ m0.unsqueeze(-1)).squeeze(-1)  # weight of S_0 in W_i
-        Mo_eta = Mo * eta.unsqueeze(-2)  # weight of G_j in S_i
-    solve_u = None
+        Am = _decay_ext(mom)  # momentum: [m0 | Mo] in rows 1..C (token t)
+        P = Ta @ Am[..., 1:, :]  # S_t's weight in state s: [e | Ba Mo]
+        N, e = P[..., 1:] * (-2 * eta).unsqueeze(-2), P[..., 0]
+    # N = -2 Dg: the coefficient of the half-gradient factors dy/2, dz/2 (below)
+    prev = slice(0, C)  # the state before token i
+    KQ = torch.cat([V, K, Q], dim=-2)  # rows of the first-layer forward: [v; k; q]
+    KK, QK = (KQ[..., C:, :] @ K.mT).split(C, dim=-2)  # k_i . k_j and q_i . k_j: [B, H, C, C]
+    read_rows = slice(1, C + 1) if opts.read == "current" else prev
+    b_r = b[..., read_rows, None]
+    e_r = None if e is None else e[..., read_rows, None]
+    NQK = N[..., read_rows, :] * QK
+    bp = b[..., prev, None]
+    ep = None if e is None else e[..., prev, None]
     if opts.dgd == "input":
-        eye = torch.eye(C, dtype=X.dtype, device=X.device)
-        L = shift_term(E) * (K @ K.transpose(-1, -2))  # strictly lower: [B, H, C, C]
-        solve_u = torch.linalg.solve_triangular(eye + L, eye.expand_as(L), upper=False,
-                                                unitriangular=True)  # (I + L)^-1
+        NKK = N[..., prev, :] * KK
+        Lu = E[..., prev, :] * KK  # strictly lower: (I + Lu) u = r
+        EQK = None if mom is None else E[..., read_rows, :] * QK
+    # chunk-end row C, as [B, H, 1, 1] weights of the bases and [B, H, C, D] weighted keys
+    b_end = b[..., C, None, None]
+    e_end = None if e is None else e[..., C, None, None]
+    N_end = N[..., C, :, None]  # [B, H, C, 1]
+    NK_end = N_end * K
+    EK_end = None if mom is None else E[..., C, :, None] * K
+    if mom is not None:
+        m_end = Am[..., C, 0, None, None]  # momentum weight of S_0 at the chunk end
+        M_end = (Am[..., C, 1:] * (-2 * eta)).unsqueeze(-1)  # of the half-gradients
+        MK_end = M_end * K
 
-    out = None
-    for group in groups:
-        g = len(group)
-        W1, W2, S1, S2 = (_stack([state[n][i] for n in group]) for i in range(4))
-        Kg, Vg, b0g, Dgg, Eg, eg, m0g, Mo_etag, solve_g = (
-            _tile(t, g) for t in (K, V, b0, Dg, E, e, m0, Mo_eta, solve_u))
+    out, new = None, []
+    for group, (W1, W2, S1, S2) in zip(opts.groups, stacked):
         res = is_residual(W1, W2)
-        vhat = mlp_forward(W1, W2, Vg, opts.activation, res)  # self-generated targets at xi
-        dY, Act, dZ = mlp_l2_grad_factors(W1, W2, Kg, vhat, opts.activation, res)
-        b1, b2 = [(b0g, W1)], [(b0g, W2)]
+        # one forward of rows [v; k; q] at xi: targets vhat = M(v), gradient factors at k,
+        # and (for M_mem) z = W2_0 q for its read
+        Z = KQ @ W2.mT  # [G, B, H, 3C, D_hid]
+        Act_all, dAct = activation_and_derivative(Z, act)
+        Y = Act_all @ W1.mT  # [G, B, H, 3C, D_out]
+        Yv, Yk, Yq = Y.split(C, dim=-2)
+        Zk, Zq = Z[..., C:2 * C, :], Z[..., 2 * C:, :]
+        Act = Act_all[..., C:2 * C, :]
+        dyh = Yk - Yv + (K - V) if res else Yk - Yv  # dy/2 = M(k) - vhat
+        dzh = (dyh @ W1) * dAct[..., C:2 * C, :]  # dz/2
+        if opts.dgd == "input":  # u_i = W2_{i-1} k_i: r = W2_{i-1} k_i without the u terms
+            r = torch.addcmul(NKK @ dzh, bp, Zk)
+            if mom is not None:
+                r = torch.addcmul(r, ep, K @ S2.mT)
+            u = torch.linalg.solve_triangular(Lu, r, upper=False, unitriangular=True)
+        if mom is None:
+            # Dg = E: both W2 writes have the coefficient N = -2E, on dz/2 + u/2
+            V2 = dzh if opts.dgd != "input" else torch.add(dzh, u, alpha=0.5)
+            W2n = torch.addcmul(V2.mT @ NK_end, b_end, W2)
+        else:
+            W2n = torch.addcmul(dzh.mT @ NK_end, b_end, W2)
+            W2n = torch.addcmul(W2n, e_end, S2)
+            if opts.dgd == "input":
+                W2n = W2n - u.mT @ EK_end
+        if "mem" in group:  # the read, from the chunk-start state (S1, S2 not yet replaced)
+            # (it runs for the whole group, used for M_mem only: cheaper than slicing M_mem out)
+            j = group.index("mem")
+            if opts.read == "chunk_start":
+                out = Yq[j] + Q
+            else:  # M_mem at the state before (previous) or after (current) token i
+                z = torch.addcmul(NQK @ (V2 if mom is None else dzh), b_r, Zq)  # W2(i) q_i
+                if mom is not None:
+                    z = torch.addcmul(z, e_r, Q @ S2.mT)
+                    if opts.dgd == "input":
+                        z = z - EQK @ u
+                h = apply_activation(z, act)
+                y = torch.addcmul((N[..., read_rows, :] * (h @ Act.mT)) @ dyh, b_r, h @ W1.mT)
+                if mom is not None:
+                    y = torch.addcmul(y, e_r, h @ S1.mT)
+                out = y[j] + Q  # M_mem is residual
+        W1n = torch.addcmul(dyh.mT @ (N_end * Act), b_end, W1)
         if mom is not None:
-            b1, b2 = b1 + [(eg, S1)], b2 + [(eg, S2)]
-        w1_rep = (b1, [(-Dgg, dY, Act)])
-        w2_rep = (b2, [(-Dgg, dZ, Kg)])
-        if opts.dgd == "input":
-            u = solve_g @ lowrank_apply(Kg, *_shifted(w2_rep))  # u_i = W2_{i-1} k_i
-            w2_rep = (b2, w2_rep[1] + [(-Eg, u, Kg)])
-        if "mem" in group:
-            out = _read_mem(group.index("mem"), H, Q, w1_rep, w2_rep, opts)
-        if mom is not None:
-            S1 = lowrank_row([(m0g, S1)], [(-Mo_etag, dY, Act)], -1)
-            S2 = lowrank_row([(m0g, S2)], [(-Mo_etag, dZ, Kg)], -1)
-        new = (lowrank_row(*w1_rep, -1), lowrank_row(*w2_rep, -1), S1, S2)
-        for j, n in enumerate(group):
-            state[n] = tuple(t if g == 1 else _part(t, j, H) for t in new)
-    return out, state
-
-
-def _read_mem(j: int, H: int, Q, w1_rep, w2_rep, opts: StepOptions):
-    """M_mem's output for the chunk's queries; M_mem is memory j of its stacked group."""
-    pick = lambda rep: ([(_part(c, j, H), _part(M, j, H)) for c, M in rep[0]],  # noqa: E731
-                        [(_part(c, j, H), _part(V, j, H), _part(K, j, H)) for c, V, K in rep[1]])
-    w1_rep, w2_rep = pick(w1_rep), pick(w2_rep)
-    if opts.read == "chunk_start":
-        W1, W2 = w1_rep[0][0][1], w2_rep[0][0][1]  # the first base's matrix: the chunk start
-        return mlp_forward(W1, W2, Q, opts.activation, True)
-    reps = (w1_rep, w2_rep) if opts.read == "current" else (_shifted(w1_rep), _shifted(w2_rep))
-    return mlp_read_lowrank(Q, *reps, opts.activation, True)
+            W1n = torch.addcmul(W1n, e_end, S1)
+            S1 = torch.addcmul(dyh.mT @ (M_end * Act), m_end, S1)
+            S2 = torch.addcmul(dzh.mT @ MK_end, m_end, S2)
+        new.append((W1n, W2n, S1, S2))
+    return out, tuple(new)
