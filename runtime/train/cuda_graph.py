@@ -17,12 +17,14 @@ the eager step's up to the kernels' own nondeterminism (tested on the GPU; on th
 "recorder" runs the same bookkeeping and is bitwise equal to the plain loop). The warm-up before
 the capture runs the first batch through forward and backward on a side stream (autotuning and
 compilation must happen outside the capture; one pass, as it costs a whole eager step); its
-gradients are discarded. Parameters that get no
-gradient in the warm-up keep `grad = None`, as in an eager step.
+gradients are discarded. Parameters that get no gradient in the warm-up keep `grad = None`, as in
+an eager step.
 
 Limits: one process on CUDA (DDP's bucketed all-reduce is not captured), one batch shape, and a
-forward that never reads values back to the host (`.item()`, data-dependent shapes): such an
-operation makes the capture fail, and the error says so.
+step that neither reads values back from the GPU (`.item()`, data-dependent shapes, cumprod's
+backward in torch 2.11) nor copies host data to it: such an operation makes the capture fail, and
+the error says where. tests/train/test_cuda_graph.py checks every stock model for both on the CPU;
+bench/graph_probe.py narrows a failure down on a GPU.
 """
 from __future__ import annotations
 
