@@ -449,12 +449,16 @@ def _oom_error(err: BaseException, cfg: RunConfig, seq_len, device: torch.device
                doing: str = "", model: nn.Module | None = None) -> OutOfMemory:
     from ..layers.selfmod import SelfModifying
 
-    detail = ""
+    detail, first = "", ""
     # Self-modifying memories keep most of Hope's activations (runtime/ops/self_modifying_titans/
-    # chunk.py): recomputing their chunk steps is the first thing to try there.
-    recompute = "" if cfg.recompute_chunks or model is None or \
-        not any(isinstance(m, SelfModifying) for m in model.modules()) else \
-        "add --recompute-chunks (this model's self-modifying memories keep most of its activations), "
+    # chunk.py): recomputing their chunk steps is the first thing to try, except under the exact
+    # CMS signal, whose second-order passes keep the recomputed graphs anyway.
+    if model is not None and any(isinstance(m, SelfModifying) for m in model.modules()):
+        if getattr(model, "segment", 0) and getattr(model, "cms_signal", None) != "two_pass":
+            first = ("train the two_pass CMS signal (--set continuum.signal=two_pass, as specs/hope_two_pass.nsam: "
+                     "no second-order graph) with --recompute-chunks, ")
+        elif not cfg.recompute_chunks:
+            first = "add --recompute-chunks (this model's self-modifying memories keep most of its activations), "
     if device.type == "cuda":
         _, total = torch.cuda.mem_get_info(device)
         peak = torch.cuda.max_memory_allocated(device)
@@ -462,7 +466,7 @@ def _oom_error(err: BaseException, cfg: RunConfig, seq_len, device: torch.device
     return OutOfMemory(
         f"out of {'GPU ' if device.type == 'cuda' else ''}memory {doing or f'at step {step}'} with batch "
         f"{cfg.batch_size} x {seq_len or 'context'} tokens (accumulation {cfg.accumulation}){detail}",
-        f"{recompute}lower --batch-size and raise --accumulation (the same tokens per step: e.g. --batch-size "
+        f"{first}lower --batch-size and raise --accumulation (the same tokens per step: e.g. --batch-size "
         f"{max(1, cfg.batch_size // 2)} --accumulation {cfg.accumulation * 2}), shorten --context, "
         "or shard the model with torchrun ... --parallel fsdp")
 

@@ -71,15 +71,18 @@ def test_out_of_memory_exits_4_with_a_hint(spec, tmp_path, corpus, capsys, monke
     assert "--recompute-chunks" not in err  # no self-modifying memory in this model
 
 
-def test_out_of_memory_in_a_self_modifying_model_suggests_recomputing(tmp_path, corpus, capsys, monkeypatch):
+@pytest.mark.parametrize("stock,hint", [("hope_two_pass", "add --recompute-chunks"),
+                                        ("hope", "--set continuum.signal=two_pass")])
+def test_out_of_memory_in_a_self_modifying_model_suggests_recomputing(stock, hint, tmp_path, corpus, capsys,
+                                                                      monkeypatch):
     def oom(self, tokens):
         raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
     monkeypatch.setattr(loop.LossModule, "forward", oom)
-    hope = str(Path(__file__).resolve().parents[2] / "specs" / "hope_two_pass.nsam")
-    status = main(["train", hope, "--set", "dim=32", "--set", "depth=1", "--set", "context=32", "--context", "32",
+    spec = str(Path(__file__).resolve().parents[2] / "specs" / f"{stock}.nsam")
+    status = main(["train", spec, "--set", "dim=32", "--set", "depth=1", "--set", "context=32", "--context", "32",
                    "--data", str(corpus), "--device", "cpu", "--out", str(tmp_path / "run"), "--no-progress"])
     assert status == 4
-    assert "add --recompute-chunks" in capsys.readouterr().err
+    assert hint in capsys.readouterr().err
 
 
 def test_data_list_and_fetch_errors(capsys):
