@@ -67,7 +67,8 @@ class StepOptions(NamedTuple):
     """The options one chunk step depends on (the scales and biases may be tensors, e.g. to
     differentiate through them)."""
     names: tuple
-    groups: tuple  # the names of each stack of same-shape memories (`_same_shape_groups`)
+    groups: tuple  # the names of each stack of memories (`_stack_groups`)
+    out_dims: tuple  # per group, each memory's D_out (W1's rows; the stack pads to the largest)
     activation: str
     eta_map: str
     alpha_map: str
@@ -100,13 +101,14 @@ def chunk_self_modifying_titans(x, init_weights=None, W_q=None, chunk_size=16, a
     names = memory_names(adaptive_q, retention)
     state = initial_self_mod_state(init_weights, B, names, initial_state)
     mom = momentum_gate(momentum, x)  # [B, H, T] or None
-    groups = _same_shape_groups(state, names)
-    opts = StepOptions(tuple(names), groups, activation, eta_map, alpha_map, eta_scale, eta_bias,
-                       alpha_bias, qk_l2norm, v_l2norm, dgd, read)
+    groups = _stack_groups(state, names)
+    out_dims = tuple(tuple(state[n][0].shape[-2] for n in group) for group in groups)
+    opts = StepOptions(tuple(names), groups, out_dims, activation, eta_map, alpha_map, eta_scale,
+                       eta_bias, alpha_bias, qk_l2norm, v_l2norm, dgd, read)
     step = compiled_chunk_step() if compile_step else chunk_step
     # the state stays stacked per group through the loop (one stack here, not one per chunk)
-    stacked = tuple(tuple(torch.stack([state[n][i] for n in group]) for i in range(4))
-                    for group in groups)
+    stacked = tuple(_stack_state(state, group) for group in groups)
+    res = tuple(_residual_mask(state, group, x) for group in groups)
     xs = x.transpose(1, 2)  # [B, H, T, D]
     outputs = []
     for s in range(0, T, chunk_size):
@@ -115,14 +117,15 @@ def chunk_self_modifying_titans(x, init_weights=None, W_q=None, chunk_size=16, a
         if recompute_step and torch.is_grad_enabled():
             # no random numbers in a step: nothing to replay, and reading the CUDA generator's
             # state is not allowed while a CUDA graph is being captured (--cuda-graphs)
-            out, stacked = checkpoint(step, stacked, X, mom_c, W_q, opts, use_reentrant=False,
+            out, stacked = checkpoint(step, stacked, X, mom_c, W_q, res, opts, use_reentrant=False,
                                       preserve_rng_state=False)
         else:
-            out, stacked = step(stacked, X, mom_c, W_q, opts)
+            out, stacked = step(stacked, X, mom_c, W_q, res, opts)
         outputs.append(out)
     o = torch.cat(outputs, dim=2).transpose(1, 2) if T else x.new_zeros(x.shape)
-    state = {n: tuple(t[j] for t in tensors)
-             for group, tensors in zip(groups, stacked) for j, n in enumerate(group)}
+    state = {n: (_rows(W1[j], d), W2[j], _rows(S1[j], d), S2[j])
+             for group, dims, (W1, W2, S1, S2) in zip(groups, out_dims, stacked)
+             for j, (n, d) in enumerate(zip(group, dims))}
     return o, {n: state[n] for n in names}
 
 
@@ -136,14 +139,61 @@ def compiled_chunk_step():
     return _COMPILED[0]
 
 
-def _same_shape_groups(state: dict, names) -> tuple:
-    """Memories whose weights have the same shapes, in name order: each group runs as one stack
-    of G memories (the k, v, q and M_mem memories; the eta and alpha gates)."""
+def _stack_groups(state: dict, names) -> tuple:
+    """Memories whose W2 have the same shape ([D_hid, D_in]), in name order: each group runs as
+    one stack of G memories. With the default shapes that is all of them: the eta and alpha gates
+    (W1 [d_gate, D_hid]) join the k, v, q and M_mem memories (W1 [D, D_hid]) with their W1 padded
+    by zero rows (`_stack_state`), which halves the operators per chunk for a few more flops."""
     groups: dict = {}
     for n in names:
-        W1, W2 = state[n][:2]
-        groups.setdefault((tuple(W1.shape), tuple(W2.shape)), []).append(n)
-    return tuple(tuple(g) for g in groups.values())
+        groups.setdefault(tuple(state[n][1].shape), []).append(n)
+    out = []
+    for group in groups.values():
+        d = max(state[n][0].shape[-2] for n in group)
+        if any(is_residual(*state[n][:2]) and state[n][0].shape[-2] != d for n in group):
+            # a residual memory cannot be padded (its skip adds x, D_in wide): same shapes only
+            by_w1: dict = {}
+            for n in group:
+                by_w1.setdefault(tuple(state[n][0].shape), []).append(n)
+            out += by_w1.values()
+        else:
+            out.append(group)
+    return tuple(tuple(g) for g in out)
+
+
+def _stack_state(state: dict, group) -> tuple:
+    """(W1, W2, S1, S2) of a group's memories, stacked: [G, B, H, ...]; W1 and S1 with zero rows
+    up to the group's largest D_out. Exact: a zero row of W1 outputs 0, so (for a memory without
+    the residual skip, the only kind padded) its target and its output agree there, the gradient
+    dy is 0 in that row, and the row's writes (dy a^T) and retention keep it 0; dz = W1^T dy only
+    adds zeros."""
+    d = max(state[n][0].shape[-2] for n in group)
+    pad = lambda t: t if t.shape[-2] == d else torch.nn.functional.pad(  # noqa: E731
+        t, (0, 0, 0, d - t.shape[-2]))
+    return tuple(torch.stack([pad(state[n][i]) if i in (0, 2) else state[n][i] for n in group])
+                 for i in range(4))
+
+
+def _residual_mask(state: dict, group, x):
+    """Whether the memories of a group have the residual skip (x + W1 s(W2 x), D_out == D_in):
+    a bool when all or none do, else a 0/1 factor [G, 1, 1, 1, 1] (made with fills, not from
+    host data: nothing to copy to the device)."""
+    flags = [is_residual(*state[n][:2]) for n in group]
+    if all(flags) or not any(flags):
+        return flags[0]
+    return torch.stack([x.new_full((), float(f)) for f in flags]).view(-1, 1, 1, 1, 1)
+
+
+def _rows(t, d: int):
+    """The first d rows of a (padded) W1 or S1."""
+    return t if t.shape[-2] == d else t[..., :d, :]
+
+
+def _with_skip(y, x, res):
+    """y + x for the memories with the residual skip (`_residual_mask`)."""
+    if isinstance(res, bool):
+        return y + x if res else y
+    return y + res * x
 
 
 def _decay_ext(g):
@@ -158,9 +208,10 @@ def _decay_ext(g):
     return torch.linalg.solve_triangular(sub, eye.expand_as(sub), upper=False, unitriangular=True)
 
 
-def chunk_step(stacked: tuple, X, mom, W_q, opts: StepOptions):
+def chunk_step(stacked: tuple, X, mom, W_q, res: tuple, opts: StepOptions):
     """One chunk of Eq. 90. stacked: per group of `opts.groups`, (W1, W2, S1, S2) at the chunk
-    start, each [G, B, H, ...]; X [B, H, C, D]; mom the chunk's momentum gates [B, H, C] or None
+    start, each [G, B, H, ...]; X [B, H, C, D]; mom the chunk's momentum gates [B, H, C] or None;
+    res per group, which memories have the residual skip (`_residual_mask`)
     -> (M_mem's output [B, H, C, D], the stacked state at the chunk end).
 
     Shared tensors ([B, H, ...]: keys, coefficients) broadcast against the memory axis, so every
@@ -171,13 +222,13 @@ def chunk_step(stacked: tuple, X, mom, W_q, opts: StepOptions):
 
     # -- generation: every generator's output at the chunk start, one forward per group --
     raw = {}
-    for group, (W1, W2, _, _) in zip(opts.groups, stacked):
+    for group, dims, r, (W1, W2, _, _) in zip(opts.groups, opts.out_dims, res, stacked):
         if group == ("mem",):
             continue
         # (a group holding M_mem also runs it on X, unused: cheaper than slicing it out)
-        y = apply_activation(X @ W2.mT, act) @ W1.mT
-        y = y + X if is_residual(W1, W2) else y
-        raw.update({n: y[j] for j, n in enumerate(group) if n != "mem"})
+        y = _with_skip(apply_activation(X @ W2.mT, act) @ W1.mT, X, r)
+        raw.update({n: y[j] if d == y.shape[-1] else y[j, ..., :d]  # without the padding
+                    for j, (n, d) in enumerate(zip(group, dims)) if n != "mem"})
     xi = dict.fromkeys(opts.names)  # `generate` only asks which memories exist
     K, V, Q, eta, alpha = generate(xi, X, W_q, act, opts.eta_map, opts.alpha_map, opts.eta_scale,
                                    opts.eta_bias, opts.alpha_bias, opts.qk_l2norm, opts.v_l2norm,
@@ -219,8 +270,7 @@ def chunk_step(stacked: tuple, X, mom, W_q, opts: StepOptions):
         MK_end = M_end * K
 
     out, new = None, []
-    for group, (W1, W2, S1, S2) in zip(opts.groups, stacked):
-        res = is_residual(W1, W2)
+    for group, r, (W1, W2, S1, S2) in zip(opts.groups, res, stacked):
         # one forward of rows [v; k; q] at xi: targets vhat = M(v), gradient factors at k,
         # and (for M_mem) z = W2_0 q for its read
         Z = KQ @ W2.mT  # [G, B, H, 3C, D_hid]
@@ -229,42 +279,43 @@ def chunk_step(stacked: tuple, X, mom, W_q, opts: StepOptions):
         Yv, Yk, Yq = Y.split(C, dim=-2)
         Zk, Zq = Z[..., C:2 * C, :], Z[..., 2 * C:, :]
         Act = Act_all[..., C:2 * C, :]
-        dyh = Yk - Yv + (K - V) if res else Yk - Yv  # dy/2 = M(k) - vhat
+        dyh = _with_skip(Yk - Yv, K - V, r)  # dy/2 = M(k) - vhat
         dzh = (dyh @ W1) * dAct[..., C:2 * C, :]  # dz/2
-        if opts.dgd == "input":  # u_i = W2_{i-1} k_i: r = W2_{i-1} k_i without the u terms
-            r = torch.addcmul(NKK @ dzh, bp, Zk)
+        if opts.dgd == "input":  # u_i = W2_{i-1} k_i; rhs: W2_{i-1} k_i without the u terms
+            rhs = NKK @ dzh + bp * Zk
             if mom is not None:
-                r = torch.addcmul(r, ep, K @ S2.mT)
-            u = torch.linalg.solve_triangular(Lu, r, upper=False, unitriangular=True)
+                rhs = rhs + (ep * K) @ S2.mT
+            u = torch.linalg.solve_triangular(Lu, rhs, upper=False, unitriangular=True)
         if mom is None:
             # Dg = E: both W2 writes have the coefficient N = -2E, on dz/2 + u/2
             V2 = dzh if opts.dgd != "input" else torch.add(dzh, u, alpha=0.5)
-            W2n = torch.addcmul(V2.mT @ NK_end, b_end, W2)
+            W2n = V2.mT @ NK_end + b_end * W2
         else:
-            W2n = torch.addcmul(dzh.mT @ NK_end, b_end, W2)
-            W2n = torch.addcmul(W2n, e_end, S2)
+            W2n = dzh.mT @ NK_end + b_end * W2
+            W2n = W2n + e_end * S2
             if opts.dgd == "input":
                 W2n = W2n - u.mT @ EK_end
         if "mem" in group:  # the read, from the chunk-start state (S1, S2 not yet replaced)
-            # (it runs for the whole group, used for M_mem only: cheaper than slicing M_mem out)
             j = group.index("mem")
             if opts.read == "chunk_start":
                 out = Yq[j] + Q
             else:  # M_mem at the state before (previous) or after (current) token i
-                z = torch.addcmul(NQK @ (V2 if mom is None else dzh), b_r, Zq)  # W2(i) q_i
+                # M_mem's part of each stacked operand: views (the stack's leading axis), which
+                # costs a few operators but not the read of every memory of the group
+                z = NQK @ (V2 if mom is None else dzh)[j] + b_r * Zq[j]  # W2(i) q_i
                 if mom is not None:
-                    z = torch.addcmul(z, e_r, Q @ S2.mT)
+                    z = z + (e_r * Q) @ S2[j].mT
                     if opts.dgd == "input":
-                        z = z - EQK @ u
+                        z = z - EQK @ u[j]
                 h = apply_activation(z, act)
-                y = torch.addcmul((N[..., read_rows, :] * (h @ Act.mT)) @ dyh, b_r, h @ W1.mT)
+                y = (N[..., read_rows, :] * (h @ Act[j].mT)) @ dyh[j] + b_r * (h @ W1[j].mT)
                 if mom is not None:
-                    y = torch.addcmul(y, e_r, h @ S1.mT)
-                out = y[j] + Q  # M_mem is residual
-        W1n = torch.addcmul(dyh.mT @ (N_end * Act), b_end, W1)
+                    y = y + e_r * (h @ S1[j].mT)
+                out = y + Q  # M_mem is residual
+        W1n = dyh.mT @ (N_end * Act) + b_end * W1
         if mom is not None:
-            W1n = torch.addcmul(W1n, e_end, S1)
-            S1 = torch.addcmul(dyh.mT @ (M_end * Act), m_end, S1)
-            S2 = torch.addcmul(dzh.mT @ MK_end, m_end, S2)
+            W1n = W1n + e_end * S1
+            S1 = dyh.mT @ (M_end * Act) + m_end * S1
+            S2 = dzh.mT @ MK_end + m_end * S2
         new.append((W1n, W2n, S1, S2))
     return out, tuple(new)
