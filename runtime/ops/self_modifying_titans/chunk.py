@@ -227,8 +227,9 @@ def chunk_step(stacked: tuple, X, mom, W_q, res: tuple, opts: StepOptions):
             continue
         # (a group holding M_mem also runs it on X, unused: cheaper than slicing it out)
         y = _with_skip(apply_activation(X @ W2.mT, act) @ W1.mT, X, r)
-        raw.update({n: y[j] if d == y.shape[-1] else y[j, ..., :d]  # without the padding
-                    for j, (n, d) in enumerate(zip(group, dims)) if n != "mem"})
+        # unbind: one operator (and one in the backward) for all the memories' outputs
+        raw.update({n: y_n if d == y.shape[-1] else y_n[..., :d]  # without the padding
+                    for y_n, n, d in zip(y.unbind(0), group, dims) if n != "mem"})
     xi = dict.fromkeys(opts.names)  # `generate` only asks which memories exist
     K, V, Q, eta, alpha = generate(xi, X, W_q, act, opts.eta_map, opts.alpha_map, opts.eta_scale,
                                    opts.eta_bias, opts.alpha_bias, opts.qk_l2norm, opts.v_l2norm,
@@ -236,36 +237,43 @@ def chunk_step(stacked: tuple, X, mom, W_q, res: tuple, opts: StepOptions):
 
     # -- coefficients, shared by all memories --
     A = _decay_ext(alpha)
-    Ta, b = A[..., 1:], A[..., 0]  # retention weight of token j's write in state s; of W_0
-    E = Ta * eta.unsqueeze(-2)  # weight of the DGD write -eta_j u_j k_j^T in state s
-    if mom is None:
-        N, e, Am = -2 * E, None, None  # no momentum: Dg = E
+    Ta = A[..., 1:]  # retention weight of token j's write in state s (column 0: b0, of W_0)
+    if mom is None:  # Dg = E
+        N, E, P = Ta * (-2 * eta).unsqueeze(-2), None, None
     else:
         Am = _decay_ext(mom)  # momentum: [m0 | Mo] in rows 1..C (token t)
         P = Ta @ Am[..., 1:, :]  # S_t's weight in state s: [e | Ba Mo]
-        N, e = P[..., 1:] * (-2 * eta).unsqueeze(-2), P[..., 0]
-    # N = -2 Dg: the coefficient of the half-gradient factors dy/2, dz/2 (below)
-    prev = slice(0, C)  # the state before token i
+        N, E = P[..., 1:] * (-2 * eta).unsqueeze(-2), Ta * eta.unsqueeze(-2)
+    # N = -2 Dg: the coefficient of the half-gradient factors dy/2, dz/2 (below); E: the weight
+    # of the DGD write -eta_j u_j k_j^T. Rows: the state before token i (u's system, the
+    # "previous" read), after it ("current" read), and the chunk end. Base weights are sliced as
+    # [.., rows, 1] columns: b0 from A, e from P.
     KQ = torch.cat([V, K, Q], dim=-2)  # rows of the first-layer forward: [v; k; q]
     KK, QK = (KQ[..., C:, :] @ K.mT).split(C, dim=-2)  # k_i . k_j and q_i . k_j: [B, H, C, C]
-    read_rows = slice(1, C + 1) if opts.read == "current" else prev
-    b_r = b[..., read_rows, None]
-    e_r = None if e is None else e[..., read_rows, None]
-    NQK = N[..., read_rows, :] * QK
-    bp = b[..., prev, None]
-    ep = None if e is None else e[..., prev, None]
+    Np, bp = N[..., :C, :], A[..., :C, :1]
+    ep = None if P is None else P[..., :C, :1]
+    NKK = Np * KK
+    if opts.read == "current":
+        N_r, b_r = N[..., 1:, :], A[..., 1:, :1]
+        e_r = None if P is None else P[..., 1:, :1]
+    else:  # the "previous" read shares the rows of u's system
+        N_r, b_r, e_r = Np, bp, ep
+    NQK = N_r * QK
     if opts.dgd == "input":
-        NKK = N[..., prev, :] * KK
-        Lu = E[..., prev, :] * KK  # strictly lower: (I + Lu) u = r
-        EQK = None if mom is None else E[..., read_rows, :] * QK
+        if mom is None:
+            Lu = -0.5 * NKK  # E' * KK^T: strictly lower, (I + Lu) u = r
+        else:
+            Ep = E[..., :C, :]
+            Lu = Ep * KK
+            EQK = (Ep if opts.read != "current" else E[..., 1:, :]) * QK
     # chunk-end row C, as [B, H, 1, 1] weights of the bases and [B, H, C, D] weighted keys
-    b_end = b[..., C, None, None]
-    e_end = None if e is None else e[..., C, None, None]
+    b_end = A[..., C:, :1]
+    e_end = None if P is None else P[..., C:, :1]
     N_end = N[..., C, :, None]  # [B, H, C, 1]
     NK_end = N_end * K
     EK_end = None if mom is None else E[..., C, :, None] * K
     if mom is not None:
-        m_end = Am[..., C, 0, None, None]  # momentum weight of S_0 at the chunk end
+        m_end = Am[..., C:, :1]  # momentum weight of S_0 at the chunk end
         M_end = (Am[..., C, 1:] * (-2 * eta)).unsqueeze(-1)  # of the half-gradients
         MK_end = M_end * K
 
@@ -308,7 +316,7 @@ def chunk_step(stacked: tuple, X, mom, W_q, res: tuple, opts: StepOptions):
                     if opts.dgd == "input":
                         z = z - EQK @ u[j]
                 h = apply_activation(z, act)
-                y = (N[..., read_rows, :] * (h @ Act[j].mT)) @ dyh[j] + b_r * (h @ W1[j].mT)
+                y = (N_r * (h @ Act[j].mT)) @ dyh[j] + b_r * (h @ W1[j].mT)
                 if mom is not None:
                     y = y + e_r * (h @ S1[j].mT)
                 out = y + Q  # M_mem is residual
