@@ -57,6 +57,17 @@ def apply_activation(z, activation="silu"):
     raise ValueError(f"unknown activation {activation!r}; expected one of {ACTIVATIONS}")
 
 
+def activation_derivative(z, activation="silu"):
+    """s'(z) alone, the same formula as `activation_and_derivative`'s."""
+    if activation == "silu":
+        sig = torch.sigmoid(z)
+        return sig * (1 + z * (1 - sig))
+    if activation == "gelu":
+        cdf = 0.5 * (1 + torch.erf(z / math.sqrt(2.0)))
+        return cdf + z * torch.exp(-0.5 * z * z) / math.sqrt(2 * math.pi)
+    raise ValueError(f"unknown activation {activation!r}; expected one of {ACTIVATIONS}")
+
+
 def check_memory_kind(memory):
     if memory not in MEMORY_KINDS:
         raise ValueError(f"unknown memory {memory!r}; expected one of {MEMORY_KINDS}")

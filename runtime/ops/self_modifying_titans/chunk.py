@@ -57,7 +57,7 @@ from typing import NamedTuple
 import torch
 from torch.utils.checkpoint import checkpoint
 
-from ..mlp_memory import activation_and_derivative, apply_activation
+from ..mlp_memory import activation_derivative, apply_activation
 from .naive import (
     check_options, generate, initial_self_mod_state, is_residual, memory_names, momentum_gate,
 )
@@ -250,42 +250,44 @@ def chunk_step(stacked: tuple, X, mom, W_q, res: tuple, opts: StepOptions):
                                    raw=raw)  # [B, H, C, D], [B, H, C]
 
     # -- coefficients, shared by all memories --
+    # Columns: the base (W_0; S_0 with momentum) then the C tokens' writes. Rows: the state before
+    # token i (rows :C: u's system and the "previous" read), after it (rows 1:, "current" read),
+    # the chunk end (row C). Pieces that tile a matrix come from one split (one operator, and one
+    # in the backward, against one per slice).
     A = _decay_ext(alpha)
-    Ta = A[..., 1:]  # retention weight of token j's write in state s (column 0: b0, of W_0)
+    b, Ta = A.split([1, C], dim=-1)  # retention weights of W_0 ([.., C+1, 1]), of token j's write
     if mom is None:  # Dg = E
-        N, E, P = Ta * (-2 * eta).unsqueeze(-2), None, None
+        N, E, e = Ta * (-2 * eta).unsqueeze(-2), None, None
     else:
         Am = _decay_ext(mom)  # momentum: [m0 | Mo] in rows 1..C (token t)
-        P = _mm(Ta, Am[..., 1:, :])  # S_t's weight in state s: [e | Ba Mo]
-        N, E = P[..., 1:] * (-2 * eta).unsqueeze(-2), Ta * eta.unsqueeze(-2)
+        e, BaMo = _mm(Ta, Am[..., 1:, :]).split([1, C], dim=-1)  # weights of S_0 and S_t
+        N, E = BaMo * (-2 * eta).unsqueeze(-2), Ta * eta.unsqueeze(-2)
     # N = -2 Dg: the coefficient of the half-gradient factors dy/2, dz/2 (below); E: the weight
-    # of the DGD write -eta_j u_j k_j^T. Rows: the state before token i (u's system, the
-    # "previous" read), after it ("current" read), and the chunk end. Base weights are sliced as
-    # [.., rows, 1] columns: b0 from A, e from P.
+    # of the DGD write -eta_j u_j k_j^T
     KQ = torch.cat([V, K, Q], dim=-2)  # rows of the first-layer forward: [v; k; q]
     KK, QK = _mm(KQ[..., C:, :], K.mT).split(C, dim=-2)  # k_i . k_j and q_i . k_j: [B, H, C, C]
-    Np, bp = N[..., :C, :], A[..., :C, :1]
-    ep = None if P is None else P[..., :C, :1]
+    bp, b_end = b.split([C, 1], dim=-2)  # [.., C, 1], [.., 1, 1]
+    ep, e_end = (None, None) if e is None else e.split([C, 1], dim=-2)
+    Np, N_end = N.split([C, 1], dim=-2)
+    N_end = N_end.mT  # as a column over the tokens: [B, H, C, 1]
     NKK = Np * KK
     if opts.read == "current":
-        N_r, b_r = N[..., 1:, :], A[..., 1:, :1]
-        e_r = None if P is None else P[..., 1:, :1]
+        N_r, b_r = N[..., 1:, :], b[..., 1:, :]
+        e_r = None if e is None else e[..., 1:, :]
     else:  # the "previous" read shares the rows of u's system
         N_r, b_r, e_r = Np, bp, ep
     NQK = N_r * QK
+    if mom is not None:
+        Ep, E_end = E.split([C, 1], dim=-2)
     if opts.dgd == "input":
         if mom is None:
             Lu = -0.5 * NKK  # E' * KK^T: strictly lower, (I + Lu) u = r
         else:
-            Ep = E[..., :C, :]
             Lu = Ep * KK
             EQK = (Ep if opts.read != "current" else E[..., 1:, :]) * QK
-    # chunk-end row C, as [B, H, 1, 1] weights of the bases and [B, H, C, D] weighted keys
-    b_end = A[..., C:, :1]
-    e_end = None if P is None else P[..., C:, :1]
-    N_end = N[..., C, :, None]  # [B, H, C, 1]
+    # chunk-end weights of the writes, on the keys: [B, H, C, D]
     NK_end = N_end * K
-    EK_end = None if mom is None else E[..., C, :, None] * K
+    EK_end = None if mom is None else E_end.mT * K
     if mom is not None:
         m_end = Am[..., C:, :1]  # momentum weight of S_0 at the chunk end
         M_end = (Am[..., C, 1:] * (-2 * eta)).unsqueeze(-1)  # of the half-gradients
@@ -296,13 +298,13 @@ def chunk_step(stacked: tuple, X, mom, W_q, res: tuple, opts: StepOptions):
         # one forward of rows [v; k; q] at xi: targets vhat = M(v), gradient factors at k,
         # and (for M_mem) z = W2_0 q for its read
         Z = _mm(KQ, W2.mT)  # [G, B, H, 3C, D_hid]
-        Act_all, dAct = activation_and_derivative(Z, act)
+        Act_all = apply_activation(Z, act)
         Y = _mm(Act_all, W1.mT)  # [G, B, H, 3C, D_out]
         Yv, Yk, Yq = Y.split(C, dim=-2)
-        Zk, Zq = Z[..., C:2 * C, :], Z[..., 2 * C:, :]
+        _, Zk, Zq = Z.split(C, dim=-2)
         Act = Act_all[..., C:2 * C, :]
         dyh = _with_skip(Yk - Yv, K - V, r)  # dy/2 = M(k) - vhat
-        dzh = _mm(dyh, W1) * dAct[..., C:2 * C, :]  # dz/2
+        dzh = _mm(dyh, W1) * activation_derivative(Zk, act)  # dz/2 (s' at k's rows only)
         if opts.dgd == "input":  # u_i = W2_{i-1} k_i; rhs: W2_{i-1} k_i without the u terms
             rhs = _mm(NKK, dzh) + bp * Zk
             if mom is not None:
