@@ -295,15 +295,13 @@ def chunk_step(stacked: tuple, X, mom, W_q, res: tuple, opts: StepOptions):
 
     out, new = None, []
     for group, r, (W1, W2, S1, S2) in zip(opts.groups, res, stacked):
-        # one forward of rows [v; k; q] at xi: targets vhat = M(v), gradient factors at k,
+        # one first layer for rows [v; k; q] at xi: targets vhat = M(v), gradient factors at k,
         # and (for M_mem) z = W2_0 q for its read
         Z = _mm(KQ, W2.mT)  # [G, B, H, 3C, D_hid]
-        Act_all = apply_activation(Z, act)
-        Y = _mm(Act_all, W1.mT)  # [G, B, H, 3C, D_out]
-        Yv, Yk, Yq = Y.split(C, dim=-2)
+        Av, Act, Aq = apply_activation(Z, act).split(C, dim=-2)
         _, Zk, Zq = Z.split(C, dim=-2)
-        Act = Act_all[..., C:2 * C, :]
-        dyh = _with_skip(Yk - Yv, K - V, r)  # dy/2 = M(k) - vhat
+        # dy/2 = M(k) - vhat = W1 (s(W2 k) - s(W2 v)) [+ k - v]: one second-layer product
+        dyh = _with_skip(_mm(Act - Av, W1.mT), K - V, r)
         dzh = _mm(dyh, W1) * activation_derivative(Zk, act)  # dz/2 (s' at k's rows only)
         if opts.dgd == "input":  # u_i = W2_{i-1} k_i; rhs: W2_{i-1} k_i without the u terms
             rhs = _mm(NKK, dzh) + bp * Zk
@@ -322,7 +320,7 @@ def chunk_step(stacked: tuple, X, mom, W_q, res: tuple, opts: StepOptions):
         if "mem" in group:  # the read, from the chunk-start state (S1, S2 not yet replaced)
             j = group.index("mem")
             if opts.read == "chunk_start":
-                out = Yq[j] + Q
+                out = _mm(Aq[j], W1[j].mT) + Q
             else:  # M_mem at the state before (previous) or after (current) token i
                 # M_mem's part of each stacked operand: views (the stack's leading axis), which
                 # costs a few operators but not the read of every memory of the group
