@@ -109,11 +109,13 @@ def chunk_self_modifying_titans(x, init_weights=None, W_q=None, chunk_size=16, a
     # the state stays stacked per group through the loop (one stack here, not one per chunk)
     stacked = tuple(_stack_state(state, group) for group in groups)
     res = tuple(_residual_mask(state, group, x) for group in groups)
+    # the momentum gates are inputs, not state: every chunk's decay products at once
+    moms = None if mom is None else _chunk_decays(mom, chunk_size)
     xs = x.transpose(1, 2)  # [B, H, T, D]
     outputs = []
     for s in range(0, T, chunk_size):
         X = xs[:, :, s:s + chunk_size]  # [B, H, C, D]
-        mom_c = None if mom is None else mom[:, :, s:s + chunk_size]
+        mom_c = None if moms is None else moms[s // chunk_size]
         if recompute_step and torch.is_grad_enabled():
             # no random numbers in a step: nothing to replay, and reading the CUDA generator's
             # state is not allowed while a CUDA graph is being captured (--cuda-graphs)
@@ -189,6 +191,14 @@ def _rows(t, d: int):
     return t if t.shape[-2] == d else t[..., :d, :]
 
 
+def _chunk_decays(g, C: int) -> list:
+    """`_decay_ext` of each chunk of gates g [B, H, T]: full chunks in one batched solve."""
+    T = g.shape[-1]
+    n = T // C
+    out = list(_decay_ext(g[..., :n * C].unflatten(-1, (n, C))).unbind(-3)) if n else []
+    return out + ([_decay_ext(g[..., n * C:])] if T % C else [])
+
+
 def _mm(a, b):
     """a @ b as one torch.bmm over the flattened batch: torch.matmul on >3-d operands adds its own
     expand/reshape/view operators per call (about 16 host operators against 11 here, the backward
@@ -222,9 +232,10 @@ def _decay_ext(g):
     return torch.linalg.solve_triangular(sub, eye.expand_as(sub), upper=False, unitriangular=True)
 
 
-def chunk_step(stacked: tuple, X, mom, W_q, res: tuple, opts: StepOptions):
+def chunk_step(stacked: tuple, X, Am, W_q, res: tuple, opts: StepOptions):
     """One chunk of Eq. 90. stacked: per group of `opts.groups`, (W1, W2, S1, S2) at the chunk
-    start, each [G, B, H, ...]; X [B, H, C, D]; mom the chunk's momentum gates [B, H, C] or None;
+    start, each [G, B, H, ...]; X [B, H, C, D]; Am the decay products of the chunk's momentum
+    gates (`_decay_ext`, [B, H, C+1, C+1]: [m0 | Mo] in rows 1..C) or None;
     res per group, which memories have the residual skip (`_residual_mask`)
     -> (M_mem's output [B, H, C, D], the stacked state at the chunk end).
 
@@ -256,10 +267,9 @@ def chunk_step(stacked: tuple, X, mom, W_q, res: tuple, opts: StepOptions):
     # in the backward, against one per slice).
     A = _decay_ext(alpha)
     b, Ta = A.split([1, C], dim=-1)  # retention weights of W_0 ([.., C+1, 1]), of token j's write
-    if mom is None:  # Dg = E
+    if Am is None:  # Dg = E
         N, E, e = Ta * (-2 * eta).unsqueeze(-2), None, None
     else:
-        Am = _decay_ext(mom)  # momentum: [m0 | Mo] in rows 1..C (token t)
         e, BaMo = _mm(Ta, Am[..., 1:, :]).split([1, C], dim=-1)  # weights of S_0 and S_t
         N, E = BaMo * (-2 * eta).unsqueeze(-2), Ta * eta.unsqueeze(-2)
     # N = -2 Dg: the coefficient of the half-gradient factors dy/2, dz/2 (below); E: the weight
@@ -277,18 +287,18 @@ def chunk_step(stacked: tuple, X, mom, W_q, res: tuple, opts: StepOptions):
     else:  # the "previous" read shares the rows of u's system
         N_r, b_r, e_r = Np, bp, ep
     NQK = N_r * QK
-    if mom is not None:
+    if Am is not None:
         Ep, E_end = E.split([C, 1], dim=-2)
     if opts.dgd == "input":
-        if mom is None:
+        if Am is None:
             Lu = -0.5 * NKK  # E' * KK^T: strictly lower, (I + Lu) u = r
         else:
             Lu = Ep * KK
             EQK = (Ep if opts.read != "current" else E[..., 1:, :]) * QK
     # chunk-end weights of the writes, on the keys: [B, H, C, D]
     NK_end = N_end * K
-    EK_end = None if mom is None else E_end.mT * K
-    if mom is not None:
+    EK_end = None if Am is None else E_end.mT * K
+    if Am is not None:
         m_end = Am[..., C:, :1]  # momentum weight of S_0 at the chunk end
         M_end = (Am[..., C, 1:] * (-2 * eta)).unsqueeze(-1)  # of the half-gradients
         MK_end = M_end * K
@@ -305,10 +315,10 @@ def chunk_step(stacked: tuple, X, mom, W_q, res: tuple, opts: StepOptions):
         dzh = _mm(dyh, W1) * activation_derivative(Zk, act)  # dz/2 (s' at k's rows only)
         if opts.dgd == "input":  # u_i = W2_{i-1} k_i; rhs: W2_{i-1} k_i without the u terms
             rhs = _mm(NKK, dzh) + bp * Zk
-            if mom is not None:
+            if Am is not None:
                 rhs = rhs + _mm(ep * K, S2.mT)
             u = torch.linalg.solve_triangular(Lu, rhs, upper=False, unitriangular=True)
-        if mom is None:
+        if Am is None:
             # Dg = E: both W2 writes have the coefficient N = -2E, on dz/2 + u/2
             V2 = dzh if opts.dgd != "input" else torch.add(dzh, u, alpha=0.5)
             W2n = _mm(V2.mT, NK_end) + b_end * W2
@@ -324,18 +334,18 @@ def chunk_step(stacked: tuple, X, mom, W_q, res: tuple, opts: StepOptions):
             else:  # M_mem at the state before (previous) or after (current) token i
                 # M_mem's part of each stacked operand: views (the stack's leading axis), which
                 # costs a few operators but not the read of every memory of the group
-                z = _mm(NQK, (V2 if mom is None else dzh)[j]) + b_r * Zq[j]  # W2(i) q_i
-                if mom is not None:
+                z = _mm(NQK, (V2 if Am is None else dzh)[j]) + b_r * Zq[j]  # W2(i) q_i
+                if Am is not None:
                     z = z + _mm(e_r * Q, S2[j].mT)
                     if opts.dgd == "input":
                         z = z - _mm(EQK, u[j])
                 h = apply_activation(z, act)
                 y = _mm(N_r * _mm(h, Act[j].mT), dyh[j]) + b_r * _mm(h, W1[j].mT)
-                if mom is not None:
+                if Am is not None:
                     y = y + e_r * _mm(h, S1[j].mT)
                 out = y + Q  # M_mem is residual
         W1n = _mm(dyh.mT, N_end * Act) + b_end * W1
-        if mom is not None:
+        if Am is not None:
             W1n = W1n + e_end * S1
             S1 = _mm(dyh.mT, M_end * Act) + m_end * S1
             S2 = _mm(dzh.mT, MK_end) + m_end * S2
