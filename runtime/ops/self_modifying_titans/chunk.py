@@ -110,8 +110,9 @@ def chunk_self_modifying_titans(x, init_weights=None, W_q=None, chunk_size=16, a
     stacked = tuple(_stack_state(state, group) for group in groups)
     res = tuple(_residual_mask(state, group, x) for group in groups)
     # the momentum gates are inputs, not state: every chunk's decay products at once
-    moms = None if mom is None else _chunk_decays(mom, chunk_size)
-    xs = x.transpose(1, 2)  # [B, H, T, D]
+    moms = None if mom is None else _chunk_decays(mom.flatten(0, 1), chunk_size)
+    # contiguous once, so that each chunk's [B, H, C, D] flattens to [B * H, C, D] as a view
+    xs = x.transpose(1, 2).contiguous()  # [B, H, T, D]
     outputs = []
     for s in range(0, T, chunk_size):
         X = xs[:, :, s:s + chunk_size]  # [B, H, C, D]
@@ -125,7 +126,8 @@ def chunk_self_modifying_titans(x, init_weights=None, W_q=None, chunk_size=16, a
             out, stacked = step(stacked, X, mom_c, W_q, res, opts)
         outputs.append(out)
     o = torch.cat(outputs, dim=2).transpose(1, 2) if T else x.new_zeros(x.shape)
-    state = {n: (_rows(W1[j], d), W2[j], _rows(S1[j], d), S2[j])
+    heads = lambda t: t.unflatten(0, x.shape[0:1] + x.shape[2:3])  # noqa: E731  [B * H] -> [B, H]
+    state = {n: (heads(_rows(W1[j], d)), heads(W2[j]), heads(_rows(S1[j], d)), heads(S2[j]))
              for group, dims, (W1, W2, S1, S2) in zip(groups, out_dims, stacked)
              for j, (n, d) in enumerate(zip(group, dims))}
     return o, {n: state[n] for n in names}
@@ -164,7 +166,7 @@ def _stack_groups(state: dict, names) -> tuple:
 
 
 def _stack_state(state: dict, group) -> tuple:
-    """(W1, W2, S1, S2) of a group's memories, stacked: [G, B, H, ...]; W1 and S1 with zero rows
+    """(W1, W2, S1, S2) of a group's memories, stacked: [G, B * H, ...]; W1 and S1 with zero rows
     up to the group's largest D_out. Exact: a zero row of W1 outputs 0, so (for a memory without
     the residual skip, the only kind padded) its target and its output agree there, the gradient
     dy is 0 in that row, and the row's writes (dy a^T) and retention keep it 0; dz = W1^T dy only
@@ -173,17 +175,17 @@ def _stack_state(state: dict, group) -> tuple:
     pad = lambda t: t if t.shape[-2] == d else torch.nn.functional.pad(  # noqa: E731
         t, (0, 0, 0, d - t.shape[-2]))
     return tuple(torch.stack([pad(state[n][i]) if i in (0, 2) else state[n][i] for n in group])
-                 for i in range(4))
+                 .flatten(1, 2) for i in range(4))
 
 
 def _residual_mask(state: dict, group, x):
     """Whether the memories of a group have the residual skip (x + W1 s(W2 x), D_out == D_in):
-    a bool when all or none do, else a 0/1 factor [G, 1, 1, 1, 1] (made with fills, not from
+    a bool when all or none do, else a 0/1 factor [G, 1, 1, 1] (made with fills, not from
     host data: nothing to copy to the device)."""
     flags = [is_residual(*state[n][:2]) for n in group]
     if all(flags) or not any(flags):
         return flags[0]
-    return torch.stack([x.new_full((), float(f)) for f in flags]).view(-1, 1, 1, 1, 1)
+    return torch.stack([x.new_full((), float(f)) for f in flags]).view(-1, 1, 1, 1)
 
 
 def _rows(t, d: int):
@@ -192,7 +194,7 @@ def _rows(t, d: int):
 
 
 def _chunk_decays(g, C: int) -> list:
-    """`_decay_ext` of each chunk of gates g [B, H, T]: full chunks in one batched solve."""
+    """`_decay_ext` of each chunk of gates g [..., T]: full chunks in one batched solve."""
     T = g.shape[-1]
     n = T // C
     out = list(_decay_ext(g[..., :n * C].unflatten(-1, (n, C))).unbind(-3)) if n else []
@@ -200,17 +202,15 @@ def _chunk_decays(g, C: int) -> list:
 
 
 def _mm(a, b):
-    """a @ b as one torch.bmm over the flattened batch: torch.matmul on >3-d operands adds its own
-    expand/reshape/view operators per call (about 16 host operators against 11 here, the backward
-    alike). Batch dims broadcast like matmul's (a shared [B, H, ...] against a [G, B, H, ...]
-    stack: expanded and copied, as matmul does)."""
-    batch = torch.broadcast_shapes(a.shape[:-2], b.shape[:-2])
-    if a.shape[:-2] != batch:
-        a = a.expand(*batch, *a.shape[-2:])
-    if b.shape[:-2] != batch:
-        b = b.expand(*batch, *b.shape[-2:])
-    out = torch.bmm(a.reshape(-1, *a.shape[-2:]), b.reshape(-1, *b.shape[-2:]))
-    return out.view(*batch, *out.shape[-2:])
+    """a @ b for 3-d operands ([B * H, n, k], shared by the memories) and 4-d ones ([G, B * H, n, k],
+    a stack), as one torch.bmm: torch.matmul on >3-d operands adds its own expand/reshape/view
+    operators per call. A shared operand against a stack is expanded and copied, as matmul does."""
+    if a.dim() == b.dim() == 3:
+        return torch.bmm(a, b)
+    G = a.shape[0] if a.dim() == 4 else b.shape[0]
+    a = a if a.dim() == 4 else a.expand(G, *a.shape)
+    b = b if b.dim() == 4 else b.expand(G, *b.shape)
+    return torch.bmm(a.flatten(0, 1), b.flatten(0, 1)).unflatten(0, (G, -1))
 
 
 def _with_skip(y, x, res):
@@ -234,16 +234,19 @@ def _decay_ext(g):
 
 def chunk_step(stacked: tuple, X, Am, W_q, res: tuple, opts: StepOptions):
     """One chunk of Eq. 90. stacked: per group of `opts.groups`, (W1, W2, S1, S2) at the chunk
-    start, each [G, B, H, ...]; X [B, H, C, D]; Am the decay products of the chunk's momentum
-    gates (`_decay_ext`, [B, H, C+1, C+1]: [m0 | Mo] in rows 1..C) or None;
+    start, each [G, B * H, ...]; X [B, H, C, D]; Am the decay products of the chunk's momentum
+    gates (`_decay_ext`, [B * H, C+1, C+1]: [m0 | Mo] in rows 1..C) or None;
     res per group, which memories have the residual skip (`_residual_mask`)
     -> (M_mem's output [B, H, C, D], the stacked state at the chunk end).
 
-    Shared tensors ([B, H, ...]: keys, coefficients) broadcast against the memory axis, so every
-    step below runs once per group, not once per memory. Notation of the module docstring;
-    coefficient matrices are state-indexed, [.., C+1 states, C tokens]."""
+    Shared tensors ([B * H, ...]: keys, coefficients) broadcast against the memory axis, so every
+    step below runs once per group, not once per memory; heads and batch share one axis so that
+    the products are plain torch.bmm calls. Notation of the module docstring; coefficient
+    matrices are state-indexed, [.., C+1 states, C tokens]."""
     C = X.shape[2]
     act = opts.activation
+    bh = X.shape[:2]  # (B, H): `generate` takes [B, H, ...] (per-head W_q and biases)
+    X3 = X.flatten(0, 1)  # [B * H, C, D], a view (the caller's X is a slice of contiguous rows)
 
     # -- generation: every generator's output at the chunk start, one forward per group --
     raw = {}
@@ -251,7 +254,8 @@ def chunk_step(stacked: tuple, X, Am, W_q, res: tuple, opts: StepOptions):
         if group == ("mem",):
             continue
         # (a group holding M_mem also runs it on X, unused: cheaper than slicing it out)
-        y = _with_skip(_mm(apply_activation(_mm(X, W2.mT), act), W1.mT), X, r)
+        y = _with_skip(_mm(apply_activation(_mm(X3, W2.mT), act), W1.mT), X3, r)
+        y = y.unflatten(1, bh)  # [G, B, H, C, D_out]
         # unbind: one operator (and one in the backward) for all the memories' outputs
         raw.update({n: y_n if d == y.shape[-1] else y_n[..., :d]  # without the padding
                     for y_n, n, d in zip(y.unbind(0), group, dims) if n != "mem"})
@@ -259,6 +263,7 @@ def chunk_step(stacked: tuple, X, Am, W_q, res: tuple, opts: StepOptions):
     K, V, Q, eta, alpha = generate(xi, X, W_q, act, opts.eta_map, opts.alpha_map, opts.eta_scale,
                                    opts.eta_bias, opts.alpha_bias, opts.qk_l2norm, opts.v_l2norm,
                                    raw=raw)  # [B, H, C, D], [B, H, C]
+    K, V, Q, eta, alpha = (t.flatten(0, 1) for t in (K, V, Q, eta, alpha))  # [B * H, ...]
 
     # -- coefficients, shared by all memories --
     # Columns: the base (W_0; S_0 with momentum) then the C tokens' writes. Rows: the state before
@@ -350,4 +355,4 @@ def chunk_step(stacked: tuple, X, Am, W_q, res: tuple, opts: StepOptions):
             S1 = _mm(dyh.mT, M_end * Act) + m_end * S1
             S2 = _mm(dzh.mT, MK_end) + m_end * S2
         new.append((W1n, W2n, S1, S2))
-    return out, tuple(new)
+    return out.unflatten(0, bh), tuple(new)
