@@ -328,7 +328,8 @@ def chunk_step(stacked: tuple, X, Am, W_q, res: tuple, opts: StepOptions):
             V2 = dzh if opts.dgd != "input" else torch.add(dzh, u, alpha=0.5)
             W2n = _mm(V2.mT, NK_end) + b_end * W2
         else:
-            W2n = _mm(dzh.mT, NK_end) + b_end * W2
+            dzhT = dzh.mT  # (used twice)
+            W2n = _mm(dzhT, NK_end) + b_end * W2
             W2n = W2n + e_end * S2
             if opts.dgd == "input":
                 W2n = W2n - _mm(u.mT, EK_end)
@@ -349,10 +350,11 @@ def chunk_step(stacked: tuple, X, Am, W_q, res: tuple, opts: StepOptions):
                 if Am is not None:
                     y = y + e_r * _mm(h, S1[j].mT)
                 out = y + Q  # M_mem is residual
-        W1n = _mm(dyh.mT, N_end * Act) + b_end * W1
+        dyhT = dyh.mT
+        W1n = _mm(dyhT, N_end * Act) + b_end * W1
         if Am is not None:
             W1n = W1n + e_end * S1
-            S1 = _mm(dyh.mT, M_end * Act) + m_end * S1
-            S2 = _mm(dzh.mT, MK_end) + m_end * S2
+            S1 = _mm(dyhT, M_end * Act) + m_end * S1
+            S2 = _mm(dzhT, MK_end) + m_end * S2
         new.append((W1n, W2n, S1, S2))
     return out.unflatten(0, bh), tuple(new)
