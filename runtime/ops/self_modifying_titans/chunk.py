@@ -4,14 +4,14 @@ Derivation. In a chunk of C tokens (local i = 1..C; index 0 = the boundary state
 that feeds the updates comes from xi: k, v, q, eta, alpha for all C tokens are one batched forward
 of the generator memories, and for every memory the targets vhat = M_xi(v) and the gradients
 G_i = grad L(M_xi; k_i, vhat_i) are one batched forward/backward with rank-1 factors
-G1_i = dy_i a_i^T, G2_i = dz_i k_i^T (`mlp_l2_grad_factors`). What is left is linear:
+G1_i = dy_i a_i^T, G2_i = dz_i k_i^T (as `mlp_l2_grad_factors`). What is left is linear:
 
   W1 (retention only):  W1_i = alpha_i W1_{i-1} + U1_i
   W2 (DGD, dgd="input"): W2_i = W2_{i-1}(alpha_i I - eta_i k_i k_i^T) + U2_i
                              = alpha_i W2_{i-1} - eta_i u_i k_i^T + U2_i,   u_i := W2_{i-1} k_i
   U_i = -eta_i G_i  (no momentum)  or  U_i = S_i = m_i S_{i-1} - eta_i G_i.
 
-With Ba_ij = prod_{l=j+1..i} alpha_l, b0_i = prod_{l<=i} alpha_l (`decay_matrix`, likewise Mo, m0
+With Ba_ij = prod_{l=j+1..i} alpha_l, b0_i = prod_{l<=i} alpha_l (as `decay_matrix`, likewise Mo, m0
 for momentum), summing the scans gives, for both layers,
 
   W_i = b0_i W_0 + e_i S_0 - sum_j Dg_ij G_j  [ - sum_j E_ij u_j k_j^T  for W2 ]
@@ -19,8 +19,8 @@ for momentum), summing the scans gives, for both layers,
   E = Ba diag(eta).
 
 The u_j are unknown but satisfy a triangular system: u_i = W2_{i-1} k_i, and the state before
-token i is the same representation with rows shifted by one (row i <- row i-1, `shift_base`,
-`shift_term`), so with E' the shifted E:
+token i is the same representation with rows shifted by one (row i <- row i-1; below: the
+state-indexed rows :C), so with E' the shifted E:
 
   u_i = r_i - sum_{j<i} E'_ij (k_j . k_i) u_j,   r_i = [b0' W_0 + e' S_0 - Dg' G] k_i
   =>  (I + E' * K K^T) u = r       (unit lower triangular: the UT transform of DeltaNet).
@@ -28,25 +28,30 @@ token i is the same representation with rows shifted by one (row i <- row i-1, `
 (I + E' * KK^T) depends only on k, eta, alpha, so its inverse is shared by all memories; no
 division by alpha appears, so alpha = 0 is fine. The output reads M_mem at a token-varying state;
 its first layer is linear in W2, so W2_{i-1} q_i = b0' W2_0 q_i + e' S2_0 q_i - (Dg' * Q K^T) dZ
-- (E' * Q K^T) u is exact (`lowrank_apply`), the activation acts per token, and the second layer
+- (E' * Q K^T) u is exact (as `lowrank_apply`), the activation acts per token, and the second layer
 is again linear in W1. The chunk-end state is row C, materialised once per chunk. Nothing is
 approximated, so chunk == naive up to rounding.
 
 Implementation (the loop is launch-bound: what follows keeps the operator count per chunk low
 without changing the formulas above).
 
-- Memories of the same weight shapes are stacked on a leading memory axis, [G, B, H, ...], once
-  per call: the state is carried stacked through the chunk loop and split back into the
-  {name: (W1, W2, S1, S2)} dict only at the end. Tensors shared by all memories (k, v, q, the
-  coefficient matrices) are [B, H, ...] and broadcast against the stack without copies.
+- All memories are stacked on a leading memory axis, [G, B * H, ...], once per call
+  (`_stack_groups`: those with the same W2 shape; the gates' one-row W1 is zero-padded, exact),
+  and the state is carried stacked through the chunk loop, split back into
+  {name: (W1, W2, S1, S2)} only at the end: each step below runs once per chunk, not once per
+  memory. Tensors shared by all
+  memories (k, v, q, the coefficient matrices) are [B * H, ...] and broadcast against the stack;
+  batch and heads share one axis so that products are single torch.bmm calls (`_mm`).
 - State-indexed coefficients: rows s = 0..C are the states after s tokens of the chunk (row 0 the
   chunk start), so "the state before token i" (Eq. 83's read, the u system) is rows :C and the
   chunk end is row C: slices, no shifted copies. The retention products come from one
   unit-triangular solve, A = (I - subdiag(alpha))^-1 with A[s, j'] = prod_{l=j'..s-1} alpha_l:
   column 0 is b0, column j+1 the decay of token j's write (forward substitution multiplies, never
-  divides, so alpha = 0 is exact).
-- One first-layer and one second-layer matmul per group give the targets vhat = M(v), the
-  gradient factors at k and M_xi(q) (rows [v; k; q]); z = W2_0 k is reused for u's right side.
+  divides, so alpha = 0 is exact). The momentum gates are inputs: their products for all chunks
+  are computed before the loop.
+- One first-layer product per chunk gives z for the rows [v; k; q]: the targets vhat = M(v), the
+  gradient factors at k (dy/2 = W1 (s(z_k) - s(z_v)) [+ k - v], one second-layer product), and
+  M_mem's read; z_k = W2_0 k is reused for u's right side.
 - The gradients' factor 2 and sign ride on the coefficients (N = -2 Dg, computed once per chunk;
   scaling by 2 is exact), so dy/2 and dz/2 are carried; with no momentum Dg = E and the two W2
   terms share one coefficient: V = dz/2 + u/2.
@@ -202,9 +207,10 @@ def _chunk_decays(g, C: int) -> list:
 
 
 def _mm(a, b):
-    """a @ b for 3-d operands ([B * H, n, k], shared by the memories) and 4-d ones ([G, B * H, n, k],
-    a stack), as one torch.bmm: torch.matmul on >3-d operands adds its own expand/reshape/view
-    operators per call. A shared operand against a stack is expanded and copied, as matmul does."""
+    """a @ b for 3-d operands ([B * H, n, k], shared by the memories) and 4-d ones
+    ([G, B * H, n, k], a stack), as one torch.bmm: torch.matmul on >3-d operands adds its own
+    expand/reshape/view operators per call (about 16 host operators against 5 to 11 here). A
+    shared operand against a stack is expanded and copied, as matmul does."""
     if a.dim() == b.dim() == 3:
         return torch.bmm(a, b)
     G = a.shape[0] if a.dim() == 4 else b.shape[0]
@@ -280,11 +286,11 @@ def chunk_step(stacked: tuple, X, Am, W_q, res: tuple, opts: StepOptions):
     # N = -2 Dg: the coefficient of the half-gradient factors dy/2, dz/2 (below); E: the weight
     # of the DGD write -eta_j u_j k_j^T
     KQ = torch.cat([V, K, Q], dim=-2)  # rows of the first-layer forward: [v; k; q]
-    KK, QK = _mm(KQ[..., C:, :], K.mT).split(C, dim=-2)  # k_i . k_j and q_i . k_j: [B, H, C, C]
+    KK, QK = _mm(KQ[..., C:, :], K.mT).split(C, dim=-2)  # k_i . k_j, q_i . k_j: [B*H, C, C]
     bp, b_end = b.split([C, 1], dim=-2)  # [.., C, 1], [.., 1, 1]
     ep, e_end = (None, None) if e is None else e.split([C, 1], dim=-2)
     Np, N_end = N.split([C, 1], dim=-2)
-    N_end = N_end.mT  # as a column over the tokens: [B, H, C, 1]
+    N_end = N_end.mT  # as a column over the tokens: [B * H, C, 1]
     NKK = Np * KK
     if opts.read == "current":
         N_r, b_r = N[..., 1:, :], b[..., 1:, :]
@@ -300,7 +306,7 @@ def chunk_step(stacked: tuple, X, Am, W_q, res: tuple, opts: StepOptions):
         else:
             Lu = Ep * KK
             EQK = (Ep if opts.read != "current" else E[..., 1:, :]) * QK
-    # chunk-end weights of the writes, on the keys: [B, H, C, D]
+    # chunk-end weights of the writes, on the keys: [B * H, C, D]
     NK_end = N_end * K
     EK_end = None if Am is None else E_end.mT * K
     if Am is not None:
@@ -312,7 +318,7 @@ def chunk_step(stacked: tuple, X, Am, W_q, res: tuple, opts: StepOptions):
     for group, r, (W1, W2, S1, S2) in zip(opts.groups, res, stacked):
         # one first layer for rows [v; k; q] at xi: targets vhat = M(v), gradient factors at k,
         # and (for M_mem) z = W2_0 q for its read
-        Z = _mm(KQ, W2.mT)  # [G, B, H, 3C, D_hid]
+        Z = _mm(KQ, W2.mT)  # [G, B * H, 3C, D_hid]
         Av, Act, Aq = apply_activation(Z, act).split(C, dim=-2)
         _, Zk, Zq = Z.split(C, dim=-2)
         # dy/2 = M(k) - vhat = W1 (s(W2 k) - s(W2 v)) [+ k - v]: one second-layer product
