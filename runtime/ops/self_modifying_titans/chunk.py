@@ -214,9 +214,12 @@ def _mm(a, b):
     if a.dim() == b.dim() == 3:
         return torch.bmm(a, b)
     G = a.shape[0] if a.dim() == 4 else b.shape[0]
-    a = a if a.dim() == 4 else a.expand(G, *a.shape)
-    b = b if b.dim() == 4 else b.expand(G, *b.shape)
-    return torch.bmm(a.flatten(0, 1), b.flatten(0, 1)).unflatten(0, (G, -1))
+    # a stack's [G, B * H] merge as a view (`view`: one operator, where flatten is three);
+    # a shared operand is expanded over G and copied
+    a, b = (t.view(-1, *t.shape[-2:]) if t.dim() == 4
+            else t.expand(G, *t.shape).reshape(-1, *t.shape[-2:]) for t in (a, b))
+    out = torch.bmm(a, b)
+    return out.view(G, -1, *out.shape[-2:])
 
 
 def _with_skip(y, x, res):
