@@ -255,7 +255,7 @@ def chunk_step(stacked: tuple, X, Am, W_q, res: tuple, opts: StepOptions):
     C = X.shape[2]
     act = opts.activation
     bh = X.shape[:2]  # (B, H): `generate` takes [B, H, ...] (per-head W_q and biases)
-    X3 = X.flatten(0, 1)  # [B * H, C, D], a view (the caller's X is a slice of contiguous rows)
+    X3 = X.view(-1, *X.shape[2:])  # [B * H, C, D] (X is a slice of contiguous rows: a view)
 
     # -- generation: every generator's output at the chunk start, one forward per group --
     raw = {}
@@ -264,7 +264,7 @@ def chunk_step(stacked: tuple, X, Am, W_q, res: tuple, opts: StepOptions):
             continue
         # (a group holding M_mem also runs it on X, unused: cheaper than slicing it out)
         y = _with_skip(_mm(apply_activation(_mm(X3, W2.mT), act), W1.mT), X3, r)
-        y = y.unflatten(1, bh)  # [G, B, H, C, D_out]
+        y = y.view(y.shape[0], *bh, *y.shape[2:])  # [G, B, H, C, D_out]
         # unbind: one operator (and one in the backward) for all the memories' outputs
         raw.update({n: y_n if d == y.shape[-1] else y_n[..., :d]  # without the padding
                     for y_n, n, d in zip(y.unbind(0), group, dims) if n != "mem"})
@@ -272,7 +272,7 @@ def chunk_step(stacked: tuple, X, Am, W_q, res: tuple, opts: StepOptions):
     K, V, Q, eta, alpha = generate(xi, X, W_q, act, opts.eta_map, opts.alpha_map, opts.eta_scale,
                                    opts.eta_bias, opts.alpha_bias, opts.qk_l2norm, opts.v_l2norm,
                                    raw=raw)  # [B, H, C, D], [B, H, C]
-    K, V, Q, eta, alpha = (t.flatten(0, 1) for t in (K, V, Q, eta, alpha))  # [B * H, ...]
+    K, V, Q, eta, alpha = (t.reshape(-1, *t.shape[2:]) for t in (K, V, Q, eta, alpha))  # [B*H, ..]
 
     # -- coefficients, shared by all memories --
     # Columns: the base (W_0; S_0 with momentum) then the C tokens' writes. Rows: the state before
@@ -366,4 +366,4 @@ def chunk_step(stacked: tuple, X, Am, W_q, res: tuple, opts: StepOptions):
             S1 = _mm(dyhT, M_end * Act) + m_end * S1
             S2 = _mm(dzhT, MK_end) + m_end * S2
         new.append((W1n, W2n, S1, S2))
-    return out.unflatten(0, bh), tuple(new)
+    return out.view(*bh, *out.shape[1:]), tuple(new)
