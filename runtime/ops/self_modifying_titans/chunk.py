@@ -99,8 +99,8 @@ def chunk_self_modifying_titans(x, init_weights=None, W_q=None, chunk_size=16, a
     torch.utils.checkpoint, which also serves higher-order gradients). Same values and gradients;
     the step's intermediates, [C, hidden] and [C, C] per memory, head and chunk, are most of a Hope
     block's activation memory. On the CPU, hope_two_pass at dim 128, 2 blocks and 256 tokens kept
-    234 MiB for the backward, 177 MiB of it in the self-modifying layers (Transformer++: 8 MiB);
-    with recomputed steps 60 MiB, plus at most 31 MiB of step inputs, for ~1.7x the step time."""
+    223 MiB for the backward, 165 MiB of it in the self-modifying layers (Transformer++: 8 MiB);
+    with recomputed steps 59 MiB, plus at most 39 MiB of step inputs (the stacked states)."""
     check_options(activation, eta_map, alpha_map, dgd, read)
     B, T = x.shape[:2]
     names = memory_names(adaptive_q, retention)
