@@ -57,10 +57,10 @@ _RECOMPUTED_CHUNKS = [False]
 
 @contextlib.contextmanager
 def recomputed_chunks(on: bool = True):
-    """The chunk steps of ops that offer one (self-modifying Titans) keep only their inputs for the
-    backward and run again there (torch.utils.checkpoint), instead of keeping every intermediate:
-    Hope's self-modifying layers hold most of its activation memory (runtime/ops/
-    self_modifying_titans/chunk.py says how much). The exact CMS signal's create_graph passes turn
+    """The chunk steps of ops that offer one (self-modifying Titans) keep only the state at the start
+    of each span of steps for the backward and run the span again there (torch.utils.checkpoint),
+    instead of keeping every intermediate (runtime/ops/self_modifying_titans/chunk.py says how much
+    that saves). The exact CMS signal's create_graph passes turn
     it off for themselves (runtime/model_base.py): a recomputation inside a pass that keeps its
     graph for a second-order gradient keeps it again, so it would cost time and save nothing."""
     _RECOMPUTED_CHUNKS.append(on)

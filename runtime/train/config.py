@@ -69,10 +69,10 @@ class RunConfig:
                         choices=("auto", "bf16", "fp32"))
     compile: bool = _f(False, "torch.compile the loss step (models with in-context learning loops: "
                                "their per-chunk steps; runtime/train/compiling.py)")
-    recompute_chunks: bool = _f(False, "keep only the inputs of the self-modifying memories' chunk steps for the "
-                                        "backward and run them again there: several times less activation memory "
-                                        "for Hope with the two_pass signal, about 1.7x the time (the exact signal's "
-                                        "second-order passes keep their graphs either way)")
+    recompute_chunks: bool = _f(False, "keep only the state at the start of each span of the self-modifying "
+                                        "memories' chunk steps for the backward and run the span again there: on "
+                                        "the CPU a quarter less live memory for hope_two_pass, about 1.8x the time "
+                                        "(the exact signal's second-order passes keep their graphs either way)")
     cuda_graphs: bool = _f(False, "capture each micro-batch's forward and backward once as a CUDA graph and "
                                    "replay it (one GPU; for launch-bound models such as Hope; "
                                    "runtime/train/cuda_graph.py)")

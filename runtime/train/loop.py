@@ -450,15 +450,15 @@ def _oom_error(err: BaseException, cfg: RunConfig, seq_len, device: torch.device
     from ..layers.selfmod import SelfModifying
 
     detail, first = "", ""
-    # Self-modifying memories keep most of Hope's activations (runtime/ops/self_modifying_titans/
-    # chunk.py): recomputing their chunk steps is the first thing to try, except under the exact
-    # CMS signal, whose second-order passes keep the recomputed graphs anyway.
+    # With self-modifying memories, recomputing their chunk steps trades time for memory (runtime/
+    # ops/self_modifying_titans/chunk.py), except under the exact CMS signal, whose second-order
+    # passes keep the recomputed graphs anyway: there the two_pass signal is the first saving.
     if model is not None and any(isinstance(m, SelfModifying) for m in model.modules()):
         if getattr(model, "segment", 0) and getattr(model, "cms_signal", None) != "two_pass":
             first = ("train the two_pass CMS signal (--set continuum.signal=two_pass, as specs/hope_two_pass.nsam: "
                      "no second-order graph) with --recompute-chunks, ")
         elif not cfg.recompute_chunks:
-            first = "add --recompute-chunks (this model's self-modifying memories keep most of its activations), "
+            first = "add --recompute-chunks (the self-modifying memories' chunk steps run again in the backward), "
     if device.type == "cuda":
         _, total = torch.cuda.mem_get_info(device)
         peak = torch.cuda.max_memory_allocated(device)
