@@ -70,9 +70,10 @@ class RunConfig:
     compile: bool = _f(False, "torch.compile the loss step (models with in-context learning loops: "
                                "their per-chunk steps; runtime/train/compiling.py)")
     recompute_chunks: bool = _f(False, "keep only the state at the start of each span of the self-modifying "
-                                        "memories' chunk steps for the backward and run the span again there: on "
-                                        "the CPU a quarter less live memory for hope_two_pass, about 1.8x the time "
-                                        "(the exact signal's second-order passes keep their graphs either way)")
+                                        "memories' chunk steps for the backward and run the span again there: "
+                                        "hope_two_pass's activations 517 -> 228 MiB on the CPU at 1,024 tokens "
+                                        "(bench/activation_memory.py), about 1.8x the time (the exact signal's "
+                                        "second-order passes keep their graphs either way)")
     cuda_graphs: bool = _f(False, "capture each micro-batch's forward and backward once as a CUDA graph and "
                                    "replay it (one GPU; for launch-bound models such as Hope; "
                                    "runtime/train/cuda_graph.py)")

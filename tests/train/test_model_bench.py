@@ -69,3 +69,19 @@ def test_profile_hope_rejects_an_unknown_spec_before_timing():
     cmd = [sys.executable, str(ROOT / "bench" / "profile_hope.py"), "transformer_pp", "nosuchspec", "--device", "cpu"]
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert proc.returncode != 0 and "no spec nosuchspec" in proc.stderr and "ms/step" not in proc.stderr
+
+
+def test_activation_memory_census_sees_recomputation():
+    # bench/activation_memory.py: live storages after the forward, by line; recomputing the
+    # self-modifying chunk steps must leave far fewer of them (the steps' intermediates go)
+    def total(*flags):
+        cmd = [sys.executable, str(ROOT / "bench" / "activation_memory.py"), "self_modifying_titans", "--dim", "32",
+               "--depth", "1", "--context", "256", "--top", "3", *flags]
+        proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        line = next(ln for ln in proc.stdout.splitlines() if ln.startswith("self_modifying_titans:"))
+        assert "runtime/" in proc.stdout  # lines are attributed to nslang's code
+        return float(line.split()[1])
+
+    kept, recomputed = total(), total("--recompute-chunks")
+    assert recomputed * 3 < kept, (kept, recomputed)

@@ -98,11 +98,9 @@ def chunk_self_modifying_titans(x, init_weights=None, W_q=None, chunk_size=16, a
     recompute_step=True runs the chunks in spans of ~sqrt(n) and keeps, for the backward, only the
     memories' state at each span's start; the span runs again in the backward (non-reentrant
     torch.utils.checkpoint, which also serves higher-order gradients). Same values and gradients.
-    Measured on the CPU (dim 128, 2 blocks, 1,024 tokens, live memory after the forward):
-    self_modifying_titans 332 -> 201 MiB, hope_two_pass 582 -> 431 MiB (Transformer++: 41 MiB;
-    without a gradient: 13 MiB), for ~1.8x the step time. Even one span over all chunks leaves
-    ~197 MiB for self_modifying_titans, so most of what remains is held outside the steps; where is
-    not yet found."""
+    Measured on the CPU by bench/activation_memory.py (storages alive after the forward, dim 128,
+    2 blocks, 1,024 tokens): self_modifying_titans 294 -> 30 MiB, hope_two_pass 517 -> 228 MiB (what
+    remains is mostly its CMS levels), Transformer++ 27 MiB; ~1.8x the step time."""
     check_options(activation, eta_map, alpha_map, dgd, read)
     B, T = x.shape[:2]
     names = memory_names(adaptive_q, retention)
