@@ -122,6 +122,19 @@ def _mm(a, b, PREC: tl.constexpr):
         return tl.dot(a, b, input_precision=PREC)
 
 
+@triton.jit
+def _chunk_end_state(w1, w2, s1, s2, a, dz, t_dy, t_k, b_bc, b_ec, b_ac, b_dc, b_tc, PREC: tl.constexpr):
+    """One hidden tile of the chunk-end state (the module docstring's W1', S1', W2', S2'):
+    retention and momentum of the chunk-start tile, minus the chunk's gradients weighted by the
+    rows dC (weights) and tC (momentum). Shared with kernel_split.py."""
+    dyt = tl.trans(t_dy)
+    nw1 = b_bc * w1 + b_ec * s1 - _mm(dyt, a * b_dc[:, None], PREC)
+    ns1 = b_ac * s1 - _mm(dyt, a * b_tc[:, None], PREC)
+    nw2 = b_bc * w2 + b_ec * s2 - _mm(tl.trans(dz * b_dc[:, None]), t_k, PREC)
+    ns2 = b_ac * s2 - _mm(tl.trans(dz * b_tc[:, None]), t_k, PREC)
+    return nw1, nw2, ns1, ns2
+
+
 # ----------------------------------------------------------------------------------------------
 # forward
 # ----------------------------------------------------------------------------------------------
@@ -198,11 +211,8 @@ def _titans_fwd(
             b_o += (b_b0[:, None] * _mm(hq, tl.trans(w1), PREC)
                     + b_e[:, None] * _mm(hq, tl.trans(s1), PREC))
             b_pa += _mm(hq, tl.trans(a), PREC)
-            dyt = tl.trans(t_dy)
-            nw1 = b_bc * w1 + b_ec * s1 - _mm(dyt, a * b_dc[:, None], PREC)
-            ns1 = b_ac * s1 - _mm(dyt, a * b_tc[:, None], PREC)
-            nw2 = b_bc * w2 + b_ec * s2 - _mm(tl.trans(dz * b_dc[:, None]), t_k, PREC)
-            ns2 = b_ac * s2 - _mm(tl.trans(dz * b_tc[:, None]), t_k, PREC)
+            nw1, nw2, ns1, ns2 = _chunk_end_state(w1, w2, s1, s2, a, dz, t_dy, t_k, b_bc, b_ec, b_ac,
+                                                  b_dc, b_tc, PREC)
             tl.store(p_w1 + nxt * DV * HID + q1, nw1)
             tl.store(p_s1 + nxt * DV * HID + q1, ns1)
             tl.store(p_w2 + nxt * HID * DK + q2, nw2)

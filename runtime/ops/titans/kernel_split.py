@@ -71,7 +71,7 @@ import torch
 import triton
 import triton.language as tl
 
-from .kernel import _act, _mm, run_titans, supports, why_not  # noqa: F401 (shared helpers)
+from .kernel import _act, _chunk_end_state, _mm, run_titans, supports, why_not  # noqa: F401 (shared helpers)
 
 # ----------------------------------------------------------------------------------------------
 # helpers, and the sums over tiles that the recurrence needs (Y, ddY)
@@ -244,11 +244,8 @@ def _fwd_step(
     b_bc, b_ec, b_ac = tl.load(bC + cf), tl.load(eC + cf), tl.load(aC + cf)
     b_dc = tl.load(dC + cf * C + o_c)
     b_tc = tl.load(tC + cf * C + o_c)
-    dyt = tl.trans(t_dy)
-    nw1 = b_bc * w1 + b_ec * s1 - _mm(dyt, a * b_dc[:, None], PREC)
-    ns1 = b_ac * s1 - _mm(dyt, a * b_tc[:, None], PREC)
-    nw2 = b_bc * w2 + b_ec * s2 - _mm(tl.trans(dz * b_dc[:, None]), b_k, PREC)
-    ns2 = b_ac * s2 - _mm(tl.trans(dz * b_tc[:, None]), b_k, PREC)
+    nw1, nw2, ns1, ns2 = _chunk_end_state(w1, w2, s1, s2, a, dz, t_dy, b_k, b_bc, b_ec, b_ac, b_dc, b_tc,
+                                          PREC)
     tl.store(W1s + nxt * DV * HID + q1, nw1)
     tl.store(S1s + nxt * DV * HID + q1, ns1)
     tl.store(W2s + nxt * HID * DK + q2, nw2)
