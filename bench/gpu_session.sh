@@ -98,6 +98,29 @@ run_stage() {  # name, gpus (comma-separated physical ids)
       # shellcheck disable=SC2086
       limit "$t" python3 bench/curves.py --gpus "$gpus" --max-minutes "$minutes" --cuda-graphs hope \
         ${CURVES_GRAPH_ARGS:---eval-every 30,300} --out "$dir/runs" --export "$dir/export" ;;
+    graph_numerics)  # where the NaN of curves_graph (hope_two_pass 512x4, graphs + recomputed chunks) comes from
+      for variant in "16 bf16 g r" "4 bf16 g -" "4 bf16 g r" "16 fp32 g r" "4 bf16 - r"; do
+        read -r b prec g r <<< "$variant"
+        extra=(); [ "$g" = g ] && extra+=(--cuda-graphs); [ "$r" = r ] && extra+=(--recompute-chunks)
+        t=$(left); [ "$t" -le 20 ] && break
+        echo "--- batch $b, $prec, ${extra[*]}"
+        CUDA_VISIBLE_DEVICES=$gpus limit "$(( t < 170 ? t : 170 ))" python3 -m nslang.cli train \
+          specs/hope_two_pass.nsam --set dim=512 --set depth=4 --set context=512 --context 512 \
+          --batch-size "$b" --precision "$prec" --steps "${NUMERICS_STEPS:-8}" --log-every 1 --eval-every 0 \
+          --device cuda --no-progress --warmup 50 --lr 0.001 --schedule constant --tokenizer byte \
+          --data .gpu_data/shakespeare/byte-val0.01-seed0 --out "$dir/b$b-$prec-$g$r" "${extra[@]}" 2>&1 | tail -4
+        python3 -c "import json,sys; print([(r['step'], round(r['loss'],4), round(r.get('grad_norm') or -1,3)) for r in map(json.loads, open(sys.argv[1])) if r['kind']=='train'])" \
+          "$dir/b$b-$prec-$g$r/metrics.jsonl" 2>&1 | tail -1
+      done ;;
+    model_graph_125m)  # 125M Hope as CUDA graphs; GRAPH_EXTRA: e.g. --recompute-chunks
+      # shellcheck disable=SC2086
+      CUDA_VISIBLE_DEVICES=$gpus limit "$t" python3 bench/model.py --cuda-graphs ${GRAPH_EXTRA:-} \
+        --specs transformer_pp,hope_two_pass,hope --batch-size 8 --hope-batch-size 1 --fit --steps 3 \
+        --budget-s "${MODEL_BUDGET_S:-200}" --nl-modes '' ;;
+    model_graph_125m_recompute)  # the same with the chunk steps recomputed (less memory: a larger batch fits)
+      CUDA_VISIBLE_DEVICES=$gpus limit "$t" python3 bench/model.py --cuda-graphs --recompute-chunks \
+        --specs transformer_pp,hope_two_pass,hope --batch-size 8 --hope-batch-size 2 --fit --steps 3 \
+        --budget-s "${MODEL_BUDGET_S:-200}" --nl-modes '' ;;
     graph_probe)  # which operation of Hope's step breaks a CUDA graph capture
       CUDA_VISIBLE_DEVICES=$gpus limit "$t" python3 bench/graph_probe.py hope_two_pass ;;
     model_ckpt)  # Hope at 125M needs activation checkpointing to fit 80 GB (its exact CMS signal)

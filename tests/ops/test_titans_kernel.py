@@ -72,7 +72,8 @@ def _run(fn, x, loss="both", seed=1, **kw):
     return o.detach(), [s.detach() for s in S], grads
 
 
-def _compare(x, C, memory, activation, loss, tol, tol_grad=None, block_hidden=None, precision=None):
+def _compare(x, C, memory, activation, loss, tol, tol_grad=None, block_hidden=None, precision=None,
+             tol_state=None):
     kw = dict(chunk_size=C, memory=memory, activation=activation)
     o, S, grads = _run(chunk_titans_kernel, x, loss, block_hidden=block_hidden, precision=precision, **kw)
     ref_in = {n: t.double() if t.device.type == "cpu" else t.float() for n, t in x.items()}
@@ -82,7 +83,9 @@ def _compare(x, C, memory, activation, loss, tol, tol_grad=None, block_hidden=No
     errs.update({f"state{i}": rel_rmse(s, s_r) for i, (s, s_r) in enumerate(zip(S, S_r))})
     errs.update({f"d{n}": rel_rmse(grads[n], grads_r[n]) for n in grads_r})
     print({n: f"{e:.1e}" for n, e in errs.items()})
-    assert_errors_below(errs, tol, tol_grad)
+    states = {n: e for n, e in errs.items() if n.startswith("state")}
+    assert_errors_below({n: e for n, e in errs.items() if n not in states}, tol, tol_grad)
+    assert_errors_below(states, tol_state or tol)
     return errs
 
 
@@ -177,19 +180,24 @@ def test_kernel_bf16_products(dtype):
 # ---------------------------------------------------------------------------------------------
 
 GPU_TOL = {torch.float32: (3e-2, 5e-2), torch.bfloat16: (3e-2, 5e-2)}
+# The final state after 32 chunks sums 32 updates, each a product of bf16 operands (the kernel's
+# products on CUDA for every input dtype, `_prec`): its relative RMSE measured 2.0-3.1e-2 on an
+# H100 at D = 64 and 128 (fp32 inputs, D = 64, reached 3.1e-2 and failed the values' 3e-2), like
+# the gradients, which sum as many bf16 products; a wrong term or transpose gives 1e-1 or more.
+GPU_TOL_STATE = 5e-2
 
 
 @gpu_real_shapes
 def test_kernel_gpu_real_shapes(D, dtype):
     x = _inputs(2, 2048, 4, D, D, 4 * D, dtype=dtype)
     tol_v, tol_g = GPU_TOL[dtype]
-    _compare(x, 64, "mlp", "silu", "both", tol_v, tol_g)
+    _compare(x, 64, "mlp", "silu", "both", tol_v, tol_g, tol_state=GPU_TOL_STATE)
 
 
 @gpu_test
 def test_kernel_gpu_residual_initial_state():
     x = _inputs(2, 1000, 4, 128, 128, 256, h0=True, dtype=torch.bfloat16)
-    _compare(x, 64, "residual_mlp", "silu", "both", *GPU_TOL[torch.bfloat16])
+    _compare(x, 64, "residual_mlp", "silu", "both", *GPU_TOL[torch.bfloat16], tol_state=GPU_TOL_STATE)
 
 
 def test_deep_memory_layer_uses_kernel():
