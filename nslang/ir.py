@@ -91,6 +91,7 @@ class Cms(Node):
     rule: Rule
     lr: float
     momentum: float
+    level_norm: Literal["none", "rms"] = "none"
     signal: Literal["exact", "two_pass", "local"]
     writes: Literal["differentiable", "detached"]
     option_spans: dict[str, Span] = {}

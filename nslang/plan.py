@@ -361,7 +361,7 @@ def _plan_cms(c: ir.Cms, levels: dict, s: ir.Settings, inits: set[str],
         dict(dim=s.dim, hidden=_hidden_cms(c, s.dim), kind=c.shape.kind, act=c.shape.act or "silu",
              variant=c.variant, periods=periods, regimes=regimes, lr=c.lr, signal=c.signal,
              detach_writes=c.writes == "detached",
-             context=s.context))
+             context=s.context, **({"level_norm": c.level_norm} if c.level_norm != "none" else {})))
 
 
 def _hidden_cms(c: ir.Cms, dim: int) -> int:

@@ -109,6 +109,10 @@ CMS_OPTIONS: dict[str, Opt] = {
     "rule": Opt("call", "gd", ("gd", "dgd"), "the update at a chunk boundary (Eq. 71)"),
     "lr": Opt("float", 1e-3, low=0.0, doc="eta^(l) of Eq. 71"),
     "momentum": Opt("float", 0.0, low=0.0, high=1.0, high_open=True),
+    "level_norm": Opt("enum", "none", ("none", "rms"),
+                      "input of each level after the first (sequential, nested): rms divides it by "
+                      "its root mean square, without a gain (the level's weights carry the scale), "
+                      "so a chain of SwiGLU levels stays bounded; none: Eq. 70 as written"),
     "signal": Opt("enum", "exact", ("exact", "two_pass", "local"),
                   "error signal inside the context: exact (backward through the rest of the "
                   "network per chunk), two_pass (first-pass signal; approximate), local"),

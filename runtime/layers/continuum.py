@@ -38,8 +38,14 @@ class ContinuumState(NamedTuple):
 
 class Continuum(nn.Module):
     def __init__(self, dim, hidden, kind, act, variant, periods, regimes, lr, signal, context,
-                 detach_writes=False):
+                 detach_writes=False, level_norm="none"):
         super().__init__()
+        # "rms": every level after the first reads its input divided by its root mean square.
+        # Why: a chain of SwiGLU levels is a polynomial of degree 2^levels in its input, so an
+        # input of max 3.4 gave an output of 314 at dim 128 and overflow at dim 512 within a few
+        # outer steps (bench/RESULTS.md, fifth device session); the first level reads the
+        # block's normalised input already.
+        self.level_norm = level_norm
         # detached: the in-context updates are constants for the outer gradient (theta_0 learns
         # through the reads only), so no second-order graph is kept
         self.detach_writes = detach_writes
@@ -113,6 +119,8 @@ class Continuum(nn.Module):
         for i, lv in enumerate(self.levels):
             up, down = fast.get(i, (lv["up"], lv["down"]))
             inp = x if self.variant == "independent" else h
+            if i and self.level_norm == "rms" and self.variant != "independent":
+                inp = inp * torch.rsqrt(inp.float().square().mean(-1, keepdim=True) + 1e-6).to(inp.dtype)
             y = self._mlp(inp, up, down)
             if self.variant == "independent":
                 out = out + self.agg[i] * y
