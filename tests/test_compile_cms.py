@@ -235,3 +235,42 @@ def test_compiled_two_pass_signal_equals_the_op_reference(tmp_path, writes):
         g_det = torch.autograd.grad(detached(tokens).square().sum(),
                                     [detached.blocks[0].continuum.levels[0]["up"]])[0]
         assert not torch.allclose(g_det, g_model, rtol=1e-4)
+
+
+def test_level_norm_makes_each_later_level_read_a_scale_free_input(tmp_path):
+    """`level_norm = rms`: every level after the first reads its input divided by its RMS, so
+    scaling the first level's output weights leaves the block's output unchanged; without it a
+    chain of SwiGLU levels grows with a power of that scale. The first level still sees the raw
+    input (scaling it changes the output)."""
+    spec = tmp_path / "cms_norm.nsam"
+    spec.write_text(SPEC.replace("VARIANT", "sequential").replace("residual_mlp(hidden = 2x)", "swiglu")
+                    .replace("lr = 0.05 }", "lr = 0.05; level_norm = rms }"))
+    compiled = compile_spec(spec, tmp_path / "cms_norm")
+    assert compiled.plan is not None, compiled.result.diagnostics.render()
+    assert "level_norm='rms'" in compiled.files["model.py"]
+    from runtime.layers.continuum import Continuum
+
+    torch.manual_seed(0)
+    x = torch.randn(2, 5, 16, dtype=torch.double)
+    outputs = {}
+    for norm in ("rms", "none"):
+        layer = Continuum(16, 40, "swiglu", "silu", "sequential", [4, 8], ["in_context", "in_context"],
+                          0.05, "exact", 32, level_norm=norm).double()
+        torch.manual_seed(1)
+        for level in layer.levels:
+            level["down"].data.normal_(0, 0.3)
+        base, _ = layer(x)
+        with torch.no_grad():  # x100, then x100 again: both far above the norm's eps (1e-6)
+            layer.levels[0]["down"].mul_(100.0)
+        once, _ = layer(x)
+        with torch.no_grad():
+            layer.levels[0]["down"].mul_(100.0)
+        scaled, _ = layer(x)
+        doubled_input, _ = layer(2 * x)
+        outputs[norm] = (base, once, scaled, doubled_input)
+    _, once, scaled, doubled_input = outputs["rms"]
+    # what remains is the eps: relative eps / (2 rms^2) of the first level's output (~1e-5 at x100)
+    torch.testing.assert_close(scaled, once, rtol=0, atol=1e-4 * once.abs().max().item())
+    assert not torch.allclose(doubled_input, scaled, rtol=1e-3)
+    base, once, _, _ = outputs["none"]
+    assert once.abs().max() > 1e3 * base.abs().max()  # degree 2 of the second level: 100^2
