@@ -270,6 +270,10 @@ def plot(rows: list[dict], path: Path, title: str) -> Path | None:
         ax_n.plot([t / 1e6 for t in r["tokens"]], r["val_loss"], "o-", markersize=3, label=r["label"])
     ax_t.set_xlabel("wall-clock minutes (from the first step)")
     ax_n.set_xlabel("training tokens (millions)")
+    ends = [max(r["tokens"]) for r in rows if r["tokens"]]
+    if len(ends) > 1 and max(ends) > 20 * min(ends):  # one run saw far fewer tokens: keep it readable
+        ax_n.set_xscale("log")
+        ax_n.set_xlabel("training tokens (millions, log scale)")
     ax_t.set_ylabel("validation loss (nats / token)")
     for ax in (ax_t, ax_n):
         ax.grid(alpha=0.3)

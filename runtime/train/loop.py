@@ -113,6 +113,24 @@ def make_optimizer(spec_optimizer: dict, model: nn.Module, lr: float | None):
     return opt, names
 
 
+def summed_validation_loss(loss_module: nn.Module, batch: torch.Tensor, can_split: bool) -> torch.Tensor:
+    """The batch's token losses summed (float64). On out-of-memory, if `can_split`, the two halves
+    of the batch instead: under --cuda-graphs the captured step's memory stays reserved while the
+    validation runs eagerly beside it (a hope_two_pass 512x4 run ran out there, bench/RESULTS.md).
+    Each sequence's loss is its own, so the sum is the same up to rounding. Not under torchrun:
+    a rank that retried alone would leave the others waiting in a collective."""
+    try:
+        return loss_module(batch).double() * batch[:, 1:].numel()
+    except (torch.OutOfMemoryError, RuntimeError) as err:
+        if not (can_split and is_out_of_memory(err) and batch.shape[0] > 1):
+            raise
+    if batch.is_cuda:
+        torch.cuda.empty_cache()
+    half = batch.shape[0] // 2
+    return (summed_validation_loss(loss_module, batch[:half], can_split)
+            + summed_validation_loss(loss_module, batch[half:], can_split))
+
+
 def _autocast(device: torch.device, precision: str):
     use_bf16 = precision == "bf16" or (precision == "auto" and device.type == "cuda")
     if not use_bf16:
@@ -291,9 +309,8 @@ def train(cfg: RunConfig, callbacks: Sequence[Callable[[StepInfo], None]] = (), 
                 for i, batch in enumerate(val):
                     if i >= n_batches:
                         break
-                    n = batch[:, 1:].numel()
-                    sums[0] += loss_module(batch).double() * n
-                    sums[1] += n
+                    sums[0] += summed_validation_loss(loss_module, batch, can_split=dist.world == 1)
+                    sums[1] += batch[:, 1:].numel()
             model.train()
             distributed.all_reduce(dist, sums)
             return float(sums[0] / sums[1]) if sums[1] > 0 else None

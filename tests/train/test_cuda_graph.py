@@ -216,3 +216,33 @@ def test_the_capture_check_sees_each_hazard(bad, device):
         else:
             torch.cumprod(x, -1)
     assert mode.sites, bad
+
+
+def test_validation_halves_a_batch_that_runs_out_of_memory():
+    # Under --cuda-graphs the captured step keeps its memory while validation runs eagerly: a
+    # batch that does not fit is summed in halves, which gives the same loss.
+    from runtime.train.loop import summed_validation_loss
+
+    torch.manual_seed(0)
+    head = torch.nn.Linear(4, 7)
+    embed = torch.nn.Embedding(7, 4)
+
+    def mean_loss(batch):
+        logits = head(embed(batch[:, :-1]))
+        return torch.nn.functional.cross_entropy(logits.flatten(0, 1), batch[:, 1:].flatten())
+
+    calls = []
+
+    def small_device(batch):  # "runs out of memory" above 2 sequences
+        calls.append(batch.shape[0])
+        if batch.shape[0] > 2:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return mean_loss(batch)
+
+    batch = torch.randint(0, 7, (5, 9))
+    whole = mean_loss(batch).double() * batch[:, 1:].numel()
+    split = summed_validation_loss(small_device, batch, can_split=True)
+    assert split.item() == pytest.approx(whole.item(), rel=1e-6)
+    assert calls == [5, 2, 3, 1, 2]  # 5 -> 2 + 3 -> 2 + (1 + 2)
+    with pytest.raises(torch.OutOfMemoryError):  # under torchrun a rank must not retry alone
+        summed_validation_loss(small_device, batch, can_split=False)
