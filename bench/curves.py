@@ -136,16 +136,17 @@ def launch(args, models) -> dict[str, int]:
 
     def one(i, label, spec, dim, depth, batch):
         out = Path(args.out) / label
-        if out.exists():
+        resume = args.resume and any((out / "checkpoints").glob("*.pt"))
+        if out.exists() and not resume:
             shutil.rmtree(out)  # a benchmark starts fresh
-        out.mkdir(parents=True)
+        out.mkdir(parents=True, exist_ok=True)
         env = {**os.environ, "PYTHONUNBUFFERED": "1", "NCCL_NVLS_ENABLE": "0",
                "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
         if args.device == "cpu":
             env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 2) // len(models)))
         elif gpus:
             env["CUDA_VISIBLE_DEVICES"] = gpus[i]
-        cmd = train_command(args, spec, dim, depth, out, args.eval_every[i], batch)
+        cmd = train_command(args, spec, dim, depth, out, args.eval_every[i], batch) + (["--resume"] if resume else [])
         print(f"{label}: started on {'GPU ' + gpus[i] if gpus and args.device != 'cpu' else args.device}"
               f" -> {out}", file=sys.stderr, flush=True)
 
@@ -188,13 +189,31 @@ def launch(args, models) -> dict[str, int]:
     return codes
 
 
+def training_minutes(records: list[dict]):
+    """record -> wall-clock minutes of training before it, from the first start: the gap between
+    one session's last record and a `--resume` in a later call is left out."""
+    offset, begin, last = 0.0, None, None
+    at: dict[int, float] = {}
+    for r in records:
+        t = r.get("time")
+        if t is None:
+            continue
+        if r.get("kind") == "event" and r.get("event") in ("start", "resume"):
+            if begin is not None and last is not None:
+                offset += last - begin
+            begin = t
+        if begin is not None:
+            at[id(r)] = offset + t - begin
+        last = t
+    return lambda r: at[id(r)] / 60 if id(r) in at else float("nan")
+
+
 def summarize(run: Path) -> dict:
     """One run's curve and numbers from its metrics.jsonl."""
     from runtime.train.metrics import read, series
 
     records = read(run / "metrics.jsonl")
-    starts = [r for r in records if r.get("kind") == "event" and r.get("event") in ("start", "resume")]
-    t0 = starts[0]["time"] if starts else None
+    minutes = training_minutes(records)
     vals = {}
     for r in records:
         if r.get("kind") == "val":
@@ -219,7 +238,7 @@ def summarize(run: Path) -> dict:
         "label": run.name,
         "model": info.get("model", run.name),
         "params": count_params(run / "package") if (run / "package").is_dir() else None,
-        "minutes": [(v["time"] - t0) / 60 if t0 else float("nan") for v in vals],
+        "minutes": [minutes(v) for v in vals],
         "tokens": [v["tokens"] for v in vals],
         "val_loss": [v["val_loss"] for v in vals],
         "steps": trains[-1]["step"] if trains else 0,
@@ -339,6 +358,10 @@ def main(argv=None) -> int:
     p.add_argument("--out", default=str(ROOT / "runs" / "curves"))
     p.add_argument("--export", default=None, help="copy the plot, table and each run's metrics here")
     p.add_argument("--plot-only", default=None, metavar="DIR", help="only redraw from the runs in DIR")
+    p.add_argument("--resume", action="store_true",
+                   help="continue each run in --out that has a checkpoint, for another --max-minutes (a "
+                   "longer curve over several device calls on a machine that stays up); the plot's "
+                   "minutes leave out the time between the calls")
     args = p.parse_args(argv)
     if args.data is None:
         args.data = str(CARRIED_CORPUS) if (CARRIED_CORPUS / "meta.json").is_file() else "shakespeare"

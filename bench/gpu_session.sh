@@ -9,7 +9,10 @@
 # killed there returns nothing, so the session keeps its own clock: every stage gets at most the
 # time left before DEADLINE seconds (default 540), and each chain packs its logs and outputs into
 # $OUT/<chain>.tgz as soon as it ends; at DEADLINE - 10 s whatever is still running is packed as
-# it is. MINUTES is the training budget of curves and results (default 6).
+# it is. MINUTES is the training budget of curves and results (default 6). A curve longer than
+# one call: run `curves` (or `curves_graph`) again with --resume in CURVES_ARGS (CURVES_GRAPH_ARGS)
+# in the next call while the machine is still warm; the runs under /tmp/session continue from
+# their checkpoints.
 #
 # Stages: tests (the GPU-marked kernel tests), kernels / kernels_delta / kernels_rest (the table vs
 # fla, whole or split over GPUs), deep (Titans kernel vs titans-pytorch), profile (where a Hope step
