@@ -147,8 +147,9 @@ run_stage() {  # name, gpus (comma-separated physical ids)
       # shellcheck disable=SC2086
       limit "$t" python3 bench/curves.py --gpus "$gpus" --max-minutes "$minutes" ${CURVES_ARGS:-} \
         --out "$dir/runs" --export "$dir/export" ;;
-    results)
-      limit "$t" python3 bench/results.py --gpus "$gpus" --scale small \
+    results)  # RESULTS_ARGS: e.g. --cuda-graphs hope --recompute-chunks hope
+      # shellcheck disable=SC2086
+      limit "$t" python3 bench/results.py --gpus "$gpus" --scale small ${RESULTS_ARGS:-} \
         --budget-minutes "$minutes" --out "$dir/out" --work /tmp/results_work ;;
     results_rerun)  # some jobs of an earlier run (ONLY, a regular expression) at its scale, to merge in the report
       limit "$t" python3 bench/results.py --gpus "$gpus" --scale small --slots-per-gpu 4 --heavy-per-gpu 4 \

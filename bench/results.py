@@ -121,6 +121,11 @@ def main(argv=None) -> int:
                          "calibrating: to rerun some of its jobs (--only) comparably; bench/results_report.py "
                          "merges the two folders")
     ap.add_argument("--dry-run", action="store_true", help="write the plan and commands, run nothing")
+    ap.add_argument("--cuda-graphs", default=None, metavar="REGEX",
+                    help="train the models whose name matches with --cuda-graphs (e.g. 'hope': 7.7-8.5x "
+                    "faster steps on an H100; the calibration probes use it too)")
+    ap.add_argument("--recompute-chunks", default=None, metavar="REGEX",
+                    help="train the models whose name matches with --recompute-chunks (less memory)")
     args = ap.parse_args(argv)
 
     results_run.T0 = time.monotonic()  # the budget counts from here (calibration included)

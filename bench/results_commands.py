@@ -2,6 +2,7 @@
 of the job's time cap (its share of the budget, set when the job starts)."""
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
 
@@ -16,6 +17,17 @@ def train_share(experiment: str) -> float:
     """The share of a job's minutes for training; its evaluations share the rest. The LM jobs run
     several (NIAH at 1-4K characters, the continual stream), the others one short one."""
     return {"lm": 0.5, "optim": 0.95}.get(experiment, 0.75)
+
+
+def speed_options(model: str, args, device: str) -> list[str]:
+    """`nslang train` options that change a model's speed or memory, not its results: --cuda-graphs
+    (CUDA only) and --recompute-chunks for the models whose name matches the given expressions."""
+    options = []
+    if device == "cuda" and getattr(args, "cuda_graphs", None) and re.search(args.cuda_graphs, model):
+        options.append("--cuda-graphs")
+    if getattr(args, "recompute_chunks", None) and re.search(args.recompute_chunks, model):
+        options.append("--recompute-chunks")
+    return options
 
 
 def attach_commands(jobs: list[Job], args, out: Path, notes: dict, job_minutes: float, has_max_minutes: bool):
@@ -42,6 +54,7 @@ def set_commands(job: Job, args, out: Path, notes: dict, job_minutes: float, has
              "--device", device, "--seed", "0", "--out", str(run), "--no-progress"]
     if job.lr is not None:
         argv += ["--lr", str(job.lr)]
+    argv += speed_options(job.model, args, device)
     warmup = min(20, max(1, job.steps // 10))
     argv += ["--warmup", str(warmup)]
     train_minutes = job_minutes * train_share(job.experiment)

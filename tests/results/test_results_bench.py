@@ -40,3 +40,31 @@ def test_results_two_jobs(tmp_path):
     text = md.read_text()
     assert "CPU smoke run" in text and "## Formal languages (Table 5)" in text and "## Reading" in text
     assert (tmp_path / "docs" / "results" / "formal.png").is_file()
+
+
+def test_speed_options_reach_only_the_matching_models():
+    sys.path.insert(0, str(ROOT / "bench"))
+    try:
+        from argparse import Namespace
+
+        from results_commands import speed_options
+    finally:
+        sys.path.remove(str(ROOT / "bench"))
+    args = Namespace(cuda_graphs="hope", recompute_chunks="^hope$")
+    assert speed_options("hope", args, "cuda") == ["--cuda-graphs", "--recompute-chunks"]
+    assert speed_options("hope_attention", args, "cuda") == ["--cuda-graphs"]
+    assert speed_options("transformer_pp", args, "cuda") == []
+    assert speed_options("hope", args, "cpu") == ["--recompute-chunks"]  # no CUDA graph off CUDA
+    assert speed_options("hope", Namespace(cuda_graphs=None, recompute_chunks=None), "cuda") == []
+
+
+def test_dry_run_writes_the_speed_options_into_the_commands(tmp_path):
+    out = tmp_path / "results"
+    cmd = [sys.executable, str(ROOT / "bench" / "results.py"), "--device", "cpu", "--slots", "1", "--scale", "tiny",
+           "--only", "^(mqar-hope|mqar-transformer_pp)$", "--recompute-chunks", "hope", "--dry-run",
+           "--out", str(out)]
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=110)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    trains = [line for line in (out / "commands.sh").read_text().splitlines() if " train " in line]
+    assert any("mqar-hope/" in t and "--recompute-chunks" in t for t in trains), trains
+    assert all("--recompute-chunks" not in t for t in trains if "mqar-transformer_pp/" in t)
