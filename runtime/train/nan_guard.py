@@ -99,6 +99,7 @@ class Finding:
     place: Place | None = None
     bad_weights: list[str] = field(default_factory=list)
     bad_grads: list[str] = field(default_factory=list)
+    unnormalised_chain: tuple[int, str] | None = None  # a CMS's (levels, shape) read one from another raw
 
     def describe(self) -> str:
         if self.stage == "weights":
@@ -116,6 +117,11 @@ class Finding:
 
     def hint(self) -> str:
         """Advice that depends on where the value appeared ("" when there is none)."""
+        if self.stage == "forward" and self.unnormalised_chain:
+            levels, shape = self.unnormalised_chain
+            return (f"; the {levels} `{shape}` levels of `{self.place.memory}` read one another's raw output, "
+                    f"a polynomial of degree {2 ** levels} in its input: set `level_norm = rms` on it "
+                    "(stock Hope does; at dim 512 its chain overflowed without it)")
         chunk = _CHUNK.search(self.place.schedule or "") if self.place else None
         if self.stage != "forward" or not chunk or int(chunk.group(1)) < 2:
             return ""
@@ -149,6 +155,21 @@ def first_nonfinite_module(model: nn.Module, run: Callable[[], object]) -> str |
     return found[0] if found else None
 
 
+def _unnormalised_chain(model: nn.Module, name: str) -> tuple[int, str] | None:
+    """(levels, shape) when `name` is in a CMS whose SwiGLU levels are chained without `level_norm`
+    (each level quadratic in its input, so the chain grows as a power of 2^levels)."""
+    from ..layers.continuum import Continuum
+
+    modules = dict(model.named_modules())
+    parts = name.split(".")
+    for cut in range(len(parts), 0, -1):
+        m = modules.get(".".join(parts[:cut]))
+        if isinstance(m, Continuum):
+            chained = m.variant != "independent" and len(m.levels) > 1 and m.kind == "swiglu"
+            return (len(m.levels), m.kind) if chained and m.level_norm == "none" else None
+    return None
+
+
 def diagnose(model: nn.Module, rerun: Callable[[], object], sublayers: dict | None = None) -> Finding:
     """Explain a non-finite loss or gradient norm. `rerun()` repeats the step's forward pass(es);
     gradients are read as they are (from the failed step's backward)."""
@@ -157,7 +178,8 @@ def diagnose(model: nn.Module, rerun: Callable[[], object], sublayers: dict | No
     with torch.no_grad():
         name = first_nonfinite_module(model, rerun)
     if name is not None:
-        return Finding("forward", locate(model, name, sublayers), bad_weights, bad_grads)
+        return Finding("forward", locate(model, name, sublayers), bad_weights, bad_grads,
+                       _unnormalised_chain(model, name))
     if bad_weights:
         return Finding("weights", None, bad_weights, bad_grads)
     place = None

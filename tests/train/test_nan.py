@@ -109,3 +109,27 @@ def test_hint_for_a_chunk_parallel_memory():
     assert Finding("forward", per_token).hint() == ""  # per-token updates: nothing to say
     assert Finding("backward", chunked, bad_grads=["w"]).hint() == ""  # the forward was finite
     assert Finding("forward", Place("embed")).hint() == ""
+
+
+def test_hint_for_a_chain_of_swiglu_levels_without_level_norm():
+    from runtime.layers.continuum import Continuum
+
+    def block(level_norm):
+        cms = Continuum(8, 16, "swiglu", "silu", "sequential", [4, 8, 0], ["in_context", "in_context", "outer"],
+                        1e-3, "exact", 16, level_norm=level_norm)
+        with torch.no_grad():
+            for level in cms.levels:
+                level["up"].mul_(1e4)  # each level squares its input's scale: the chain overflows
+        return torch.nn.ModuleDict({"continuum": cms})
+
+    x = torch.ones(2, 4, 8)
+    model = torch.nn.Module()
+    model.blocks = torch.nn.ModuleList([block("none")])
+    finding = diagnose(model, lambda: model.blocks[0]["continuum"](x))
+    assert finding.stage == "forward" and finding.place.module.startswith("blocks.0.continuum")
+    assert finding.unnormalised_chain == (3, "swiglu")
+    assert "level_norm = rms" in finding.hint() and "degree 8" in finding.hint()
+    # the same weights with the norm: every level reads a unit-RMS input, and nothing overflows
+    model.blocks = torch.nn.ModuleList([block("rms")])
+    y, _ = model.blocks[0]["continuum"](x)
+    assert torch.isfinite(y).all()
