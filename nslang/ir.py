@@ -77,6 +77,7 @@ class Memory(Node):
     decay_on: Literal["input", "all"]
     lr_gate: Literal["softplus", "sigmoid"]
     retain_gate: Literal["sigmoid", "exp"]
+    lr_max: float = 0.0
     option_spans: dict[str, Span] = {}
 
 

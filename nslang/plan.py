@@ -233,9 +233,16 @@ def _plan_memory(mem: ir.Memory, m: ir.Model, lv: ir.Level, chunk: int, inits: s
                     "self-modifying group (generated keys, values, lr)", span=mem.rule.span,
                     hint="use `rule = gd`, or generate its inputs as specs/hope.nsam does")
         return None
+    if mem.lr_max and (kind not in DEEP or mem.lr.mode != "data"):
+        diags.error("NS211", f"`{mem.name}`: `lr_max` caps the data-dependent lr of an MLP memory; "
+                    "other memories and lr modes do not compile it yet",
+                    span=mem.option_spans.get("lr_max", mem.span),
+                    hint="remove `lr_max`" + ("" if kind not in DEEP else ", or set `lr = data`"))
+        return None
     if kind in DEEP:
         args.update(kind=kind, hidden=_hidden(mem, mem.dim // common["heads"]),
-                    act=mem.shape.act or "silu", read=mem.read)
+                    act=mem.shape.act or "silu", read=mem.read,
+                    **({"lr_max": mem.lr_max} if mem.lr_max else {}))
         return SublayerPlan(mem.name, class_name(mem.name), "DeepMemory", regime, sched, where, args)
     period = lv.period if lv.kind == "every" else 1
     if mem.rule.kind == "ggd":

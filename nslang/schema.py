@@ -94,6 +94,9 @@ MEMORY_OPTIONS: dict[str, Opt] = {
     "decay_on": Opt("enum", "input", ("input", "all"), "where (alpha I - eta k k^T) of Eq. 88 acts "
                     "on an MLP memory: the input-side matrix W2 (default) or every matrix"),
     "lr_gate": Opt("enum", "softplus", ("softplus", "sigmoid"), "output map of a generated lr"),
+    "lr_max": Opt("float", 0.0, low=0.0,
+                  doc="cap of a `data` lr of an MLP memory: eta_t = lr_max * sigmoid(.), starting at "
+                  "lr_max / 2 (titans-pytorch's max_lr); 0: uncapped (softplus)"),
     "retain_gate": Opt("enum", "sigmoid", ("sigmoid", "exp"),
                         "map of a data-dependent or generated retention: sigmoid(z), or "
                         "exp(-softplus(z)) (Gated DeltaNet's decay)"),

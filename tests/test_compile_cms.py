@@ -274,3 +274,38 @@ def test_level_norm_makes_each_later_level_read_a_scale_free_input(tmp_path):
     assert not torch.allclose(doubled_input, scaled, rtol=1e-3)
     base, once, _, _ = outputs["none"]
     assert once.abs().max() > 1e3 * base.abs().max()  # degree 2 of the second level: 100^2
+
+
+def test_lr_max_caps_a_deep_memorys_learning_rate():
+    """`lr_max`: an MLP memory's data-dependent lr is lr_max * sigmoid(.), starting at lr_max / 2
+    and never above lr_max, however large the gate's input; without it, softplus (uncapped)."""
+    import runtime.layers.fast as fast
+    from runtime.layers.fast import DeepMemory
+
+    data = {"mode": "data"}
+    seen, real = {}, fast.titans
+
+    def spy(q, k, v, eta, theta, alpha, W1, W2, **kw):
+        seen["theta"] = theta / (1 - eta)  # the layer passes theta (1 - momentum)
+        return real(q, k, v, eta, theta, alpha, W1, W2, **kw)
+
+    torch.manual_seed(0)
+    x = torch.randn(2, 20, 16)
+    for lr_max in (0.002, 0.0):
+        layer = DeepMemory(16, 2, "gd", "l2", 4, data, data, data, 0, True, True, False, "mlp", 16, "silu",
+                           "current", lr_max=lr_max)
+        fast.titans = spy
+        try:
+            layer(x)
+            start = seen["theta"].detach().clone()
+            with torch.no_grad():
+                layer.gates.proj["lr"].weight.fill_(10.0)  # a gate input far beyond its range
+            layer(x)
+        finally:
+            fast.titans = real
+        if lr_max:
+            # the gate's bias is 0, its weights random: sigmoid around 1/2
+            assert abs(start.mean().item() - lr_max / 2) < 0.1 * lr_max and start.max() < lr_max
+            assert 0 < seen["theta"].max() <= lr_max
+        else:
+            assert start.mean() < 0.03 and seen["theta"].max() > 1.0  # softplus from ~0.01, uncapped

@@ -142,11 +142,16 @@ class DeepMemory(_FastMemory):
     """An MLP memory trained in context by mini-batch GD with momentum and retention (Titans)."""
 
     def __init__(self, dim, heads, rule, objective, chunk, lr, retain, momentum, conv, qk_norm,
-                 learn_init, detach_writes, kind, hidden, act, read):
+                 learn_init, detach_writes, kind, hidden, act, read, lr_max=0.0):
         # GD on an MLP memory diverges at init with lr ~ softplus(0) = 0.7 and half retention:
-        # start at lr ~ 0.01, momentum ~ 0.9, retention ~ 0.99 (Titans' regime)
+        # start at lr ~ 0.01, momentum ~ 0.9, retention ~ 0.99 (Titans' regime). With lr_max the
+        # lr is lr_max * sigmoid(z) and starts at half of it.
         super().__init__(dim, heads, conv, qk_norm, lr, retain, momentum,
-                         gate_bias={"lr": -4.6, "momentum": 2.2, "retain": 4.6})
+                         gate_bias={"lr": 0.0 if lr_max else -4.6, "momentum": 2.2, "retain": 4.6})
+        # Why a cap: every gradient of a chunk is taken at its start, so the largest stable step
+        # shrinks about as 1 / chunk, and an uncapped lr gate learns its way past it (Titans on
+        # MQAR diverged at step 7 from lr 0.01, at step 35 from 0.001; bench/RESULTS.md)
+        self.lr_max = lr_max
         self.chunk, self.kind, self.act, self.read = chunk, kind, act, read
         self.detach_writes = detach_writes
         dh = dim // heads
@@ -159,12 +164,15 @@ class DeepMemory(_FastMemory):
             self.register_buffer("W1", w1)
             self.register_buffer("W2", w2)
 
+    def _capped_lr(self, z):
+        return self.lr_max * torch.sigmoid(z)
+
     def forward(self, x, state=None):
         state, tail = state if state is not None else (None, None)
         q, k, v, tail = self.project(x, tail)
         if self.detach_writes:
             k, v = k.detach(), v.detach()
-        theta = self.gates(x, "lr", F.softplus)
+        theta = self.gates(x, "lr", self._capped_lr if self.lr_max else F.softplus)
         momentum = self.gates(x, "momentum", torch.sigmoid)
         retain = self.gates(x, "retain", torch.sigmoid)
         alpha = 1 - retain  # Titans writes the forgetting rate, M_t = (1 - alpha) M + S
