@@ -130,7 +130,8 @@ class Finding:
         # bounded on the same inputs with per-token gradients).
         return (f"; `{self.place.memory}` updates chunk-parallel over {chunk.group(1)} tokens (every gradient "
                 "taken at the chunk start), which tolerates a smaller step than per-token updates: a shorter "
-                "chunk (its level's `every`) or a smaller initial lr for it may also help")
+                "chunk (its level's `every`) or, for an MLP memory with `lr = data`, a cap on its lr "
+                "(`lr_max`, e.g. 0.002 as stock Titans) may also help")
 
 
 def first_nonfinite_module(model: nn.Module, run: Callable[[], object]) -> str | None:
