@@ -20,7 +20,8 @@
 # tests_graph / profile_graph / model_graph / curves_graph (the same under --cuda-graphs), graph_probe
 # (what breaks a capture), model_ckpt (125M Hope with activation checkpointing), deep_kernels /
 # deep_compile / tests_split (the deep-memory kernels, the split one's GPU tests), model_recompute
-# (125M Hope with --recompute-chunks),
+# (125M Hope with --recompute-chunks), model_graph_125m / model_graph_125m_recompute / model_graph_125m_b1
+# (125M Hope as a CUDA graph), graph_numerics (hope_two_pass 512x4 with and without each option),
 # results (the docs/results.md grid), results_rerun (ONLY=regex, PRESET_FROM=results.json: some jobs
 # again at an earlier run's scale), ddp_tpp / ddp_hope (1 vs 2 GPUs), sleep (a self-test).
 #
@@ -120,6 +121,11 @@ run_stage() {  # name, gpus (comma-separated physical ids)
       CUDA_VISIBLE_DEVICES=$gpus limit "$t" python3 bench/model.py --cuda-graphs ${GRAPH_EXTRA:-} \
         --specs transformer_pp,hope_two_pass,hope --batch-size 8 --hope-batch-size 1 --fit --steps 3 \
         --budget-s "${MODEL_BUDGET_S:-200}" --nl-modes '' ;;
+    model_graph_125m_b1)  # 125M hope_two_pass alone at batch 1, graph + recomputed chunks, no halving
+      # (each --fit retry repeats the two slow eager passes of the capture; 420 s were not enough)
+      CUDA_VISIBLE_DEVICES=$gpus limit "$t" python3 bench/model.py --cuda-graphs --recompute-chunks \
+        --specs transformer_pp,hope_two_pass --batch-size 8 --hope-batch-size 1 --steps 2 \
+        --budget-s "$(( t > 60 ? t - 30 : 30 ))" --nl-modes '' ;;
     model_graph_125m_recompute)  # the same with the chunk steps recomputed (less memory: a larger batch fits)
       CUDA_VISIBLE_DEVICES=$gpus limit "$t" python3 bench/model.py --cuda-graphs --recompute-chunks \
         --specs transformer_pp,hope_two_pass,hope --batch-size 8 --hope-batch-size 2 --fit --steps 3 \
