@@ -99,7 +99,7 @@ class Finding:
     place: Place | None = None
     bad_weights: list[str] = field(default_factory=list)
     bad_grads: list[str] = field(default_factory=list)
-    unnormalised_chain: tuple[int, str] | None = None  # a CMS's (levels, shape) read one from another raw
+    unnormalised_chain: tuple[int, str] | None = None  # (levels, shape) of a CMS chained without level_norm
 
     def describe(self) -> str:
         if self.stage == "weights":
