@@ -113,6 +113,14 @@ def make_optimizer(spec_optimizer: dict, model: nn.Module, lr: float | None):
     return opt, names
 
 
+def _has_in_context_loops(model: nn.Module) -> bool:
+    """A CMS that learns inside the context (the model's segment loop) or a self-modifying memory
+    (its chunk loop): the launch-bound models."""
+    from ..layers import SelfModifying
+
+    return bool(getattr(model, "segment", 0)) or any(isinstance(m, SelfModifying) for m in model.modules())
+
+
 def summed_validation_loss(loss_module: nn.Module, batch: torch.Tensor, can_split: bool) -> torch.Tensor:
     """The batch's token losses summed (float64). On out-of-memory, if `can_split`, the two halves
     of the batch instead: under --cuda-graphs the captured step's memory stays reserved while the
@@ -265,6 +273,10 @@ def train(cfg: RunConfig, callbacks: Sequence[Callable[[StepInfo], None]] = (), 
                 "the model as one unit (optimizer and gradient memory are sharded, parameters are gathered)")
         for note in pkg.notes + periodic.notes:
             say(f"note: {note}")
+        if device.type == "cuda" and not dist.active and not cfg.cuda_graphs and _has_in_context_loops(model):
+            say("note: this model's in-context memories run a loop of small operators per chunk, and "
+                "the GPU mostly waits for their launches; --cuda-graphs replays the step as one graph "
+                "(Hope: 7.7-8.5x faster steps on an H100, bench/RESULTS.md)")
         if periodic.summary():
             say(periodic.summary())
         log_.write({"kind": "event", "step": step, "event": "resume" if payload else "start",

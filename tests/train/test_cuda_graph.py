@@ -246,3 +246,16 @@ def test_validation_halves_a_batch_that_runs_out_of_memory():
     assert calls == [5, 2, 3, 1, 2]  # 5 -> 2 + 3 -> 2 + (1 + 2)
     with pytest.raises(torch.OutOfMemoryError):  # under torchrun a rank must not retry alone
         summed_validation_loss(small_device, batch, can_split=False)
+
+
+@pytest.mark.parametrize("stock,loops", [("hope", True), ("self_modifying_titans", True),
+                                         ("transformer_pp", False), ("titans", False)])
+def test_the_graph_note_is_for_models_with_in_context_loops(stock, loops, tmp_path):
+    # On CUDA without --cuda-graphs, `train` suggests the option for these models only.
+    from runtime.train.build import load
+    from runtime.train.loop import _has_in_context_loops
+
+    pkg = load(ROOT / "specs" / f"{stock}.nsam", tmp_path / stock, overrides={"dim": 32, "depth": 1})
+    with torch.device("meta"):
+        model = pkg.Model(pkg.Config())
+    assert _has_in_context_loops(model) is loops
