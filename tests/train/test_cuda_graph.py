@@ -259,3 +259,15 @@ def test_the_graph_note_is_for_models_with_in_context_loops(stock, loops, tmp_pa
     with torch.device("meta"):
         model = pkg.Model(pkg.Config())
     assert _has_in_context_loops(model) is loops
+
+
+def test_graphed_training_with_recomputed_chunks_equals_the_plain_loop(run_config, tmp_path, eager_recorder):
+    # The combination the 30M Hope curves use (--cuda-graphs --recompute-chunks), on the stock
+    # hope_two_pass: the recorder's bookkeeping with chunk steps recomputed in the backward.
+    path = ROOT / "specs" / "hope_two_pass.nsam"
+    kw = dict(steps=3, accumulation=1, eval_every=0, save_every=100, batch_size=2, context=32,
+              set={"dim": 32, "depth": 1, "context": 32})
+    plain = train(run_config(path, out=str(tmp_path / "plain"), **kw))
+    graphed = train(run_config(path, out=str(tmp_path / "graphed"), cuda_graphs=True, recompute_chunks=True, **kw))
+    assert sorted(plain.losses) == [1, 2, 3]
+    assert graphed.losses == plain.losses  # recomputation is bitwise (tests/ops), and so is the recorder
