@@ -85,3 +85,23 @@ def test_activation_memory_census_sees_recomputation():
 
     kept, recomputed = total(), total("--recompute-chunks")
     assert recomputed * 3 < kept, (kept, recomputed)
+
+
+def test_op_census_charges_operators_to_nslang_and_the_backward():
+    # bench/op_census.py: operators per file; the kernel estimate leaves out views, so it is smaller
+    def run(*flags):
+        cmd = [sys.executable, str(ROOT / "bench" / "op_census.py"), "hope_two_pass", "--dim", "32", "--depth", "1",
+               "--context", "32", "--batch-size", "1", "--by", "file", *flags]
+        proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        rows = {ln.split("|")[3].strip(): int(ln.split("|")[2].replace(",", "")) for ln in proc.stdout.splitlines()
+                if ln.startswith("| ") and "%" in ln}
+        total = int(next(ln for ln in proc.stdout.splitlines() if ln.startswith("hope_two_pass:")).split()[1]
+                    .replace(",", ""))
+        return rows, total
+
+    rows, ops = run()
+    assert rows["(backward)"] > 0 and rows["runtime/ops/self_modifying_titans/chunk.py"] > 0
+    assert sum(rows.values()) <= ops
+    _, kernels = run("--kernels")
+    assert 0 < kernels < ops
