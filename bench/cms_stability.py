@@ -2,10 +2,10 @@
 step (bench/RESULTS.md, fifth device session: why Hope diverged at dim 512).
 
     python bench/cms_stability.py [SPEC] [--dim 128] [--depth 2] [--context 256] [--batch-size 8]
-        [--steps 40] [--lr 1e-3] [--set continuum.level_norm=none ...] [--every 4]
+        [--steps 40] [--lr 1e-3] [--set continuum.level_norm=none ...] [--every 4] [--data shakespeare]
 
 Trains SPEC (default hope_two_pass) with AdamW at a constant --lr, no warm-up, gradients clipped
-at 1, on random windows of the packaged Shakespeare (byte tokens), fp32 on the CPU, and prints
+at 1, on random windows of --data (default the packaged Shakespeare, byte tokens), fp32 on the CPU, and prints
 each --every'th step's loss, gradient norm and the largest CMS output per block, then the largest
 over the run. Every forward of a block counts (both passes of the two_pass signal). No assertion:
 this is a diagnostic. At the defaults, over 40 steps: 2,060 with `--set continuum.level_norm=none`
@@ -26,7 +26,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from bench.train_throughput import _find  # noqa: E402
-from runtime.data.prepare import prepare  # noqa: E402
+from runtime.data.prepare import open_corpus  # noqa: E402
 from runtime.layers.continuum import Continuum  # noqa: E402
 from runtime.train.build import compile_package  # noqa: E402
 
@@ -42,6 +42,7 @@ def main(argv=None) -> int:
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="a spec override")
     p.add_argument("--every", type=int, default=4, help="print every this many steps")
+    p.add_argument("--data", default="shakespeare", help="corpus name or prepared folder (byte tokens)")
     args = p.parse_args(argv)
     overrides = {"dim": args.dim, "depth": args.depth, "context": args.context}
     overrides.update(kv.split("=", 1) for kv in args.set)
@@ -63,7 +64,7 @@ def main(argv=None) -> int:
 
     for name, m in blocks:
         m.register_forward_hook(watch(name))
-    tokens = np.asarray(prepare("shakespeare", progress=False).train)
+    tokens = np.asarray(open_corpus(args.data, progress=False).train)
     rng = np.random.default_rng(0)
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr)
     print(f"{args.spec} {overrides}: largest |CMS output| per block ({', '.join(n for n, _ in blocks)})")
