@@ -19,7 +19,8 @@
 # goes), model / model_compiled (whole-model throughput), curves (~30M Hope vs Transformer++),
 # tests_graph / profile_graph / model_graph / curves_graph (the same under --cuda-graphs), graph_probe
 # (what breaks a capture), model_ckpt (125M Hope with activation checkpointing), deep_kernels /
-# deep_compile / tests_split (the deep-memory kernels, the split one's GPU tests), model_recompute
+# deep_compile / deep_graph / tests_split / sanitize_split (the deep-memory kernels, compiled or as CUDA graphs, the split
+# one's GPU tests and its memcheck), model_recompute
 # (125M Hope with --recompute-chunks), model_graph_125m / model_graph_125m_recompute / model_graph_125m_b1
 # (125M Hope as a CUDA graph), graph_numerics (hope_two_pass 512x4 with and without each option),
 # results (the docs/results.md grid), results_rerun (ONLY=regex, PRESET_FROM=results.json: some jobs
@@ -72,6 +73,16 @@ run_stage() {  # name, gpus (comma-separated physical ids)
     deep_kernels)  # the deep-memory kernels (fused and split over hidden tiles) vs titans-pytorch
       CUDA_VISIBLE_DEVICES=$gpus limit "$t" python3 bench/deep_memory.py --timeout 100 \
         --select 'titans-pytorch|kernel' ;;
+    deep_graph)  # the Titans kernel and the chunk form replayed as CUDA graphs, titans-pytorch eager and graphed (bf16)
+      CUDA_VISIBLE_DEVICES=$gpus limit "$t" python3 bench/deep_memory.py --timeout 100 \
+        --select '^(titans-pytorch|nslang titans kernel|nslang chunk_titans).* bf16$' ;;
+    sanitize_split)  # where the split deep-memory kernel's illegal address is: its small CPU-test cases
+      # compiled on the GPU under compute-sanitizer's memcheck (Triton keeps line info: the report names
+      # the kernel's source line)
+      command -v compute-sanitizer || echo "no compute-sanitizer on this machine"
+      CUDA_VISIBLE_DEVICES=$gpus limit "$t" compute-sanitizer --tool memcheck --print-limit 8 \
+        python3 -m pytest -x -q -p no:cacheprovider -s tests/ops/test_titans_split_kernel.py \
+        -k matches_chunk 2>&1 | grep -v "^=========     Host Frame" | head -150 ;;
     deep_compile)  # torch.compile of the reference, with the titans-pytorch row for its ratio
       CUDA_VISIBLE_DEVICES=$gpus limit "$t" python3 bench/deep_memory.py --timeout 100 \
         --compile-timeout "$(( t > 130 ? t - 110 : 20 ))" --select 'titans-pytorch NeuralMemory bf16|torch.compile' ;;
@@ -157,9 +168,10 @@ run_stage() {  # name, gpus (comma-separated physical ids)
       # shellcheck disable=SC2086
       limit "$t" python3 bench/results.py --gpus "$gpus" --scale small ${RESULTS_ARGS:-} \
         --budget-minutes "$minutes" --out "$dir/out" --work /tmp/results_work ;;
-    results_rerun)  # some jobs of an earlier run (ONLY, a regular expression) at its scale, to merge in the report
+    results_rerun)  # some jobs of an earlier run (ONLY, a regular expression) at its scale, to merge in the report; RESULTS_ARGS too
+      # shellcheck disable=SC2086
       limit "$t" python3 bench/results.py --gpus "$gpus" --scale small --slots-per-gpu 4 --heavy-per-gpu 4 \
-        --preset-from "${PRESET_FROM:-.gpu_data/prev_results.json}" --only "$ONLY" \
+        --preset-from "${PRESET_FROM:-.gpu_data/prev_results.json}" --only "$ONLY" ${RESULTS_ARGS:-} \
         --budget-minutes "$minutes" --out "$dir/out" --work /tmp/results_work_rerun ;;
     ddp_tpp)
       CUDA_VISIBLE_DEVICES=$gpus limit "$t" python3 bench/ddp_throughput.py \
