@@ -17,7 +17,10 @@ Long contexts. A sequence is fed in calls of `chunk` tokens with `state=` (1024,
 context if longer), so attention carries its KV cache and recurrent memories their state from
 call to call: a 16K-token haystack costs one chunk of activations at a time, never a 16K x 16K
 attention matrix. Requests that share a long context (the choices of one example) read its whole
-chunks once; that state is then copied for each continuation. Requests whose whole sequence fits
+chunks once; that state is then copied for each continuation. Long contexts with as many whole
+chunks (the examples of one haystack length) are read side by side, `batch_size` per call, and
+the batch's state is split by rows: a launch-bound recurrent model (Hope) reads 16 haystacks in
+about the time of one. Requests whose whole sequence fits
 in one chunk are read in one call each, batched across examples (`batch_size` rows, right-padded:
 the models are causal, so padding after a row's last token changes nothing before it).
 
@@ -159,21 +162,28 @@ class RunModel:
                 continue
             groups.setdefault(tuple([self.eod] + ctx), []).append((i, cont))
         short: list[tuple[int, list[int], list[int]]] = []  # (index, sequence, continuation)
+        long: dict[int, list] = {}  # whole chunks of a long context -> [(context, items)]
         for full, items in groups.items():
             longest = len(full) - 1 + max(len(c) for _, c in items)
             if longest <= self.chunk:
                 short += [(i, list(full), cont) for i, cont in items]
-                continue
-            # A long shared context: run its whole chunks once, then each continuation from there.
-            cut = (len(full) - 1) // self.chunk * self.chunk
-            state = self._prefill(list(full[:cut]))
-            tail = list(full[cut:])
-            for start in range(0, len(items), self.batch_size):
-                part = items[start:start + self.batch_size]
-                st = _repeat_state(state, len(part)) if state is not None else None
-                for (i, _), res in zip(part, self._score_rows([(tail, c) for _, c in part], st)):
-                    out[i] = res
-                self._report("log-likelihood", sum(r is not None for r in out), len(out))
+            else:
+                long.setdefault((len(full) - 1) // self.chunk * self.chunk, []).append((full, items))
+        # A long shared context: run its whole chunks once, then each continuation from there. The
+        # contexts with as many whole chunks (one length bin of a haystack task) run them side by
+        # side, `batch_size` rows per call: the rows of a batch are independent sequences.
+        for cut, contexts in long.items():
+            for first in range(0, len(contexts), self.batch_size):
+                part = contexts[first:first + self.batch_size]
+                states = self._prefill_rows([list(full[:cut]) for full, _ in part])
+                for (full, items), state in zip(part, states):
+                    tail = list(full[cut:])
+                    for start in range(0, len(items), self.batch_size):
+                        rows = items[start:start + self.batch_size]
+                        st = _repeat_state(state, len(rows)) if state is not None else None
+                        for (i, _), res in zip(rows, self._score_rows([(tail, c) for _, c in rows], st)):
+                            out[i] = res
+                    self._report("log-likelihood", sum(r is not None for r in out), len(out))
         short.sort(key=lambda r: len(r[1]) + len(r[2]))
         for start in range(0, len(short), self.batch_size):
             part = short[start:start + self.batch_size]
@@ -199,12 +209,21 @@ class RunModel:
 
     def _prefill(self, tokens: list[int]):
         """The fast state after reading `tokens` (one sequence), in calls of `chunk` tokens."""
-        if not tokens:
-            return None
+        return self._prefill_rows([tokens])[0]
+
+    def _prefill_rows(self, rows: list[list[int]]) -> list:
+        """The fast state of each row (sequences of one length) after reading it, as batch-1
+        states: the rows are read together, in calls of `chunk` tokens, and the batch state is
+        split by rows (every state tensor is batch-first, as `_repeat_state` expects)."""
+        if not rows[0]:
+            return [None] * len(rows)
         state = None
-        for s in range(0, len(tokens), self.chunk):
-            _, state = self._forward([tokens[s:s + self.chunk]], state)
-        return state
+        for s in range(0, len(rows[0]), self.chunk):
+            _, state = self._forward([r[s:s + self.chunk] for r in rows], state)
+        try:
+            return _split_state(state, len(rows))
+        except ValueError:  # a state tensor without the batch dimension first: one row at a time
+            return [self._prefill_rows([r])[0] for r in rows]
 
     def _score_rows(self, rows: list[tuple[list[int], list[int]]], state) -> list[tuple[float, bool]]:
         """rows: (prefix, continuation), the prefix non-empty; `state` is the state before the
@@ -277,6 +296,28 @@ class RunModel:
             token = int(logits[0, -1].argmax())
             yield token
             tail = [token]
+
+
+def _split_state(state, n: int) -> list:
+    """A fast state of n sequences as n batch-1 states (views): the inverse of `_repeat_state`.
+    Every tensor with a dimension is batch-first; scalars (a position) are shared."""
+    if n == 1:
+        return [state]
+    if isinstance(state, torch.Tensor):
+        if not state.dim():
+            return [state] * n
+        if state.shape[0] != n:
+            raise ValueError(f"a state tensor of shape {tuple(state.shape)} is not batch-first for {n} rows")
+        return list(state.split(1))
+    if isinstance(state, dict):
+        parts = {k: _split_state(v, n) for k, v in state.items()}
+        return [{k: v[i] for k, v in parts.items()} for i in range(n)]
+    if isinstance(state, (list, tuple)):
+        parts = [_split_state(v, n) for v in state]
+        named = isinstance(state, tuple) and hasattr(state, "_fields")
+        make = (lambda xs: type(state)(*xs)) if named else type(state)
+        return [make([v[i] for v in parts]) for i in range(n)]
+    return [state] * n
 
 
 def _repeat_state(state, n: int):

@@ -12,7 +12,7 @@ from eval_cli_common import TINY, TINY_DELTA, trained_run
 from runtime.data.tokenizers import ByteTokenizer
 from runtime.eval import make
 from runtime.eval.common import Example, Task
-from runtime.eval.run_model import MODES, RunModel, _repeat_state, run_task, task_mode
+from runtime.eval.run_model import MODES, RunModel, _repeat_state, _split_state, run_task, task_mode
 from runtime.train.build import compile_package
 from runtime.train.generate import greedy_recompute
 
@@ -143,3 +143,49 @@ def test_modes():
     from nslang.cli_eval import MODES as CLI_MODES
 
     assert CLI_MODES == MODES
+
+
+# an in-context CMS level (the segment loop of runtime/model_base.py, as Hope has) after the delta memory
+TINY_DELTA_CMS = """\
+model tiny_delta_cms {
+  vocab = 257; dim = 32; heads = 2; depth = 1; context = 64
+  level fast token
+  level chunk every 16
+  level outer frozen
+  memory delta in fast { shape = matrix; rule = delta; objective = l2; lr = data; lr_gate = sigmoid; retain = 1; conv = 4 }
+  cms mlp { levels = [chunk]; shape = swiglu }
+  flow x -> delta -> mlp
+}
+"""
+
+
+@pytest.mark.parametrize("text", [TINY, TINY_DELTA, TINY_DELTA_CMS], ids=["attention", "delta", "delta+cms"])
+def test_long_contexts_read_side_by_side_equal_one_at_a_time(tmp_path, text):
+    """Long contexts with as many whole chunks are read in one batch and the state split by rows:
+    the scores equal those of reading each alone, and the batch saves calls. A context with other
+    whole chunks (the last) is read in its own batch."""
+    model = _random_model(tmp_path, text, "b")
+    contexts = ["to be or not to be " * 3, "that is the question" * 3, "whether tis nobler " * 3,
+                "in the mind to suffer the slings " * 3]
+    requests = [(c, cont) for c in contexts for cont in (" yes", " no")]
+    alone = RunModel(model, ByteTokenizer(), chunk=16, batch_size=1)
+    together = RunModel(model, ByteTokenizer(), chunk=16, batch_size=8)
+    a, b = alone.loglikelihoods(requests), together.loglikelihoods(requests)
+    assert [x[0] for x in a] == pytest.approx([x[0] for x in b], abs=1e-9, rel=1e-9)
+    assert [x[1] for x in a] == [x[1] for x in b]
+    # the first three contexts (58-61 tokens with EOD) have 3 whole chunks: 3 calls for the three
+    # together; the fourth (100 tokens) 6 calls of its own; then one call per context for its tail
+    # and both choices (one call per choice at batch_size 1)
+    assert together.calls == 3 + 6 + 4 and alone.calls == 3 * 3 + 6 + 4 * 2
+
+
+def test_split_state_inverts_repeat_state():
+    state = [{"attn": ((torch.arange(6.0).view(3, 2), torch.zeros(3, 4)), 7), "x": None,
+              "s": torch.tensor(2.0)}]
+    rows = _split_state(state, 3)
+    assert len(rows) == 3 and rows[1][0]["attn"][0][0].tolist() == [[2.0, 3.0]]
+    assert rows[2][0]["attn"][1] == 7 and rows[0][0]["x"] is None and rows[0][0]["s"] == 2.0
+    back = _repeat_state(rows[1], 3)
+    assert back[0]["attn"][0][0].tolist() == [[2.0, 3.0]] * 3
+    with pytest.raises(ValueError, match="not batch-first"):
+        _split_state([torch.zeros(2, 3)], 3)
