@@ -1,15 +1,16 @@
-"""How large a CMS's outputs get while a model trains: the largest |output| of each CMS block per
-step (bench/RESULTS.md, fifth device session: why Hope diverged at dim 512).
+"""How large a CMS's outputs get while a model trains: the largest |output| of each CMS block and
+each self-modifying Titans layer per step (bench/RESULTS.md, fifth and sixth device sessions: why
+Hope diverged at dim 512).
 
     python bench/cms_stability.py [SPEC] [--dim 128] [--depth 2] [--context 256] [--batch-size 8]
         [--steps 40] [--lr 1e-3] [--set continuum.level_norm=none ...] [--every 4] [--data shakespeare]
 
 Trains SPEC (default hope_two_pass) with AdamW at a constant --lr, no warm-up, gradients clipped
 at 1, on random windows of --data (default the packaged Shakespeare, byte tokens), fp32 on the CPU, and prints
-each --every'th step's loss, gradient norm and the largest CMS output per block, then the largest
+each --every'th step's loss, gradient norm and the largest output per block, then the largest
 over the run. Every forward of a block counts (both passes of the two_pass signal). No assertion:
-this is a diagnostic. At the defaults, over 40 steps: 2,060 with `--set continuum.level_norm=none`
-(the stock Hope before it set the norm), 8.66 with the stock spec.
+this is a diagnostic. At the defaults, over 40 steps, the largest CMS output was 2,060 with `--set
+continuum.level_norm=none` (the stock Hope before it set the norm) and 8.66 with the stock spec.
 """
 from __future__ import annotations
 
@@ -28,6 +29,7 @@ import torch  # noqa: E402
 from bench.train_throughput import _find  # noqa: E402
 from runtime.data.prepare import open_corpus  # noqa: E402
 from runtime.layers.continuum import Continuum  # noqa: E402
+from runtime.layers.selfmod import SelfModifying  # noqa: E402
 from runtime.train.build import compile_package  # noqa: E402
 
 
@@ -50,9 +52,9 @@ def main(argv=None) -> int:
         pkg = compile_package(_find(args.spec), Path(tmp) / "package", overrides=overrides)
         torch.manual_seed(0)
         model = pkg.Model(pkg.Config())
-    blocks = [(name, m) for name, m in model.named_modules() if isinstance(m, Continuum)]
+    blocks = [(name, m) for name, m in model.named_modules() if isinstance(m, (Continuum, SelfModifying))]
     if not blocks:
-        raise SystemExit(f"error: {args.spec} has no CMS block")
+        raise SystemExit(f"error: {args.spec} has no CMS block or self-modifying memory")
     peaks: dict[str, float] = {}
 
     def watch(name):
@@ -67,7 +69,7 @@ def main(argv=None) -> int:
     tokens = np.asarray(open_corpus(args.data, progress=False).train)
     rng = np.random.default_rng(0)
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr)
-    print(f"{args.spec} {overrides}: largest |CMS output| per block ({', '.join(n for n, _ in blocks)})")
+    print(f"{args.spec} {overrides}: largest |output| per block ({', '.join(n for n, _ in blocks)})")
     worst = 0.0
     for step in range(1, args.steps + 1):
         starts = rng.integers(0, len(tokens) - args.context - 1, args.batch_size)
@@ -85,7 +87,7 @@ def main(argv=None) -> int:
                   + " ".join(f"{v:8.3g}" for v in peaks.values()) + f"  ({time.perf_counter() - t0:.1f} s)")
         if not np.isfinite(loss.item()):
             break
-    print(f"largest |CMS output| over the run: {worst:.3g}")
+    print(f"largest |output| over the run: {worst:.3g}")
     return 0
 
 

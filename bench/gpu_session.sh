@@ -23,6 +23,7 @@
 # one's GPU tests and its memcheck), model_recompute
 # (125M Hope with --recompute-chunks), model_graph_125m / model_graph_125m_recompute / model_graph_125m_b1
 # (125M Hope as a CUDA graph), graph_numerics (hope_two_pass 512x4 with and without each option),
+# hope_stability (the same with candidate fixes side by side),
 # results (the docs/results.md grid), results_rerun (ONLY=regex, PRESET_FROM=results.json: some jobs
 # again at an earlier run's scale), ddp_tpp / ddp_hope (1 vs 2 GPUs), sleep (a self-test).
 #
@@ -70,9 +71,9 @@ run_stage() {  # name, gpus (comma-separated physical ids)
     deep)
       CUDA_VISIBLE_DEVICES=$gpus limit "$(( t < 480 ? t : 480 ))" python3 bench/deep_memory.py --timeout 90 \
         --compile-timeout 240 ;;
-    deep_kernels)  # the deep-memory kernels (fused and split over hidden tiles) vs titans-pytorch
+    deep_kernels)  # the deep-memory kernels (fused and split over hidden tiles) vs titans-pytorch; DEEP_SELECT narrows
       CUDA_VISIBLE_DEVICES=$gpus limit "$t" python3 bench/deep_memory.py --timeout 100 \
-        --select 'titans-pytorch|kernel' ;;
+        --select "${DEEP_SELECT:-titans-pytorch|kernel}" ;;
     deep_graph)  # the Titans kernel and the chunk form replayed as CUDA graphs, titans-pytorch eager and graphed (bf16)
       CUDA_VISIBLE_DEVICES=$gpus limit "$t" python3 bench/deep_memory.py --timeout 100 \
         --select '^(titans-pytorch|nslang titans kernel|nslang chunk_titans).* bf16$' ;;
@@ -126,6 +127,24 @@ run_stage() {  # name, gpus (comma-separated physical ids)
           --data .gpu_data/shakespeare/byte-val0.01-seed0 --out "$dir/b$b-$prec-$g$r" "${extra[@]}" 2>&1 | tail -4
         python3 -c "import json,sys; print([(r['step'], round(r['loss'],4), round(r.get('grad_norm') or -1,3)) for r in map(json.loads, open(sys.argv[1])) if r['kind']=='train'])" \
           "$dir/b$b-$prec-$g$r/metrics.jsonl" 2>&1 | tail -1
+      done ;;
+    hope_stability)  # hope_two_pass 512x4 (the curve's run, as 8 x 2 micro-batches) with each fix at once on one GPU
+      # NUMERICS_VARIANTS: 'label|nslang train args;label|args...'; NUMERICS_STEPS steps each (default 80)
+      IFS=';' read -ra variants <<< "${NUMERICS_VARIANTS:-control|}"
+      for variant in "${variants[@]}"; do
+        label=${variant%%|*}; read -ra extra <<< "${variant#*|}"
+        CUDA_VISIBLE_DEVICES=$gpus limit "$t" python3 -m nslang.cli train specs/hope_two_pass.nsam \
+          --set dim=512 --set depth=4 --set context=512 --context 512 --batch-size 8 --accumulation 2 \
+          --steps "${NUMERICS_STEPS:-80}" --log-every 5 --eval-every 0 --device cuda --no-progress --warmup 50 \
+          --lr 0.001 --schedule constant --tokenizer byte --data .gpu_data/shakespeare/byte-val0.01-seed0 \
+          --cuda-graphs --recompute-chunks --out "$dir/$label" "${extra[@]}" > "$dir/$label.log" 2>&1 &
+      done
+      wait
+      for variant in "${variants[@]}"; do
+        label=${variant%%|*}
+        echo "--- $label: ${variant#*|}"; tail -n 3 "$dir/$label.log"
+        python3 -c "import json,sys; print([(r['step'], round(r['loss'],4), round(r.get('grad_norm') or -1,2)) for r in map(json.loads, open(sys.argv[1])) if r['kind']=='train'])" \
+          "$dir/$label/metrics.jsonl" 2>&1 | tail -1
       done ;;
     model_graph_125m)  # 125M Hope as CUDA graphs; GRAPH_EXTRA: e.g. --recompute-chunks
       # shellcheck disable=SC2086

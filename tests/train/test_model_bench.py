@@ -108,15 +108,15 @@ def test_op_census_charges_operators_to_nslang_and_the_backward():
 
 
 def test_cms_stability_reports_the_largest_cms_output(corpus):
-    # bench/cms_stability.py on a tiny Hope: one peak per CMS block per printed step, and the
-    # largest over the run; a spec without a CMS is refused
+    # bench/cms_stability.py on a tiny Hope: one peak per CMS block and self-modifying memory (two
+    # of each at depth 2) per printed step, and the largest over the run; a spec with neither is refused
     cmd = [sys.executable, str(ROOT / "bench" / "cms_stability.py"), "hope_two_pass", "--dim", "32", "--depth", "2",
            "--context", "32", "--batch-size", "2", "--steps", "2", "--every", "1", "--data", str(corpus)]
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     steps = [ln for ln in proc.stdout.splitlines() if ln.startswith("step")]
-    assert len(steps) == 2 and all(len(ln.split("peak")[1].split("(")[0].split()) == 2 for ln in steps)
+    assert len(steps) == 2 and all(len(ln.split("peak")[1].split("(")[0].split()) == 4 for ln in steps)
     largest = float(proc.stdout.strip().splitlines()[-1].split(":")[1])
     assert 0 < largest < float("inf")
     proc = subprocess.run(cmd[:2] + ["transformer_pp"] + cmd[3:], cwd=ROOT, capture_output=True, text=True, timeout=300)
-    assert proc.returncode != 0 and "has no CMS block" in proc.stderr
+    assert proc.returncode != 0 and "has no CMS block or self-modifying memory" in proc.stderr
