@@ -22,7 +22,7 @@
 # deep_compile / deep_graph / tests_split / sanitize_split (the deep-memory kernels, compiled or as CUDA graphs, the split
 # one's GPU tests and its memcheck), model_recompute
 # (125M Hope with --recompute-chunks), model_graph_125m / model_graph_125m_recompute / model_graph_125m_b1
-# (125M Hope as a CUDA graph), graph_numerics (hope_two_pass 512x4 with and without each option),
+# (125M Hope as a CUDA graph), model_125m_eager_b1 (125M Hope eager, batch 1), graph_numerics (hope_two_pass 512x4 with and without each option),
 # hope_stability (the same with candidate fixes side by side),
 # results (the docs/results.md grid), results_rerun (ONLY=regex, PRESET_FROM=results.json: some jobs
 # again at an earlier run's scale), ddp_tpp / ddp_hope (1 vs 2 GPUs), sleep (a self-test).
@@ -155,6 +155,11 @@ run_stage() {  # name, gpus (comma-separated physical ids)
       # (each --fit retry repeats the two slow eager passes of the capture; 420 s were not enough)
       CUDA_VISIBLE_DEVICES=$gpus limit "$t" python3 bench/model.py --cuda-graphs --recompute-chunks \
         --specs transformer_pp,hope_two_pass --batch-size 8 --hope-batch-size 1 --steps 2 \
+        --budget-s "$(( t > 60 ? t - 30 : 30 ))" --nl-modes '' ;;
+    model_125m_eager_b1)  # 125M hope_two_pass eager at batch 1 with recomputed chunks: one warm-up and one timed step
+      # (as a CUDA graph, with its two eager warm-up passes and the capture, it gave no row within 500 s: sixth session)
+      CUDA_VISIBLE_DEVICES=$gpus limit "$t" python3 bench/model.py --recompute-chunks \
+        --specs transformer_pp,hope_two_pass --batch-size 8 --hope-batch-size 1 --steps 1 --warmup-steps 1 \
         --budget-s "$(( t > 60 ? t - 30 : 30 ))" --nl-modes '' ;;
     model_graph_125m_recompute)  # the same with the chunk steps recomputed (less memory: a larger batch fits)
       CUDA_VISIBLE_DEVICES=$gpus limit "$t" python3 bench/model.py --cuda-graphs --recompute-chunks \

@@ -78,6 +78,7 @@ class Memory(Node):
     lr_gate: Literal["softplus", "sigmoid"]
     retain_gate: Literal["sigmoid", "exp"]
     lr_max: float = 0.0
+    retain_init: float = 0.0
     option_spans: dict[str, Span] = {}
 
 

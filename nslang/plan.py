@@ -239,6 +239,11 @@ def _plan_memory(mem: ir.Memory, m: ir.Model, lv: ir.Level, chunk: int, inits: s
                     span=mem.option_spans.get("lr_max", mem.span),
                     hint="remove `lr_max`" + ("" if kind not in DEEP else ", or set `lr = data`"))
         return None
+    if mem.retain_init:
+        diags.error("NS211", f"`{mem.name}`: `retain_init` sets where a self-modifying group's "
+                    "generated retention starts; other memories do not compile it yet",
+                    span=mem.option_spans.get("retain_init", mem.span), hint="remove `retain_init`")
+        return None
     if kind in DEEP:
         args.update(kind=kind, hidden=_hidden(mem, mem.dim // common["heads"]),
                     act=mem.shape.act or "silu", read=mem.read,
@@ -338,7 +343,8 @@ def _plan_self_modifying(mem: ir.Memory, m: ir.Model, lv: ir.Level, chunk: int, 
                 adaptive_q="queries" in gens, dgd="input" if mem.rule.kind == "dgd" else "none",
                 momentum=mem.momentum.value or None, read=mem.read, lr_gate=mem.lr_gate,
                 retain_gate=mem.retain_gate, act=mem.shape.act or "silu", conv=mem.conv,
-                learn_init=learn, retention=retention)
+                learn_init=learn, retention=retention,
+                **({"retain_init": mem.retain_init} if mem.retain_init else {}))
     return SublayerPlan(mem.name, class_name(mem.name), "SelfModifying", "in_context", sched,
                         _where(mem.span), args)
 

@@ -97,6 +97,9 @@ MEMORY_OPTIONS: dict[str, Opt] = {
     "lr_max": Opt("float", 0.0, low=0.0,
                   doc="cap of a `data` lr of an MLP memory: eta_t = lr_max * sigmoid(.), starting at "
                   "lr_max / 2 (titans-pytorch's max_lr); 0: uncapped (softplus)"),
+    "retain_init": Opt("float", 0.0, low=0.0, high=1.0, high_open=True,
+                       doc="where a self-modifying group's generated retention alpha starts (its "
+                       "sigmoid's offset is logit(retain_init)); 0: the layer's default, 0.9933"),
     "retain_gate": Opt("enum", "sigmoid", ("sigmoid", "exp"),
                         "map of a data-dependent or generated retention: sigmoid(z), or "
                         "exp(-softplus(z)) (Gated DeltaNet's decay)"),

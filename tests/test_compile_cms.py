@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -13,6 +14,9 @@ import torch.nn.functional as F
 from codegen.emit import write_package
 from nslang.compile import compile_spec
 from runtime.ops.cms import naive_cms
+from runtime.train.build import compile_package
+
+ROOT = Path(__file__).resolve().parent.parent
 
 SPEC = """
 model cms_only {
@@ -309,3 +313,38 @@ def test_lr_max_caps_a_deep_memorys_learning_rate():
             assert 0 < seen["theta"].max() <= lr_max
         else:
             assert start.mean() < 0.03 and seen["theta"].max() > 1.0  # softplus from ~0.01, uncapped
+
+
+def test_retain_init_sets_where_a_self_modifying_groups_retention_starts(tmp_path):
+    """`retain_init` moves the offset of the group's generated retention to logit(retain_init): with
+    the generators' outputs at zero, alpha starts at retain_init (0 keeps the layer's 0.9933). Any
+    other memory refuses it (NS211) at compile time."""
+    import runtime.layers.selfmod as selfmod
+    from nslang.cli import main
+
+    spec = tmp_path / "sm.nsam"
+    text = (ROOT / "specs" / "self_modifying_titans.nsam").read_text()
+    assert "    read = previous\n  }" in text  # M_mem's block, the first memory
+    spec.write_text(text.replace("    read = previous\n  }", "    read = previous\n    retain_init = 0.95\n  }", 1))
+    seen = {}
+    real = selfmod.self_modifying_titans
+
+    def spy(h, weights, W_q, **kw):
+        seen["alpha_bias"] = kw["alpha_bias"]
+        return real(h, weights, W_q, **kw)
+
+    for path, expected in ((spec, 0.95), (ROOT / "specs" / "self_modifying_titans.nsam", None)):
+        pkg = compile_package(path, tmp_path / f"pkg_{expected}", overrides={"dim": 16, "depth": 1, "heads": 2})
+        model = pkg.Model(pkg.Config())
+        selfmod.self_modifying_titans = spy
+        try:
+            model(torch.randint(0, 20, (1, 16)))
+        finally:
+            selfmod.self_modifying_titans = real
+        alpha0 = torch.sigmoid(torch.tensor(seen["alpha_bias"])).item()
+        assert alpha0 == pytest.approx(expected if expected else torch.sigmoid(torch.tensor(5.0)).item(), abs=1e-6)
+    bad = tmp_path / "bad.nsam"
+    bad.write_text("model t {\n  vocab = 257; dim = 32; heads = 2; depth = 1; context = 64\n  level fast token\n"
+                   "  level outer frozen\n  memory delta in fast { shape = matrix; rule = delta; objective = l2; "
+                   "lr = data; retain = 1; retain_init = 0.9 }\n  flow x -> delta\n}\n")
+    assert main(["compile", str(bad), "-o", str(tmp_path / "bad_out")]) != 0

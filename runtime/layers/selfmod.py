@@ -21,14 +21,15 @@ self_modifying_titans = op(chunk_self_modifying_titans, naive_self_modifying_tit
                            chunk_is_semantic=True)
 
 # Gate offsets that start the rule inside its stable band (measured in the op's tests: eta ~ 0.07,
-# alpha ~ 0.993). The paper gives no parameterisation; these are ours.
+# alpha ~ 0.993). The paper gives no parameterisation; these are ours. A spec moves alpha's start
+# with `retain_init` (the offset becomes logit(retain_init)).
 ETA_BIAS = -2.6
 ALPHA_BIAS = 5.0
 
 
 class SelfModifying(nn.Module):
     def __init__(self, dim, heads, hidden, chunk, adaptive_q, dgd, momentum, read, lr_gate,
-                 retain_gate, act, conv, learn_init, retention=True):
+                 retain_gate, act, conv, learn_init, retention=True, retain_init=0.0):
         super().__init__()
         self.heads, self.chunk, self.adaptive_q, self.dgd = heads, chunk, adaptive_q, dgd
         self.momentum, self.read, self.act, self.retention = momentum, read, act, retention
@@ -37,6 +38,7 @@ class SelfModifying(nn.Module):
         # long-run step inside the stable band (ours: the paper has no momentum here, Table 6
         # only ablates it).
         self.eta_scale = 1.0 - momentum if momentum else 1.0
+        self.alpha_bias = math.log(retain_init / (1 - retain_init)) if retain_init else ALPHA_BIAS
         dh = dim // heads
         self.inp = nn.Linear(dim, dim, bias=False)
         self.out = nn.Linear(dim, dim, bias=False)
@@ -63,7 +65,7 @@ class SelfModifying(nn.Module):
         o, state = self_modifying_titans(
             h, weights, self.W_q, chunk_size=self.chunk, adaptive_q=self.adaptive_q,
             activation=self.act, eta_map=self.lr_gate, alpha_map=self.retain_gate,
-            eta_scale=self.eta_scale, eta_bias=ETA_BIAS, alpha_bias=ALPHA_BIAS, v_l2norm=True, dgd=self.dgd, momentum=self.momentum,
+            eta_scale=self.eta_scale, eta_bias=ETA_BIAS, alpha_bias=self.alpha_bias, v_l2norm=True, dgd=self.dgd, momentum=self.momentum,
             read=self.read, retention=self.retention, initial_state=state,
             **({"compile_step": True} if ops_compiled() else {}),
             **({"recompute_step": True} if chunks_recomputed() else {}))
