@@ -237,7 +237,7 @@ def summarize(run: Path) -> dict:
     return {
         "label": run.name,
         "model": info.get("model", run.name),
-        "params": count_params(run / "package") if (run / "package").is_dir() else None,
+        "params": count_params(run / "package") if (run / "package").is_dir() else logged_params(run),
         "minutes": [minutes(v) for v in vals],
         "tokens": [v["tokens"] for v in vals],
         "val_loss": [v["val_loss"] for v in vals],
@@ -253,11 +253,21 @@ def summarize(run: Path) -> dict:
     }
 
 
+def logged_params(run: Path) -> float | None:
+    """The parameter count `nslang train` printed (train.log), for an exported run without its package."""
+    log = run / "train.log"
+    found = re.search(r"([\d.]+)M parameters", log.read_text(errors="replace")) if log.is_file() else None
+    return float(found.group(1)) * 1e6 if found else None
+
+
 def table(rows: list[dict], args) -> str:
-    lines = [f"context {args.context}, batch {args.batch_size} x accumulation {args.accumulation} (unless a "
-             f"model's own), byte tokenizer, data {args.data}, "
-             f"max {args.max_minutes:g} min per run, lr {args.lr or 'spec'}, warmup {args.warmup}, "
-             f"{'cosine over ' + str(args.steps) + ' steps' if args.steps else 'constant lr'}", "",
+    settings = (f"context {args.context}, batch {args.batch_size} x accumulation {args.accumulation} (unless a "
+                f"model's own), byte tokenizer, data {args.data}, "
+                f"max {args.max_minutes:g} min per run, lr {args.lr or 'spec'}, warmup {args.warmup}, "
+                f"{'cosine over ' + str(args.steps) + ' steps' if args.steps else 'constant lr'}")
+    if getattr(args, "plot_only", None):  # the settings are the runs' own (run.json), not this command's
+        settings = "redrawn from the runs' metrics; each run's settings are in its run.json"
+    lines = [settings, "",
              "| model | params | micro-batch x accum | steps | tokens seen | final val loss | bits/byte | tokens/s "
              "| peak GiB | stopped by |",
              "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"]

@@ -31,6 +31,12 @@ def test_curves_smoke(corpus, tmp_path):
     redraw = subprocess.run([sys.executable, str(ROOT / "bench" / "curves.py"), "--plot-only", str(out)],
                             capture_output=True, text=True, timeout=60, cwd=ROOT)
     assert redraw.returncode == 0 and "| hope-32x1 |" in redraw.stdout
+    # the export (no packages) redrawn: parameters from each train.log, no settings from this command
+    redraw = subprocess.run([sys.executable, str(ROOT / "bench" / "curves.py"), "--plot-only", str(export)],
+                            capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert redraw.returncode == 0 and redraw.stdout.startswith("redrawn from the runs' metrics")
+    again = json.loads((export / "curves.json").read_text())
+    assert [round(r["params"], -4) for r in again] == [round(r["params"], -4) for r in rows]
 
 
 def test_resume_continues_each_run_and_leaves_the_gap_out(corpus, tmp_path):
