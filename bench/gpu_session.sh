@@ -14,18 +14,22 @@
 # in the next call while the machine is still warm; the runs under /tmp/session continue from
 # their checkpoints.
 #
-# Stages: tests (the GPU-marked kernel tests), kernels / kernels_delta / kernels_rest (the table vs
-# fla, whole or split over GPUs), deep (Titans kernel vs titans-pytorch), profile (where a Hope step
-# goes), model / model_compiled (whole-model throughput), curves (~30M Hope vs Transformer++),
-# tests_graph / profile_graph / model_graph / curves_graph (the same under --cuda-graphs), graph_probe
-# (what breaks a capture), model_ckpt (125M Hope with activation checkpointing), deep_kernels /
-# deep_compile / deep_graph / tests_split / sanitize_split (the deep-memory kernels, compiled or as CUDA graphs, the split
-# one's GPU tests and its memcheck), model_recompute
-# (125M Hope with --recompute-chunks), model_graph_125m / model_graph_125m_recompute / model_graph_125m_b1
-# (125M Hope as a CUDA graph), model_125m_eager_b1 (125M Hope eager, batch 1), graph_numerics (hope_two_pass 512x4 with and without each option),
-# hope_stability (the same with candidate fixes side by side),
-# results (the docs/results.md grid), results_rerun (ONLY=regex, PRESET_FROM=results.json: some jobs
-# again at an earlier run's scale), ddp_tpp / ddp_hope (1 vs 2 GPUs), sleep (a self-test).
+# Stages (each `case` below says more):
+# - tests: the GPU-marked kernel tests; tests_graph: graphed training held to eager.
+# - kernels, kernels_delta, kernels_rest: the linear rules and the CMS update vs fla, whole or
+#   split over GPUs.
+# - deep, deep_kernels, deep_compile, deep_graph: the Titans memory vs titans-pytorch (kernels,
+#   torch.compile, CUDA graphs). tests_split, sanitize_split, sanitize_split_real: the split
+#   deep-memory kernel's GPU tests and its memcheck at small and real shapes.
+# - profile, profile_graph, graph_probe: where a Hope step goes; what breaks a capture.
+# - model, model_compiled, model_graph: whole-model throughput. model_ckpt, model_recompute,
+#   model_graph_125m, model_graph_125m_recompute, model_graph_125m_b1, model_125m_eager_b1: 125M
+#   Hope with checkpointing, recomputed chunks, CUDA graphs, or eager at batch 1.
+# - curves, curves_graph: ~30M Hope vs Transformer++. graph_numerics, hope_stability:
+#   hope_two_pass 512x4 with each option, or candidate fixes side by side.
+# - results: the docs/results.md grid; results_rerun (ONLY=regex, PRESET_FROM=results.json): some
+#   jobs again at an earlier run's scale.
+# - ddp_tpp, ddp_hope: 1 vs 2 GPUs. sleep: a self-test.
 #
 # Wheels (fla, titans-pytorch, nested-learning, pytest and their pure-Python deps) are carried in
 # .gpu_deps/ and the prepared corpora in .gpu_data/, because the device reaches no registry; the
@@ -84,6 +88,13 @@ run_stage() {  # name, gpus (comma-separated physical ids)
       CUDA_VISIBLE_DEVICES=$gpus limit "$t" compute-sanitizer --tool memcheck --print-limit 8 \
         python3 -m pytest -x -q -p no:cacheprovider -s tests/ops/test_titans_split_kernel.py \
         -k matches_chunk 2>&1 | grep -v "^=========     Host Frame" | head -150 ;;
+    sanitize_split_real)  # memcheck on the split kernel at a real shape (D 64, hid 256), with 8 warps (its rule) and 4
+      for warps in 8 4; do
+        echo "--- kernel_split.WARPS = $warps"
+        CUDA_VISIBLE_DEVICES=$gpus limit "$(( $(left) / 2 ))" compute-sanitizer --tool memcheck --print-limit 8 \
+          python3 -c "import sys, pytest, runtime.ops.titans.kernel_split as ks; ks.WARPS = $warps; sys.exit(pytest.main(['-x', '-q', '-p', 'no:cacheprovider', '-m', 'gpu', '-s', 'tests/ops/test_titans_split_kernel.py', '-k', 'matches_kernel']))" \
+          2>&1 | grep -v "^=========     Host Frame" | head -100
+      done ;;
     deep_compile)  # torch.compile of the reference, with the titans-pytorch row for its ratio
       CUDA_VISIBLE_DEVICES=$gpus limit "$t" python3 bench/deep_memory.py --timeout 100 \
         --compile-timeout "$(( t > 130 ? t - 110 : 20 ))" --select 'titans-pytorch NeuralMemory bf16|torch.compile' ;;
