@@ -10,6 +10,7 @@ instead (the backward produced the first NaN).
 """
 from __future__ import annotations
 
+import math
 import os
 import re
 from dataclasses import dataclass, field
@@ -100,6 +101,7 @@ class Finding:
     bad_weights: list[str] = field(default_factory=list)
     bad_grads: list[str] = field(default_factory=list)
     unnormalised_chain: tuple[int, str] | None = None  # (levels, shape) of a CMS chained without level_norm
+    self_modifying_retain: float | None = None  # where a self-modifying group's retention starts
 
     def describe(self) -> str:
         if self.stage == "weights":
@@ -122,6 +124,14 @@ class Finding:
             return (f"; the {levels} `{shape}` levels of `{self.place.memory}` read one another's raw output, "
                     f"a polynomial of degree {2 ** levels} in its input: set `level_norm = rms` on it "
                     "(stock Hope does; at dim 512 its chain overflowed without it)")
+        if self.stage == "forward" and self.self_modifying_retain is not None:
+            start = self.self_modifying_retain
+            lower = 0.95 if start > 0.95 + 1e-6 else round(max(0.5, 1 - 2 * (1 - start)), 2)
+            return (f"; `{self.place.memory}` is a self-modifying group: its value generator regresses onto "
+                    "its own output (Eq. 87), so once its gain passes ~1 each chunk's target outgrows the last "
+                    f"(at dim 512 its weights went 5 -> 70 -> 4e5 -> inf in four chunks). Its retention starts "
+                    f"at {start:.4g}: start it lower, e.g. `retain_init = {lower:g}` on that memory (stock Hope "
+                    "sets 0.95), which shrinks the state every token until the outer loss raises alpha")
         chunk = _CHUNK.search(self.place.schedule or "") if self.place else None
         if self.stage != "forward" or not chunk or int(chunk.group(1)) < 2:
             return ""
@@ -171,6 +181,20 @@ def _unnormalised_chain(model: nn.Module, name: str) -> tuple[int, str] | None:
     return None
 
 
+def _self_modifying_retain(model: nn.Module, name: str) -> float | None:
+    """Where the retention of the self-modifying group holding `name` starts (sigmoid of its
+    offset), or None when `name` is not inside one."""
+    from ..layers.selfmod import SelfModifying
+
+    modules = dict(model.named_modules())
+    parts = name.split(".")
+    for cut in range(len(parts), 0, -1):
+        m = modules.get(".".join(parts[:cut]))
+        if isinstance(m, SelfModifying):
+            return 1 / (1 + math.exp(-m.alpha_bias))
+    return None
+
+
 def diagnose(model: nn.Module, rerun: Callable[[], object], sublayers: dict | None = None) -> Finding:
     """Explain a non-finite loss or gradient norm. `rerun()` repeats the step's forward pass(es);
     gradients are read as they are (from the failed step's backward)."""
@@ -180,7 +204,7 @@ def diagnose(model: nn.Module, rerun: Callable[[], object], sublayers: dict | No
         name = first_nonfinite_module(model, rerun)
     if name is not None:
         return Finding("forward", locate(model, name, sublayers), bad_weights, bad_grads,
-                       _unnormalised_chain(model, name))
+                       _unnormalised_chain(model, name), _self_modifying_retain(model, name))
     if bad_weights:
         return Finding("weights", None, bad_weights, bad_grads)
     place = None

@@ -133,3 +133,25 @@ def test_hint_for_a_chain_of_swiglu_levels_without_level_norm():
     model.blocks = torch.nn.ModuleList([block("rms")])
     y, _ = model.blocks[0]["continuum"](x)
     assert torch.isfinite(y).all()
+
+
+def test_hint_for_a_self_modifying_group_names_its_retention_start():
+    """A non-finite value out of a self-modifying group gets the retention advice (the value
+    generator's self-target grows chunk after chunk), with the group's own starting alpha and a
+    lower one to try; outside the group the chunk-parallel hint stays."""
+    from runtime.layers.selfmod import SelfModifying
+
+    def group(retain_init):
+        return SelfModifying(8, 2, {n: 8 for n in ("mem", "k", "v", "eta", "alpha")}, 4, False, "input", 0.9,
+                             "previous", "softplus", "sigmoid", "silu", 0, True, retain_init=retain_init)
+
+    for retain_init, start, lower in ((0.0, "0.9933", "0.95"), (0.95, "0.95", "0.9")):
+        model = torch.nn.Module()
+        model.blocks = torch.nn.ModuleList([torch.nn.ModuleDict({"titans": group(retain_init)})])
+        with torch.no_grad():
+            model.blocks[0]["titans"].out.weight.fill_(float("inf"))
+        finding = diagnose(model, lambda: model.blocks[0]["titans"](torch.randn(1, 8, 8)))
+        assert finding.stage == "forward" and finding.place.module.startswith("blocks.0.titans")
+        assert finding.self_modifying_retain == pytest.approx(float(start), abs=1e-4)
+        hint = finding.hint()
+        assert f"starts at {start}" in hint and f"`retain_init = {lower}`" in hint and "Eq. 87" in hint
