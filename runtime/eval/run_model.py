@@ -32,7 +32,9 @@ slightly different CMS updates than the same sequence in one call would; every o
 carries its state exactly.
 
 Generation reads the prompt the same way, then one token per call with the state, greedily,
-until `max_chars` characters, the end-of-document token, or a stop string. It is not batched.
+until `max_chars` characters, the end-of-document token, or a stop string. A task's prompts
+(`run_task`) have their whole chunks read side by side as the long contexts are; each prompt's
+tail and its generated tokens then run alone.
 """
 from __future__ import annotations
 
@@ -149,6 +151,22 @@ class RunModel:
         run(record)
         self.prefetch(seen)
         return run(self.score_fn)
+
+    def batched_generation(self, run: Callable[[Callable[[str, int], str]], T]) -> T:
+        """`run(generate_fn)` twice, as `batched` does for scores: first recording the prompts
+        (returning ""), then with their texts from `generate_many`. A prompt the first run did not
+        ask for (a task whose prompts depend on earlier answers) is generated when it comes."""
+        seen: list[tuple[str, int]] = []
+
+        def record(prompt: str, max_chars: int) -> str:
+            seen.append((prompt, max_chars))
+            return ""
+
+        run(record)
+        todo = list(dict.fromkeys(seen))
+        texts = dict(zip(todo, self.generate_many(todo)))
+        return run(lambda prompt, max_chars: texts.get((prompt, max_chars))
+                   if (prompt, max_chars) in texts else self.generate_fn(prompt, max_chars))
 
     @torch.no_grad()
     def loglikelihoods(self, requests: Sequence[Request]) -> list[tuple[float, bool]]:
@@ -268,9 +286,38 @@ class RunModel:
         if max_chars is None and max_tokens is None:
             raise ValueError("give max_chars or max_tokens")
         limit = max_tokens if max_tokens is not None else max(1, 4 * max_chars)
+        return self._text(self.greedy_tokens([self.eod] + self.encode(prompt), limit), max_chars, until)
+
+    @torch.no_grad()
+    def generate_many(self, requests: Sequence[tuple[str, int]]) -> list[str]:
+        """`generate(prompt, max_chars=n)` for each (prompt, n), the same texts: prompts with as many
+        whole chunks are read side by side, `batch_size` per call (as long contexts are scored),
+        then each one's tail and greedy tokens run alone."""
+        ids = [[self.eod] + self.encode(prompt) for prompt, _ in requests]
+        cuts = [(len(x) - 1) // self.chunk * self.chunk for x in ids]
+        states: list = [None] * len(requests)
+        by_cut: dict[int, list[int]] = {}
+        for i, cut in enumerate(cuts):
+            if cut:
+                by_cut.setdefault(cut, []).append(i)
+        for cut, rows in by_cut.items():
+            for first in range(0, len(rows), self.batch_size):
+                part = rows[first:first + self.batch_size]
+                for i, state in zip(part, self._prefill_rows([ids[i][:cut] for i in part])):
+                    states[i] = state
+        texts = []
+        for i, (_, max_chars) in enumerate(requests):
+            tokens = self._greedy_from(states[i], ids[i][cuts[i]:], max(1, 4 * max_chars))
+            texts.append(self._text(tokens, max_chars, ()))
+            self._report("generation", i + 1, len(requests))
+        return texts
+
+    def _text(self, tokens: Iterable[int], max_chars: int | None, until: Sequence[str]) -> str:
+        """The text of greedy `tokens` up to the end-of-document token, `max_chars` characters or
+        the first `until` string (cut off)."""
         new: list[int] = []
         text = ""
-        for token in self.greedy_tokens([self.eod] + self.encode(prompt), limit):
+        for token in tokens:
             if token == self.eod:
                 break
             new.append(token)
@@ -289,10 +336,13 @@ class RunModel:
         """Greedy token ids after `ids` (up to `limit`), each computed from the carried state: the
         prompt in calls of `chunk` tokens, then one token per call."""
         cut = (len(ids) - 1) // self.chunk * self.chunk
-        state = self._prefill(ids[:cut])
-        tail = ids[cut:]
+        return self._greedy_from(self._prefill(ids[:cut]), ids[cut:], limit)
+
+    def _greedy_from(self, state, tail: list[int], limit: int) -> Iterable[int]:
+        """Greedy token ids after reading `tail` (non-empty, under one chunk) from `state`."""
         for _ in range(limit):
-            logits, state = self._forward([tail], state)
+            with torch.no_grad():
+                logits, state = self._forward([tail], state)
             token = int(logits[0, -1].argmax())
             yield token
             tail = [token]
@@ -356,17 +406,7 @@ def run_task(model: RunModel, task, n: int, seed: int = 0, mode: str = "auto") -
     if mode in ("ll", "both"):
         out = model.batched(lambda fn: task.score(examples, score_fn=fn))
     if mode in ("gen", "both"):
-        done = 0
-
-        def generate(prompt: str, max_chars: int) -> str:
-            nonlocal done
-            text = model.generate_fn(prompt, max_chars)
-            done += 1
-            model._report("generation", done, len(examples))
-            return text
-
-        gen = task.score(examples, generate_fn=generate)
-        out = _merge(out, gen)
+        out = _merge(out, model.batched_generation(lambda fn: task.score(examples, generate_fn=fn)))
     out["mode"] = mode
     return out
 

@@ -189,3 +189,29 @@ def test_split_state_inverts_repeat_state():
     assert back[0]["attn"][0][0].tolist() == [[2.0, 3.0]] * 3
     with pytest.raises(ValueError, match="not batch-first"):
         _split_state([torch.zeros(2, 3)], 3)
+
+
+@pytest.mark.parametrize("text", [TINY, TINY_DELTA, TINY_DELTA_CMS], ids=["attention", "delta", "delta+cms"])
+def test_generate_many_equals_one_prompt_at_a_time(tmp_path, text):
+    """Prompts with as many whole chunks are read side by side, then each continues alone: the same
+    texts as `generate`, in fewer calls; run_task's generation goes through it."""
+    model = _random_model(tmp_path, text, "gm")
+    prompts = [("to be or not to be " * 3, 12), ("that is the question" * 3, 12), ("short", 8),
+               ("in the mind to suffer the slings " * 3, 10)]
+    one = RunModel(model, ByteTokenizer(), chunk=16, batch_size=8)
+    expected = [one.generate(p, max_chars=n) for p, n in prompts]
+    calls_one = one.calls
+    many = RunModel(model, ByteTokenizer(), chunk=16, batch_size=8)
+    assert many.generate_many(prompts) == expected
+    assert many.calls < calls_one  # the first two prompts' 3 whole chunks: 3 calls instead of 6
+    assert any(len(t) > 0 for t in expected)
+
+    class Prompts(Task):
+        name = "prompts"
+
+        def example(self, index, seed):
+            prompt, n = prompts[index]
+            return Example(prompt, [expected[index][:n]], expected[index][:n])
+
+    metrics = run_task(RunModel(model, ByteTokenizer(), chunk=16, batch_size=8), Prompts(), 4, mode="gen")
+    assert metrics["n"] == 4 and metrics["mode"] == "gen" and metrics["gen_acc"] == 1.0
