@@ -19,8 +19,8 @@ call to call: a 16K-token haystack costs one chunk of activations at a time, nev
 attention matrix. Requests that share a long context (the choices of one example) read its whole
 chunks once; that state is then copied for each continuation. Long contexts with as many whole
 chunks (the examples of one haystack length) are read side by side, `batch_size` per call, and
-the batch's state is split by rows: a launch-bound recurrent model (Hope) reads 16 haystacks in
-about the time of one. Requests whose whole sequence fits
+the batch's state is split by rows: batch_size times fewer calls, which is what a launch-bound
+recurrent model (Hope) pays for. Requests whose whole sequence fits
 in one chunk are read in one call each, batched across examples (`batch_size` rows, right-padded:
 the models are causal, so padding after a row's last token changes nothing before it).
 
@@ -165,8 +165,8 @@ class RunModel:
         run(record)
         todo = list(dict.fromkeys(seen))
         texts = dict(zip(todo, self.generate_many(todo)))
-        return run(lambda prompt, max_chars: texts.get((prompt, max_chars))
-                   if (prompt, max_chars) in texts else self.generate_fn(prompt, max_chars))
+        return run(lambda prompt, max_chars: texts[(prompt, max_chars)] if (prompt, max_chars) in texts
+                   else self.generate_fn(prompt, max_chars))
 
     @torch.no_grad()
     def loglikelihoods(self, requests: Sequence[Request]) -> list[tuple[float, bool]]:
