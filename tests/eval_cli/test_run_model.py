@@ -145,18 +145,13 @@ def test_modes():
     assert CLI_MODES == MODES
 
 
-# an in-context CMS level (the segment loop of runtime/model_base.py, as Hope has) after the delta memory
-TINY_DELTA_CMS = """\
-model tiny_delta_cms {
-  vocab = 257; dim = 32; heads = 2; depth = 1; context = 64
-  level fast token
-  level chunk every 16
-  level outer frozen
-  memory delta in fast { shape = matrix; rule = delta; objective = l2; lr = data; lr_gate = sigmoid; retain = 1; conv = 4 }
-  cms mlp { levels = [chunk]; shape = swiglu }
-  flow x -> delta -> mlp
-}
-"""
+# TINY_DELTA with its MLP as an in-context CMS level (the segment loop of runtime/model_base.py, as
+# Hope has)
+TINY_DELTA_CMS = (TINY_DELTA.replace("model tiny_delta {", "model tiny_delta_cms {")
+                  .replace("  level outer frozen\n", "  level chunk every 16\n  level outer frozen\n")
+                  .replace("memory mlp in outer { shape = swiglu; heads = shared; objective = task }",
+                           "cms mlp { levels = [chunk]; shape = swiglu }"))
+assert "cms mlp" in TINY_DELTA_CMS and "level chunk" in TINY_DELTA_CMS
 
 
 @pytest.mark.parametrize("text", [TINY, TINY_DELTA, TINY_DELTA_CMS], ids=["attention", "delta", "delta+cms"])
