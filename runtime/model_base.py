@@ -182,19 +182,22 @@ class NestedModel(nn.Module):
         return [torch.zeros_like(y) if u is None else u.detach() for y, u in zip(ys, us)]
 
 
-def _detached(tree):
-    """The fast state (lists, dicts and tuples, NamedTuples included, of tensors) without autograd
-    history."""
+def map_state(fn, tree):
+    """`fn` applied to every tensor of a fast state (lists, dicts and tuples, NamedTuples
+    included); everything else (a position, None) is kept."""
     if isinstance(tree, torch.Tensor):
-        return tree.detach()
+        return fn(tree)
     if isinstance(tree, dict):
-        return {k: _detached(v) for k, v in tree.items()}
-    if isinstance(tree, list):
-        return [_detached(v) for v in tree]
-    if isinstance(tree, tuple):
-        items = [_detached(v) for v in tree]
-        return type(tree)(*items) if hasattr(tree, "_fields") else tuple(items)
+        return {k: map_state(fn, v) for k, v in tree.items()}
+    if isinstance(tree, (list, tuple)):
+        items = [map_state(fn, v) for v in tree]
+        return type(tree)(*items) if hasattr(tree, "_fields") else type(tree)(items)
     return tree
+
+
+def _detached(tree):
+    """The fast state without autograd history."""
+    return map_state(torch.Tensor.detach, tree)
 
 
 def _at_least_fp32(x: torch.Tensor) -> torch.Tensor:

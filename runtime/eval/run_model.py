@@ -46,6 +46,7 @@ from typing import Callable, Iterable, Sequence, TypeVar
 
 import torch
 
+from ..model_base import map_state
 from .common import ScoreFn
 
 T = TypeVar("T")
@@ -372,15 +373,7 @@ def _split_state(state, n: int) -> list:
 
 def _repeat_state(state, n: int):
     """A batch-1 fast state copied for n sequences (every tensor's batch dimension is the first)."""
-    if isinstance(state, torch.Tensor):
-        return state.repeat(n, *([1] * (state.dim() - 1))) if state.dim() and state.shape[0] == 1 else state
-    if isinstance(state, dict):
-        return {k: _repeat_state(v, n) for k, v in state.items()}
-    if isinstance(state, tuple) and hasattr(state, "_fields"):
-        return type(state)(*(_repeat_state(v, n) for v in state))
-    if isinstance(state, (list, tuple)):
-        return type(state)(_repeat_state(v, n) for v in state)
-    return state
+    return map_state(lambda t: t.repeat(n, *([1] * (t.dim() - 1))) if t.dim() and t.shape[0] == 1 else t, state)
 
 
 # -- tasks, streams --------------------------------------------------------------------------------

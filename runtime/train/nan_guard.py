@@ -166,19 +166,27 @@ def first_nonfinite_module(model: nn.Module, run: Callable[[], object]) -> str |
     return found[0] if found else None
 
 
+def _enclosing(model: nn.Module, name: str, cls: type) -> nn.Module | None:
+    """The innermost module of class `cls` among `name` and the modules that hold it."""
+    modules = dict(model.named_modules())
+    parts = name.split(".")
+    for cut in range(len(parts), 0, -1):
+        m = modules.get(".".join(parts[:cut]))
+        if isinstance(m, cls):
+            return m
+    return None
+
+
 def _unnormalised_chain(model: nn.Module, name: str) -> tuple[int, str] | None:
     """(levels, shape) when `name` is in a CMS whose SwiGLU levels are chained without `level_norm`
     (each level quadratic in its input, so the chain grows as a power of 2^levels)."""
     from ..layers.continuum import Continuum
 
-    modules = dict(model.named_modules())
-    parts = name.split(".")
-    for cut in range(len(parts), 0, -1):
-        m = modules.get(".".join(parts[:cut]))
-        if isinstance(m, Continuum):
-            chained = m.variant != "independent" and len(m.levels) > 1 and m.kind == "swiglu"
-            return (len(m.levels), m.kind) if chained and m.level_norm == "none" else None
-    return None
+    m = _enclosing(model, name, Continuum)
+    if m is None:
+        return None
+    chained = m.variant != "independent" and len(m.levels) > 1 and m.kind == "swiglu"
+    return (len(m.levels), m.kind) if chained and m.level_norm == "none" else None
 
 
 def _self_modifying_retain(model: nn.Module, name: str) -> float | None:
@@ -186,13 +194,8 @@ def _self_modifying_retain(model: nn.Module, name: str) -> float | None:
     offset), or None when `name` is not inside one."""
     from ..layers.selfmod import SelfModifying
 
-    modules = dict(model.named_modules())
-    parts = name.split(".")
-    for cut in range(len(parts), 0, -1):
-        m = modules.get(".".join(parts[:cut]))
-        if isinstance(m, SelfModifying):
-            return 1 / (1 + math.exp(-m.alpha_bias))
-    return None
+    m = _enclosing(model, name, SelfModifying)
+    return None if m is None else 1 / (1 + math.exp(-m.alpha_bias))
 
 
 def diagnose(model: nn.Module, rerun: Callable[[], object], sublayers: dict | None = None) -> Finding:
