@@ -23,8 +23,8 @@
 #   deep-memory kernel's GPU tests and its memcheck at small and real shapes.
 # - profile, profile_graph, graph_probe: where a Hope step goes; what breaks a capture.
 # - model, model_compiled, model_graph: whole-model throughput. model_ckpt, model_recompute,
-#   model_graph_125m, model_graph_125m_recompute, model_graph_125m_b1, model_125m_eager_b1: 125M
-#   Hope with checkpointing, recomputed chunks, CUDA graphs, or eager at batch 1.
+#   model_graph_125m, model_graph_125m_recompute, model_graph_125m_b1, model_125m_eager_b1,
+#   model_125m_hope_alone: 125M Hope with checkpointing, recomputed chunks, CUDA graphs, or eager at batch 1.
 # - curves, curves_graph: ~30M Hope vs Transformer++. graph_numerics, hope_stability:
 #   hope_two_pass 512x4 with each option, or candidate fixes side by side.
 # - results: the docs/results.md grid; results_rerun (ONLY=regex, PRESET_FROM=results.json): some
@@ -172,6 +172,10 @@ run_stage() {  # name, gpus (comma-separated physical ids)
       CUDA_VISIBLE_DEVICES=$gpus limit "$t" python3 bench/model.py --recompute-chunks \
         --specs transformer_pp,hope_two_pass --batch-size 8 --hope-batch-size 1 --steps 1 --warmup-steps 1 \
         --budget-s "$(( t > 60 ? t - 30 : 30 ))" --nl-modes '' ;;
+    model_125m_hope_alone)  # 125M hope_two_pass only, eager, batch 1, recomputed chunks, no warm-up: its first step
+      # (compilation of the Triton kernels included) gets the whole call; Transformer++ runs in model_125m_eager_b1
+      CUDA_VISIBLE_DEVICES=$gpus limit "$t" python3 bench/model.py --recompute-chunks --specs hope_two_pass \
+        --hope-batch-size 1 --steps 1 --warmup-steps 0 --budget-s "$(( t > 60 ? t - 30 : 30 ))" --nl-modes '' ;;
     model_graph_125m_recompute)  # the same with the chunk steps recomputed (less memory: a larger batch fits)
       CUDA_VISIBLE_DEVICES=$gpus limit "$t" python3 bench/model.py --cuda-graphs --recompute-chunks \
         --specs transformer_pp,hope_two_pass,hope --batch-size 8 --hope-batch-size 2 --fit --steps 3 \
