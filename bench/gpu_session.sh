@@ -39,7 +39,7 @@ start=$(date +%s)
 deadline=${DEADLINE:-540}
 minutes=${MINUTES:-6}
 out=${OUT:-/tmp/out}
-work=/tmp/session
+work=${WORK:-/tmp/session}  # WORK: elsewhere for a self-test
 export PYTHONUNBUFFERED=1 NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1
 mkdir -p "$work" "$out"
 if [ -d .gpu_deps ]; then
