@@ -24,7 +24,7 @@
 # - profile, profile_graph, graph_probe: where a Hope step goes; what breaks a capture.
 # - model, model_compiled, model_graph: whole-model throughput. model_ckpt, model_recompute,
 #   model_graph_125m, model_graph_125m_recompute, model_graph_125m_b1, model_125m_eager_b1,
-#   model_125m_hope_alone: 125M Hope with checkpointing, recomputed chunks, CUDA graphs, or eager at batch 1.
+#   model_125m_hope_alone, model_125m_offload: 125M Hope with checkpointing, recomputed chunks, CUDA graphs, or eager at batch 1.
 # - curves, curves_graph: ~30M Hope vs Transformer++. graph_numerics, hope_stability:
 #   hope_two_pass 512x4 with each option, or candidate fixes side by side.
 # - results: the docs/results.md grid; results_rerun (ONLY=regex, PRESET_FROM=results.json): some
@@ -176,6 +176,17 @@ run_stage() {  # name, gpus (comma-separated physical ids)
       # (compilation of the Triton kernels included) gets the whole call; Transformer++ runs in model_125m_eager_b1
       CUDA_VISIBLE_DEVICES=$gpus limit "$t" python3 bench/model.py --recompute-chunks --specs hope_two_pass \
         --hope-batch-size 1 --steps 1 --warmup-steps 0 --budget-s "$(( t > 60 ? t - 30 : 30 ))" --nl-modes '' ;;
+    model_125m_offload)  # 125M Transformer++ (batch 8), then hope_two_pass at batch 1 with recomputed chunks and the
+      # saved tensors of >= OFFLOAD_MIB (default 2) in host memory: the CMS weight versions that filled 80 GB (seventh
+      # session); no warm-up step (the first includes Triton's compilation), a second if the budget allows;
+      # nvidia-smi every 15 s in smi.log shows whether memory or the GPU bounds it
+      (while sleep 15; do nvidia-smi -i "$gpus" --query-gpu=memory.used,utilization.gpu --format=csv,noheader; done) \
+        > "$dir/smi.log" 2>&1 &
+      local smi=$!
+      CUDA_VISIBLE_DEVICES=$gpus limit "$t" python3 bench/model.py --recompute-chunks \
+        --offload-saved "${OFFLOAD_MIB:-2}" --specs transformer_pp,hope_two_pass --batch-size 8 --hope-batch-size 1 \
+        --steps 2 --warmup-steps 0 --budget-s "$(( t > 90 ? t - 60 : 30 ))" --nl-modes ''
+      kill "$smi" 2>/dev/null ;;
     model_graph_125m_recompute)  # the same with the chunk steps recomputed (less memory: a larger batch fits)
       CUDA_VISIBLE_DEVICES=$gpus limit "$t" python3 bench/model.py --cuda-graphs --recompute-chunks \
         --specs transformer_pp,hope_two_pass,hope --batch-size 8 --hope-batch-size 2 --fit --steps 3 \

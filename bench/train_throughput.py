@@ -29,6 +29,7 @@ sys.path.insert(0, str(ROOT))
 import torch  # noqa: E402
 
 from runtime.layers.common import use_recomputed_chunks  # noqa: E402
+from runtime.train.offload import offloaded  # noqa: E402
 from runtime.train.build import compile_package  # noqa: E402
 from runtime.train.compiling import compile_for_training  # noqa: E402
 from runtime.train.cuda_graph import GraphedStep  # noqa: E402
@@ -42,12 +43,12 @@ DEFAULT_SPECS = ["transformer_pp", "gated_deltanet", "titans", "hope_attention",
 
 def build(spec: Path, overrides: dict, device: torch.device, workdir: Path, batch_size: int, context: int,
           precision: str = "auto", compile: bool = False, activation_checkpointing: bool = False,
-          cuda_graphs: bool = False, recompute_chunks: bool = False):
+          cuda_graphs: bool = False, recompute_chunks: bool = False, offload_saved: float = 0.0):
     """Compile `spec` with `overrides`, build its model and outer optimizer on `device`, and return
     (row, one_step): row = {"spec", "params", "optimizer"}; one_step(step) runs one optimizer step on
     a fixed random batch exactly as `nslang train` does and returns the loss. cuda_graphs: the forward
     and backward captured at the first step and replayed (`nslang train --cuda-graphs`);
-    recompute_chunks: as `nslang train --recompute-chunks`."""
+    recompute_chunks: as `nslang train --recompute-chunks`; offload_saved: as `--offload-saved`."""
     pkg = compile_package(spec, workdir / spec.stem, overrides=overrides)
     use_recomputed_chunks(recompute_chunks)
     torch.manual_seed(0)
@@ -73,7 +74,7 @@ def build(spec: Path, overrides: dict, device: torch.device, workdir: Path, batc
                 graphed.append(GraphedStep(step_fn, list(model.parameters()), tokens, 1, autocast))
             loss = graphed[0]([tokens])
         else:
-            with autocast():
+            with autocast(), offloaded(offload_saved):
                 loss = step_fn(tokens)
             loss.backward()
         norm = torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.grad is not None], 1.0)

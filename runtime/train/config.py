@@ -74,6 +74,9 @@ class RunConfig:
                                         "hope_two_pass's activations 517 -> 228 MiB on the CPU at 1,024 tokens "
                                         "(bench/activation_memory.py), about 1.8x the time (the exact signal's "
                                         "second-order passes keep their graphs either way)")
+    offload_saved: float = _f(0.0, "MiB: tensors of at least this size that the forward saves for the backward wait "
+                                    "in pinned host memory (CUDA; 0: off). For a Hope whose CMS writes are "
+                                    "differentiable, each weight version of a fast level is one (runtime/train/offload.py)")
     cuda_graphs: bool = _f(False, "capture each micro-batch's forward and backward once as a CUDA graph and "
                                    "replay it (one GPU; for launch-bound models such as Hope; "
                                    "runtime/train/cuda_graph.py)")
@@ -119,6 +122,12 @@ class RunConfig:
             raise TrainError(f"min_lr_ratio must be in [0, 1], got {self.min_lr_ratio}")
         if self.max_minutes is not None and not (self.max_minutes > 0 and math.isfinite(self.max_minutes)):
             raise TrainError(f"max_minutes must be a positive number of minutes, got {self.max_minutes}")
+        if not (self.offload_saved >= 0 and math.isfinite(self.offload_saved)):
+            raise TrainError(f"offload_saved must be 0 (off) or a size in MiB, got {self.offload_saved}")
+        if self.offload_saved and self.cuda_graphs:
+            raise TrainError("--offload-saved and --cuda-graphs do not combine: a graph replays fixed GPU "
+                             "buffers, so its saved tensors cannot move to the host",
+                             "drop one: --offload-saved when memory runs out, --cuda-graphs when it fits")
         if self.grad_clip < 0:
             raise TrainError(f"grad_clip must be 0 (off) or positive, got {self.grad_clip}")
         for f in dataclasses.fields(self):

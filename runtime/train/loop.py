@@ -40,6 +40,7 @@ import torch
 from torch import nn
 
 from ..layers.common import use_recomputed_chunks
+from .offload import offloaded
 from . import build, checkpoint, distributed, metrics, schedule
 from .compiling import compile_for_training
 from .cuda_graph import GraphedStep, graph_device_error
@@ -357,7 +358,7 @@ def train(cfg: RunConfig, callbacks: Sequence[Callable[[StepInfo], None]] = (), 
                             batch = sampler.next_batch()
                             batches.append(batch)
                             with distributed.no_sync(loss_module, dist, skip=micro < cfg.accumulation - 1), \
-                                    autocast():
+                                    autocast(), offloaded(cfg.offload_saved):
                                 loss = train_module(batch)
                             (loss / cfg.accumulation).backward()
                             loss_sum += loss.detach().float() / cfg.accumulation
