@@ -24,7 +24,8 @@
 # - profile, profile_graph, graph_probe: where a Hope step goes; what breaks a capture.
 # - model, model_compiled, model_graph: whole-model throughput. model_ckpt, model_recompute,
 #   model_graph_125m, model_graph_125m_recompute, model_graph_125m_b1, model_125m_eager_b1,
-#   model_125m_hope_alone, model_125m_offload: 125M Hope with checkpointing, recomputed chunks, CUDA graphs, or eager at batch 1.
+#   model_125m_hope_alone, model_125m_offload: 125M Hope with checkpointing, recomputed chunks, CUDA graphs, or eager at batch 1
+#   (model_125m_offload: large saved tensors in host memory). tests_offload: that option's GPU test.
 # - curves, curves_graph: ~30M Hope vs Transformer++. graph_numerics, hope_stability:
 #   hope_two_pass 512x4 with each option, or candidate fixes side by side.
 # - results: the docs/results.md grid; results_rerun (ONLY=regex, PRESET_FROM=results.json): some
@@ -98,6 +99,8 @@ run_stage() {  # name, gpus (comma-separated physical ids)
     deep_compile)  # torch.compile of the reference, with the titans-pytorch row for its ratio
       CUDA_VISIBLE_DEVICES=$gpus limit "$t" python3 bench/deep_memory.py --timeout 100 \
         --compile-timeout "$(( t > 130 ? t - 110 : 20 ))" --select 'titans-pytorch NeuralMemory bf16|torch.compile' ;;
+    tests_offload)  # --offload-saved on the GPU: the pinned-memory round trip leaves Hope's step unchanged
+      CUDA_VISIBLE_DEVICES=$gpus limit "$t" python3 -m pytest -v -p no:cacheprovider -m gpu -rs tests/train/test_offload.py ;;
     tests_split)  # the split deep-memory kernel on the GPU (-s: the tests print their measured errors)
       CUDA_VISIBLE_DEVICES=$gpus limit "$t" python3 -m pytest -v -s -p no:cacheprovider -m gpu -rs \
         tests/ops/test_titans_split_kernel.py ;;
@@ -140,11 +143,12 @@ run_stage() {  # name, gpus (comma-separated physical ids)
           "$dir/b$b-$prec-$g$r/metrics.jsonl" 2>&1 | tail -1
       done ;;
     hope_stability)  # hope_two_pass 512x4 (the curve's run, as 8 x 2 micro-batches) with each fix at once on one GPU
-      # NUMERICS_VARIANTS: 'label|nslang train args;label|args...'; NUMERICS_STEPS steps each (default 80)
+      # NUMERICS_VARIANTS: 'label|nslang train args;label|args...'; NUMERICS_STEPS steps each (default 80);
+      # HOPE_SPEC: another spec (default specs/hope_two_pass.nsam)
       IFS=';' read -ra variants <<< "${NUMERICS_VARIANTS:-control|}"
       for variant in "${variants[@]}"; do
         label=${variant%%|*}; read -ra extra <<< "${variant#*|}"
-        CUDA_VISIBLE_DEVICES=$gpus limit "$t" python3 -m nslang.cli train specs/hope_two_pass.nsam \
+        CUDA_VISIBLE_DEVICES=$gpus limit "$t" python3 -m nslang.cli train "${HOPE_SPEC:-specs/hope_two_pass.nsam}" \
           --set dim=512 --set depth=4 --set context=512 --context 512 --batch-size 8 --accumulation 2 \
           --steps "${NUMERICS_STEPS:-80}" --log-every 5 --eval-every 0 --device cuda --no-progress --warmup 50 \
           --lr 0.001 --schedule constant --tokenizer byte --data .gpu_data/shakespeare/byte-val0.01-seed0 \

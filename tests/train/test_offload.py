@@ -75,3 +75,28 @@ def test_without_a_gpu_nothing_moves_unless_asked():
 def test_bad_offload_settings_are_refused(changes, message):
     with pytest.raises(TrainError, match=message):
         RunConfig(spec="specs/hope.nsam", **changes).validate()
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_on_the_gpu_the_weight_versions_go_to_pinned_memory_and_back(tmp_path):
+    # The real path: CUDA tensors copied to pinned host memory without waiting, and back at the
+    # backward. fp32 on one stream, so the only difference allowed is the contiguous copy's
+    # reordering (as above): 1e-5 relative is 100x above float32 round-off, far below a
+    # corrupted copy.
+    from runtime.train.build import compile_package
+
+    pkg = compile_package(ROOT / "specs" / "hope_two_pass.nsam", tmp_path,
+                          overrides={"dim": 64, "depth": 2, "context": 64, "heads": 2})
+    torch.manual_seed(0)
+    model = pkg.Model(pkg.Config()).cuda()
+    tokens = torch.randint(0, 200, (4, 65), device="cuda")
+    moved: list[int] = []
+    plain_loss, plain = _loss_and_grads(model, tokens, offloaded(0))
+    torch.cuda.reset_peak_memory_stats()
+    loss, grads = _loss_and_grads(model, tokens, offloaded(0.01, counter=moved))
+    assert moved
+    assert torch.equal(loss, plain_loss)
+    for a, b in zip(grads, plain):
+        if a is not None:
+            assert (a - b).abs().max() <= 1e-5 * b.abs().max()
