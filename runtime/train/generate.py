@@ -17,7 +17,7 @@ import torch
 
 from . import build, checkpoint
 from .distributed import pick_device
-from .errors import TrainError
+from .errors import OutOfMemory, TrainError, is_out_of_memory
 
 
 def _pick(logits: torch.Tensor, temperature: float, top_k: int | None, generator) -> int:
@@ -93,7 +93,17 @@ def load_run(run: str | Path, ckpt: str | Path | None = None, device: str = "aut
         model.load_state_dict(payload["model"])
     except RuntimeError as err:
         raise TrainError(f"the weights in {path} do not fit {package}: {str(err).splitlines()[0][:200]}") from None
-    model.to(pick_device(device)).eval()
+    target = pick_device(device)
+    try:
+        model.to(target).eval()
+    except Exception as err:  # noqa: BLE001 - only out-of-memory is a diagnostic; the rest re-raises
+        if not is_out_of_memory(err):
+            raise
+        size = sum(t.numel() * t.element_size() for t in model.state_dict().values()) / 2**30
+        raise OutOfMemory(f"out of {target.type.upper()} memory moving the model of {path} ({size:.2f} GiB of "
+                          f"weights) to {target}",
+                          "another process may hold the card (nvidia-smi lists them): wait for it, pick a "
+                          "free one (--device cuda:N), or run on the CPU (--device cpu)") from None
     tok_spec = payload.get("tokenizer") or info.get("tokenizer") or {"kind": "byte"}
     tokenizer = load_tokenizer(tok_spec, Path(payload.get("corpus", ".")))
     return model, tokenizer, pkg

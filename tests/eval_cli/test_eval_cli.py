@@ -137,6 +137,23 @@ def test_eval_out_of_memory_at_batch_one_is_a_diagnostic(run_dir, tmp_path, caps
     assert "task mqar: out of CPU memory even at batch 1" in err and "--chunk" in err and "Traceback" not in err
 
 
+def test_eval_out_of_memory_loading_the_model_is_a_diagnostic(run_dir, tmp_path, capsys, monkeypatch):
+    # The last grid's MQAR evaluation of one Hope died with CUDA's own traceback when four jobs
+    # shared the card and moving the model's weights failed.
+    import torch
+
+    def to(self, *a, **kw):
+        raise torch.AcceleratorError("CUDA error: out of memory")
+
+    monkeypatch.setattr(torch.nn.Module, "to", to)
+    status = main(["eval", str(run_dir), "--task", "mqar", "--n", "2", "--param", "num_pairs=2",
+                   "--param", "seq_len=48", "--device", "cpu", "--no-plot", "--out", str(tmp_path / "x.json")])
+    err = capsys.readouterr().err
+    assert status == 4, err
+    assert "out of CPU memory moving the model of" in err and "--device cpu" in err and "Traceback" not in err
+    assert not (tmp_path / "x.json").exists()
+
+
 def test_eval_nonfinite_fine_tuning_is_a_diagnostic(run_dir, tmp_path, capsys):
     with open(tmp_path / "records.jsonl", "w") as fh:
         for topic in ("sea", "war"):
