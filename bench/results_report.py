@@ -267,10 +267,12 @@ def render(folder: Path, output: Path, reruns: tuple[Path, ...] = (), reading: P
             f"{cal.get('min_steps', 20)} steps at the preset's scale): " + ", ".join(parts) + ".")
     for kind, fams in (cal.get("skipped") or {}).items():
         for fam, why in fams.items():
-            rerun = sorted(n for r in doc["reruns"] for n in r["jobs"] if n.startswith(f"{kind}-")
-                           or (kind == "formal" and n.startswith("formal_")))
+            # each job once (later reruns replace earlier ones), and only this family's models
+            rerun = {n for r in doc["reruns"] for n in r["jobs"]
+                     if (n.startswith(f"{kind}-") or (kind == "formal" and n.startswith("formal_")))
+                     and n.split("-", 1)[1].startswith(fam)}
             add(f"- **Skipped** in `{kind}`: the {pretty(fam)} family ({why})"
-                + (f"; the rerun above trained {len(rerun)} of its jobs at the same scale." if rerun else "."))
+                + (f"; the reruns above trained {len(rerun)} of its jobs at the same scale." if rerun else "."))
     add("\nEvery model of an experiment trains on the same tokens (same steps, batch, context, seed, data order), "
         f"learning rate {p['lr']:g} (AdamW, the specs' optimizer) except in the optimizer comparison, where each "
         "optimizer keeps its spec's rate. A job that hit its time limit is marked `(time)` with the steps it saw.\n")

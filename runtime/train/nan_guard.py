@@ -122,8 +122,10 @@ class Finding:
         if self.stage == "forward" and self.unnormalised_chain:
             levels, shape = self.unnormalised_chain
             return (f"; the {levels} `{shape}` levels of `{self.place.memory}` read one another's raw output, "
-                    f"a polynomial of degree {2 ** levels} in its input: set `level_norm = rms` on it "
-                    "(stock Hope does; at dim 512 its chain overflowed without it)")
+                    f"a polynomial of degree {2 ** levels} in its input: use `shape = residual_mlp` (about "
+                    "linear in its input; stock Hope's levels since its SwiGLU chain overflowed at dim 512), or "
+                    "set `level_norm = rms` on it (which also bounds it, but with the exact signal the "
+                    "gradient norm then grows ~35x per block)")
         if self.stage == "forward" and self.self_modifying_retain is not None:
             start = self.self_modifying_retain
             lower = 0.95 if start > 0.95 + 1e-6 else round(max(0.5, 1 - 2 * (1 - start)), 2)
