@@ -110,12 +110,15 @@ def nslang_row(spec: Path, args, device: torch.device, workdir: Path, batch: int
     overrides = {"dim": args.dim, "depth": args.depth, "context": args.context}
     if args.heads:
         overrides["heads"] = args.heads
+    # the offload is for Hope's CMS weight versions: Transformer++'s activations fit, and moving
+    # them all over PCIe made it 55x slower (bench/RESULTS.md, seventh session)
+    offload = args.offload_saved if spec.stem.startswith("hope") else 0.0
     row, one_step = build(spec, overrides, device, workdir, batch, args.context, args.precision, args.compile,
                           activation_checkpointing=args.activation_checkpointing, cuda_graphs=args.cuda_graphs,
-                          recompute_chunks=args.recompute_chunks, offload_saved=args.offload_saved)
+                          recompute_chunks=args.recompute_chunks, offload_saved=offload)
     name = f"nslang {spec.stem}" + (" (act. ckpt)" if args.activation_checkpointing else "") \
         + (", CUDA graph" if args.cuda_graphs else "") + (", recomputed chunks" if args.recompute_chunks else "") \
-        + (f", saved >= {args.offload_saved:g} MiB on the host" if args.offload_saved else "")
+        + (f", saved >= {offload:g} MiB on the host" if offload else "")
     out = {"model": name, "params": row["params"], "batch": batch, "optimizer": row["optimizer"]}
     warm: list[float] = []
     if device.type == "cuda":
@@ -316,7 +319,8 @@ def main(argv=None) -> int:
     p.add_argument("--precision", default="auto", choices=["auto", "bf16", "fp32"])
     p.add_argument("--compile", action="store_true", help="torch.compile the nslang models")
     p.add_argument("--offload-saved", type=float, default=0.0, metavar="MIB",
-                   help="saved tensors of at least MIB wait in pinned host memory (nslang train --offload-saved)")
+                   help="Hope specs (hope*): saved tensors of at least MIB wait in pinned host memory "
+                        "(nslang train --offload-saved)")
     p.add_argument("--recompute-chunks", action="store_true",
                    help="recompute the self-modifying chunk steps in the backward (nslang train --recompute-chunks)")
     p.add_argument("--cuda-graphs", action="store_true",
