@@ -17,10 +17,11 @@ Long contexts. A sequence is fed in calls of `chunk` tokens with `state=` (1024,
 context if longer), so attention carries its KV cache and recurrent memories their state from
 call to call: a 16K-token haystack costs one chunk of activations at a time, never a 16K x 16K
 attention matrix. Requests that share a long context (the choices of one example) read its whole
-chunks once; that state is then copied for each continuation. Long contexts with as many whole
+chunks once; each continuation then starts from that state. Long contexts with as many whole
 chunks (the examples of one haystack length) are read side by side, `batch_size` per call, and
-the batch's state is split by rows: batch_size times fewer calls, which is what a launch-bound
-recurrent model (Hope) pays for. Requests whose whole sequence fits
+the batch's state is split by rows; their continuations (the rest of each context, then the
+choice) are read `batch_size` per call too, each row from its own context's state: batch_size
+times fewer calls, which is what a launch-bound recurrent model (Hope) pays for. Requests whose whole sequence fits
 in one chunk are read in one call each, batched across examples (`batch_size` rows, right-padded:
 the models are causal, so padding after a row's last token changes nothing before it).
 
@@ -46,7 +47,6 @@ from typing import Callable, Iterable, Sequence, TypeVar
 
 import torch
 
-from ..model_base import map_state
 from .common import ScoreFn
 
 T = TypeVar("T")
@@ -195,14 +195,16 @@ class RunModel:
             for first in range(0, len(contexts), self.batch_size):
                 part = contexts[first:first + self.batch_size]
                 states = self._prefill_rows([list(full[:cut]) for full, _ in part])
-                for (full, items), state in zip(part, states):
-                    tail = list(full[cut:])
-                    for start in range(0, len(items), self.batch_size):
-                        rows = items[start:start + self.batch_size]
-                        st = _repeat_state(state, len(rows)) if state is not None else None
-                        for (i, _), res in zip(rows, self._score_rows([(tail, c) for _, c in rows], st)):
-                            out[i] = res
-                    self._report("log-likelihood", sum(r is not None for r in out), len(out))
+                # then every continuation of these contexts from its context's state, `batch_size`
+                # rows per call across contexts (all start at `cut`: the same segment boundary)
+                rows = [(list(full[cut:]), state, i, cont)
+                        for (full, items), state in zip(part, states) for i, cont in items]
+                for start in range(0, len(rows), self.batch_size):
+                    batch = rows[start:start + self.batch_size]
+                    st = _cat_states([state for _, state, _, _ in batch])
+                    for (_, _, i, _), res in zip(batch, self._score_rows([(t, c) for t, _, _, c in batch], st)):
+                        out[i] = res
+                self._report("log-likelihood", sum(r is not None for r in out), len(out))
         short.sort(key=lambda r: len(r[1]) + len(r[2]))
         for start in range(0, len(short), self.batch_size):
             part = short[start:start + self.batch_size]
@@ -233,7 +235,7 @@ class RunModel:
     def _prefill_rows(self, rows: list[list[int]]) -> list:
         """The fast state of each row (sequences of one length) after reading it, as batch-1
         states: the rows are read together, in calls of `chunk` tokens, and the batch state is
-        split by rows (every state tensor is batch-first, as `_repeat_state` expects)."""
+        split by rows (every state tensor is batch-first, as `_cat_states` expects)."""
         if not rows[0]:
             return [None] * len(rows)
         state = None
@@ -350,7 +352,7 @@ class RunModel:
 
 
 def _split_state(state, n: int) -> list:
-    """A fast state of n sequences as n batch-1 states (views): the inverse of `_repeat_state`.
+    """A fast state of n sequences as n batch-1 states (views): the inverse of `_cat_states`.
     Every tensor with a dimension is batch-first; scalars (a position) are shared."""
     if n == 1:
         return [state]
@@ -371,9 +373,20 @@ def _split_state(state, n: int) -> list:
     return [state] * n
 
 
-def _repeat_state(state, n: int):
-    """A batch-1 fast state copied for n sequences (every tensor's batch dimension is the first)."""
-    return map_state(lambda t: t.repeat(n, *([1] * (t.dim() - 1))) if t.dim() and t.shape[0] == 1 else t, state)
+def _cat_states(states: list):
+    """Batch-1 fast states as one state of len(states) sequences, in order: the inverse of
+    `_split_state`. A tensor without a batch dimension of 1 (a scalar position) is shared."""
+    first = states[0]
+    if first is None:
+        return None
+    if isinstance(first, torch.Tensor):
+        return torch.cat(states) if first.dim() and first.shape[0] == 1 else first
+    if isinstance(first, dict):
+        return {k: _cat_states([s[k] for s in states]) for k in first}
+    if isinstance(first, (list, tuple)):
+        items = [_cat_states([s[j] for s in states]) for j in range(len(first))]
+        return type(first)(*items) if hasattr(first, "_fields") else type(first)(items)
+    return first
 
 
 # -- tasks, streams --------------------------------------------------------------------------------

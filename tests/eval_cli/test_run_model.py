@@ -12,7 +12,7 @@ from eval_cli_common import TINY, TINY_DELTA, trained_run
 from runtime.data.tokenizers import ByteTokenizer
 from runtime.eval import make
 from runtime.eval.common import Example, Task
-from runtime.eval.run_model import MODES, RunModel, _repeat_state, _split_state, run_task, task_mode
+from runtime.eval.run_model import MODES, RunModel, _cat_states, _split_state, run_task, task_mode
 from runtime.train.build import compile_package
 from runtime.train.generate import greedy_recompute
 
@@ -102,12 +102,6 @@ def test_long_context_in_chunks_equals_one_call(tmp_path, text):
     assert chunked.calls >= 10  # the 157-token context went in 16-token calls, read once for both
 
 
-def test_repeat_state_copies_batch_one():
-    state = [{"attn": ((torch.ones(1, 3, 2), torch.zeros(1, 3, 2)), 7), "x": None}]
-    out = _repeat_state(state, 4)
-    assert out[0]["attn"][0][0].shape == (4, 3, 2) and out[0]["attn"][1] == 7 and out[0]["x"] is None
-
-
 @pytest.mark.parametrize("text", [TINY, TINY_DELTA], ids=["attention", "delta"])
 def test_greedy_generation_with_state_equals_recompute(tmp_path, text):
     model = _random_model(tmp_path, text, "g")
@@ -169,19 +163,27 @@ def test_long_contexts_read_side_by_side_equal_one_at_a_time(tmp_path, text):
     assert [x[0] for x in a] == pytest.approx([x[0] for x in b], abs=1e-9, rel=1e-9)
     assert [x[1] for x in a] == [x[1] for x in b]
     # the first three contexts (58-61 tokens with EOD) have 3 whole chunks: 3 calls for the three
-    # together; the fourth (100 tokens) 6 calls of its own; then one call per context for its tail
-    # and both choices (one call per choice at batch_size 1)
-    assert together.calls == 3 + 6 + 4 and alone.calls == 3 * 3 + 6 + 4 * 2
+    # together, then one for their six continuations (each from its own context's state); the
+    # fourth (100 tokens) 6 calls of its own, then one for its two. At batch_size 1: each context
+    # alone, and one call per choice.
+    assert together.calls == 3 + 1 + 6 + 1 and alone.calls == 3 * 3 + 6 + 4 * 2
 
 
-def test_split_state_inverts_repeat_state():
+def test_cat_states_inverts_split_state():
+    state = [{"attn": ((torch.arange(6.0).view(3, 2), torch.zeros(3, 4)), 7), "x": None,
+              "s": torch.tensor(2.0)}]
+    back = _cat_states(_split_state(state, 3))
+    assert torch.equal(back[0]["attn"][0][0], state[0]["attn"][0][0]) and back[0]["attn"][1] == 7
+    assert back[0]["x"] is None and back[0]["s"] == 2.0 and back[0]["attn"][0][1].shape == (3, 4)
+    assert _cat_states([None, None]) is None
+
+
+def test_split_state_gives_batch_one_rows():
     state = [{"attn": ((torch.arange(6.0).view(3, 2), torch.zeros(3, 4)), 7), "x": None,
               "s": torch.tensor(2.0)}]
     rows = _split_state(state, 3)
     assert len(rows) == 3 and rows[1][0]["attn"][0][0].tolist() == [[2.0, 3.0]]
     assert rows[2][0]["attn"][1] == 7 and rows[0][0]["x"] is None and rows[0][0]["s"] == 2.0
-    back = _repeat_state(rows[1], 3)
-    assert back[0]["attn"][0][0].tolist() == [[2.0, 3.0]] * 3
     with pytest.raises(ValueError, match="not batch-first"):
         _split_state([torch.zeros(2, 3)], 3)
 
