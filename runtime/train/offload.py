@@ -1,12 +1,12 @@
 """Large saved activations in host memory (`nslang train --offload-saved MIB`).
 
 Why: a Hope whose CMS writes are differentiable keeps every version of each in-context level's
-weights for the backward (the read `h @ W_t` saves W_t): at dim 768 that is 18 MiB per level per
-16 tokens per block, most of a 125M Hope's activation memory at context 2048 (bench/RESULTS.md).
-These tensors are few and large, so moving them to pinned host memory as the forward saves them,
-and back when the backward reads them, costs a copy each way at PCIe speed and bounds what stays
-on the GPU. Small saved tensors (the many per-chunk activations) stay where they are: copying
-them would cost more launches than it saves.
+weights for the backward (the read `h @ W_t` saves W_t): at dim 768, 18 MiB per version, one per
+16 tokens for the fastest level of each block, 46% of what the forward leaves for the backward
+(bench/RESULTS.md, seventh session). These tensors are few and large, so moving them to pinned
+host memory as the forward saves them, and back when the backward reads them, costs a copy each
+way at PCIe speed and bounds what stays on the GPU. Small saved tensors (the many per-chunk
+activations) stay where they are: copying them would cost more launches than it saves.
 """
 from __future__ import annotations
 
