@@ -6,6 +6,7 @@ through the exact signal's second-order path (bench/RESULTS.md). The residual le
 replaced them stay O(1). The old configuration is kept here as the control that shows this
 check can fail.
 """
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -17,7 +18,6 @@ ROOT = Path(__file__).resolve().parents[2]
 def first_grad_norm(stock: str, **overrides) -> float:
     from runtime.train.build import compile_package
     from runtime.train.loop import LossModule
-    import tempfile
 
     with tempfile.TemporaryDirectory() as tmp:
         pkg = compile_package(ROOT / "specs" / f"{stock}.nsam", Path(tmp),
