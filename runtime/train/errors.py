@@ -28,12 +28,41 @@ class OutOfMemory(TrainError):
     exit_code = 4
 
 
-def is_out_of_memory(err: BaseException) -> bool:
-    """A device allocation failure: CUDA's OutOfMemoryError, or a RuntimeError saying so (the CPU
-    allocator, older CUDA builds)."""
+# cuDNN and cuBLAS allocate their own workspaces and report a failure in their own words.
+_ALLOC_FAILED = ("out of memory", "can't allocate memory", "CUDNN_STATUS_ALLOC_FAILED", "CUBLAS_STATUS_ALLOC_FAILED")
+# cuDNN also says INTERNAL_ERROR when a workspace allocation fails (a Hope ablation on a GPU shared
+# by four jobs, bench/RESULTS.md): taken as out of memory only when the card is nearly full.
+_INTERNAL = ("CUDNN_STATUS_INTERNAL_ERROR", "CUBLAS_STATUS_INTERNAL_ERROR")
+NEARLY_FULL = 0.10  # free fraction of the card under which a library's internal error counts as memory
+
+
+def is_out_of_memory(err: BaseException, free_fraction=None) -> bool:
+    """A device allocation failure: CUDA's OutOfMemoryError, a RuntimeError saying so (the CPU
+    allocator, older CUDA builds, cuDNN, cuBLAS), or a cuDNN/cuBLAS internal error while the card
+    has under NEARLY_FULL of its memory free (`free_fraction()`, default: the current CUDA
+    device's)."""
     import torch
 
     if isinstance(err, torch.OutOfMemoryError):
         return True
+    if not isinstance(err, RuntimeError):
+        return False
     text = str(err)
-    return isinstance(err, RuntimeError) and ("out of memory" in text or "can't allocate memory" in text)
+    if any(s in text for s in _ALLOC_FAILED):
+        return True
+    if any(s in text for s in _INTERNAL):
+        return (free_fraction or _cuda_free_fraction)() < NEARLY_FULL
+    return False
+
+
+def _cuda_free_fraction() -> float:
+    import torch
+
+    if not torch.cuda.is_available():
+        return 1.0
+    try:
+        free, total = torch.cuda.mem_get_info()
+    except RuntimeError:  # the context itself is broken: no evidence either way
+        return 1.0
+    # memory this process holds in its cache is free to it too
+    return (free + torch.cuda.memory_reserved() - torch.cuda.memory_allocated()) / total

@@ -71,6 +71,20 @@ def test_out_of_memory_exits_4_with_a_hint(spec, tmp_path, corpus, capsys, monke
     assert "--recompute-chunks" not in err  # no self-modifying memory in this model
 
 
+@pytest.mark.parametrize("text,free,memory", [
+    ("cuDNN error: CUDNN_STATUS_ALLOC_FAILED", 0.5, True),
+    ("CUDA error: CUBLAS_STATUS_ALLOC_FAILED when calling `cublasCreate(handle)`", 0.5, True),
+    ("cuDNN error: CUDNN_STATUS_INTERNAL_ERROR", 0.02, True),  # a full card: its workspace failed
+    ("cuDNN error: CUDNN_STATUS_INTERNAL_ERROR", 0.6, False),  # room to spare: a real library fault
+    ("CUDA error: an illegal memory access was encountered", 0.01, False),
+])
+def test_library_allocation_failures_count_as_out_of_memory(text, free, memory):
+    # a Hope ablation's graph warm-up died with cuDNN's INTERNAL_ERROR on a card shared by 4 jobs
+    from runtime.train.errors import is_out_of_memory
+    assert is_out_of_memory(RuntimeError(text), free_fraction=lambda: free) is memory
+    assert not is_out_of_memory(ValueError(text), free_fraction=lambda: free)
+
+
 @pytest.mark.parametrize("stock,hint", [("hope_two_pass", "add --recompute-chunks"),
                                         ("hope", "--set continuum.signal=two_pass")])
 def test_out_of_memory_in_a_self_modifying_model_suggests_recomputing(stock, hint, tmp_path, corpus, capsys,
