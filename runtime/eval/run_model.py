@@ -16,26 +16,33 @@ The score is the sum of the natural-log probabilities of the continuation's toke
 Long contexts. A sequence is fed in calls of `chunk` tokens with `state=` (1024, or the model's
 context if longer), so attention carries its KV cache and recurrent memories their state from
 call to call: a 16K-token haystack costs one chunk of activations at a time, never a 16K x 16K
-attention matrix. Requests that share a long context (the choices of one example) read its whole
-chunks once; each continuation then starts from that state. Long contexts with as many whole
-chunks (the examples of one haystack length) are read side by side, `batch_size` per call, and
-the batch's state is split by rows; their continuations (the rest of each context, then the
-choice) are read `batch_size` per call too, each row from its own context's state: batch_size
-times fewer calls, which is what a launch-bound recurrent model (Hope) pays for. Requests whose whole sequence fits
-in one chunk are read in one call each, batched across examples (`batch_size` rows, right-padded:
-the models are causal, so padding after a row's last token changes nothing before it).
+attention matrix.
 
-Models with an in-context CMS level (a `segment` loop, runtime/model_base.py): `chunk` is a
-multiple of the segment, so every call of more than one token starts on a segment boundary (the
-segment loop expects that). Their in-context levels learn from the next-token loss inside each
-call, and the last token of a call has no target yet, so a sequence longer than one chunk gets
-slightly different CMS updates than the same sequence in one call would; every other memory
-carries its state exactly.
+Shared contexts. A context that is longer than a chunk, or that several continuations share (the
+choices of one example) and has at least MIN_SHARED_CONTEXT tokens, is read once up to its cut;
+each continuation (the rest of the context, then the choice) starts from that state. Contexts of
+about one length (the examples of one haystack length: within a quarter chunk) are read side by
+side, `batch_size` per call, up to the batch's cut (the last segment boundary before its shortest
+context's final token), and the batch state is split by rows; their continuations are read
+`batch_size` per call too, each row from its own context's state. A launch-bound recurrent model
+(Hope) pays per call and per segment, not per row, so this is what makes its evaluations short.
+Other requests are read in one call each, batched across examples (`batch_size` rows,
+right-padded: the models are causal, so padding after a row's last token changes nothing before
+it).
 
-Generation reads the prompt the same way, then one token per call with the state, greedily,
-until `max_chars` characters, the end-of-document token, or a stop string. A task's prompts
-(`run_task`) have their whole chunks read side by side as the long contexts are; each prompt's
-tail and its generated tokens then run alone.
+Models with an in-context CMS level (a `segment` loop, runtime/model_base.py): `chunk` and every
+cut are multiples of the segment, so every call of more than one token starts on a segment
+boundary (the segment loop expects that). Their in-context levels learn from the next-token loss
+inside each call, and the last token of a call has no target yet, so a sequence read in several
+calls gets slightly different CMS updates than the same sequence in one call would, and the cut
+of a batch depends on its shortest context: such a model's scores can move in the last digits
+with `batch_size`. Every other memory carries its state exactly, and so do these models' scores.
+
+Generation reads the prompt the same way, then greedily, one token per call with the state, until
+`max_chars` characters, the end-of-document token, or a stop string. A task's prompts
+(`run_task`) of about one length are read side by side up to their batch's cut, then generate in
+lockstep (`_greedy_rows`): every call feeds each row one token, the rest of its prompt or its own
+last token.
 """
 from __future__ import annotations
 
@@ -54,6 +61,9 @@ Request = tuple[str, str]
 # Tokens per call on long inputs: big enough that the KV-cache copies of attention (one per call)
 # stay cheap, small enough for one chunk of activations per request.
 DEFAULT_CHUNK = 1024
+# A context shared by several continuations is read once when it has at least this many tokens;
+# a shorter one costs less read again with each continuation than a call of its own.
+MIN_SHARED_CONTEXT = 64
 
 
 class RunModel:
@@ -181,30 +191,28 @@ class RunModel:
                 continue
             groups.setdefault(tuple([self.eod] + ctx), []).append((i, cont))
         short: list[tuple[int, list[int], list[int]]] = []  # (index, sequence, continuation)
-        long: dict[int, list] = {}  # whole chunks of a long context -> [(context, items)]
+        shared: list[tuple[list[int], list[tuple[int, list[int]]]]] = []  # (context, items)
         for full, items in groups.items():
             longest = len(full) - 1 + max(len(c) for _, c in items)
-            if longest <= self.chunk:
-                short += [(i, list(full), cont) for i, cont in items]
+            if longest > self.chunk or (len(items) > 1 and len(full) >= MIN_SHARED_CONTEXT):
+                shared.append((list(full), items))
             else:
-                long.setdefault((len(full) - 1) // self.chunk * self.chunk, []).append((full, items))
-        # A long shared context: run its whole chunks once, then each continuation from there. The
-        # contexts with as many whole chunks (one length bin of a haystack task) run them side by
-        # side, `batch_size` rows per call: the rows of a batch are independent sequences.
-        for cut, contexts in long.items():
-            for first in range(0, len(contexts), self.batch_size):
-                part = contexts[first:first + self.batch_size]
-                states = self._prefill_rows([list(full[:cut]) for full, _ in part])
-                # then every continuation of these contexts from its context's state, `batch_size`
-                # rows per call across contexts (all start at `cut`: the same segment boundary)
-                rows = [(list(full[cut:]), state, i, cont)
-                        for (full, items), state in zip(part, states) for i, cont in items]
-                for start in range(0, len(rows), self.batch_size):
-                    batch = rows[start:start + self.batch_size]
-                    st = _cat_states([state for _, state, _, _ in batch])
-                    for (_, _, i, _), res in zip(batch, self._score_rows([(t, c) for t, _, _, c in batch], st)):
-                        out[i] = res
-                self._report("log-likelihood", sum(r is not None for r in out), len(out))
+                short += [(i, list(full), cont) for i, cont in items]
+        # A context that is long, or shared by several continuations (the choices of one example),
+        # is read once up to its cut, side by side with contexts of about its length (one length
+        # bin of a haystack task), `batch_size` per call; then every continuation of those contexts
+        # (the rest of its context, then the choice) from its own context's state, `batch_size`
+        # rows per call across contexts (all start at the cut: the same segment boundary).
+        for cut, part in self._length_batches([len(full) for full, _ in shared]):
+            states = self._prefill_rows([shared[k][0][:cut] for k in part])
+            rows = [(shared[k][0][cut:], state, i, cont)
+                    for k, state in zip(part, states) for i, cont in shared[k][1]]
+            for start in range(0, len(rows), self.batch_size):
+                batch = rows[start:start + self.batch_size]
+                st = _cat_states([state for _, state, _, _ in batch])
+                for (_, _, i, _), res in zip(batch, self._score_rows([(t, c) for t, _, _, c in batch], st)):
+                    out[i] = res
+            self._report("log-likelihood", sum(r is not None for r in out), len(out))
         short.sort(key=lambda r: len(r[1]) + len(r[2]))
         for start in range(0, len(short), self.batch_size):
             part = short[start:start + self.batch_size]
@@ -245,6 +253,20 @@ class RunModel:
             return _split_state(state, len(rows))
         except ValueError:  # a state tensor without the batch dimension first: one row at a time
             return [self._prefill_rows([r])[0] for r in rows]
+
+    def _length_batches(self, lengths: Sequence[int], spread: int | None = None) -> list[tuple[int, list[int]]]:
+        """Indices of sequences of these lengths in batches to read side by side: shortest first, at
+        most `batch_size` each, each spanning at most `spread` tokens of length (default a quarter
+        chunk, or one segment if longer), with the batch's cut: its shortest sequence's last segment
+        boundary before its final token. Everything before the cut is read once for the batch."""
+        spread = max(self.align, self.chunk // 4) if spread is None else spread
+        batches: list[list[int]] = []
+        for k in sorted(range(len(lengths)), key=lambda k: lengths[k]):
+            if batches and len(batches[-1]) < self.batch_size and lengths[k] - lengths[batches[-1][0]] <= spread:
+                batches[-1].append(k)
+            else:
+                batches.append([k])
+        return [((lengths[b[0]] - 1) // self.align * self.align, b) for b in batches]
 
     def _score_rows(self, rows: list[tuple[list[int], list[int]]], state) -> list[tuple[float, bool]]:
         """rows: (prefix, continuation), the prefix non-empty; `state` is the state before the
@@ -293,27 +315,60 @@ class RunModel:
 
     @torch.no_grad()
     def generate_many(self, requests: Sequence[tuple[str, int]]) -> list[str]:
-        """`generate(prompt, max_chars=n)` for each (prompt, n), the same texts: prompts with as many
-        whole chunks are read side by side, `batch_size` per call (as long contexts are scored),
-        then each one's tail and greedy tokens run alone."""
+        """`generate(prompt, max_chars=n)` for each (prompt, n): prompts of about one length are read
+        side by side up to their batch's cut (as contexts are scored), then their tails and greedy
+        tokens run in lockstep, one token per row and call (`_greedy_rows`)."""
         ids = [[self.eod] + self.encode(prompt) for prompt, _ in requests]
-        cuts = [(len(x) - 1) // self.chunk * self.chunk for x in ids]
-        states: list = [None] * len(requests)
-        by_cut: dict[int, list[int]] = {}
-        for i, cut in enumerate(cuts):
-            if cut:
-                by_cut.setdefault(cut, []).append(i)
-        for cut, rows in by_cut.items():
-            for first in range(0, len(rows), self.batch_size):
-                part = rows[first:first + self.batch_size]
-                for i, state in zip(part, self._prefill_rows([ids[i][:cut] for i in part])):
-                    states[i] = state
-        texts = []
-        for i, (_, max_chars) in enumerate(requests):
-            tokens = self._greedy_from(states[i], ids[i][cuts[i]:], max(1, 4 * max_chars))
-            texts.append(self._text(tokens, max_chars, ()))
-            self._report("generation", i + 1, len(requests))
+        limits = [max(1, 4 * n) for _, n in requests]
+        texts: list[str] = [""] * len(requests)
+        done = 0
+        for cut, part in self._length_batches([len(x) for x in ids]):
+            states = self._prefill_rows([ids[i][:cut] for i in part])
+            tails = {i: ids[i][cut:] for i in part}
+            # Rows whose tails differ by more than the characters they may write would spend more
+            # calls waiting in lockstep than generating: such a row starts a group of its own.
+            groups: list[list[int]] = []
+            for k in sorted(range(len(part)), key=lambda k: len(tails[part[k]])):
+                i = part[k]
+                if groups and len(tails[i]) - len(tails[part[groups[-1][0]]]) <= requests[i][1]:
+                    groups[-1].append(k)
+                else:
+                    groups.append([k])
+            for group in groups:
+                rows = [part[k] for k in group]
+                tokens = self._greedy_rows(_cat_states([states[k] for k in group]), [tails[i] for i in rows],
+                                           [limits[i] for i in rows], [requests[i][1] for i in rows])
+                for i, toks in zip(rows, tokens):
+                    texts[i] = self._text(toks, requests[i][1], ())
+                done += len(rows)
+                self._report("generation", done, len(requests))
         return texts
+
+    def _greedy_rows(self, state, tails: list[list[int]], limits: list[int], max_chars: list[int]) -> list[list[int]]:
+        """Greedy tokens of each row after its tail (rows of one batch state, all at one position):
+        the shortest tail's length in one call, then one token per row and call, a row reading the
+        rest of its tail while the others generate. Rows stop at the end-of-document token,
+        `limits[r]` tokens or `max_chars[r]` characters; the call loop stops when all have.
+        A model with in-context CMS levels learns only from tokens with a target in the same call,
+        so a tail read token by token adds nothing to its levels' update (as generated tokens never
+        do): its text can differ from `generate`'s when the tails' lengths differ."""
+        n = len(tails)
+        out: list[list[int]] = [[] for _ in range(n)]
+        finished = [False] * n
+        t = min(len(x) for x in tails)
+        logits, state = self._forward([x[:t] for x in tails], state)
+        while True:
+            best = logits[:, -1].argmax(dim=-1).tolist()
+            for r in range(n):
+                if t >= len(tails[r]) and not finished[r]:
+                    out[r].append(best[r])
+                    finished[r] = (best[r] == self.eod or len(out[r]) >= limits[r]
+                                   or len(self.tokenizer.decode(out[r])) >= max_chars[r])
+            if all(finished):
+                return out
+            feed = [[tails[r][t] if t < len(tails[r]) else out[r][-1]] for r in range(n)]
+            logits, state = self._forward(feed, state)
+            t += 1
 
     def _text(self, tokens: Iterable[int], max_chars: int | None, until: Sequence[str]) -> str:
         """The text of greedy `tokens` up to the end-of-document token, `max_chars` characters or
@@ -338,7 +393,7 @@ class RunModel:
     def greedy_tokens(self, ids: list[int], limit: int) -> Iterable[int]:
         """Greedy token ids after `ids` (up to `limit`), each computed from the carried state: the
         prompt in calls of `chunk` tokens, then one token per call."""
-        cut = (len(ids) - 1) // self.chunk * self.chunk
+        cut = (len(ids) - 1) // self.align * self.align  # where generate_many cuts a batch of one
         return self._greedy_from(self._prefill(ids[:cut]), ids[cut:], limit)
 
     def _greedy_from(self, state, tail: list[int], limit: int) -> Iterable[int]:
