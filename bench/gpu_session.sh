@@ -30,6 +30,8 @@
 #   hope_two_pass 512x4 with each option, or candidate fixes side by side.
 # - results: the docs/results.md grid; results_rerun (ONLY=regex, PRESET_FROM=results.json): some
 #   jobs again at an earlier run's scale.
+# - eval_probe: one model (PROBE_SPEC) trained as the grid's LM job, then one NIAH evaluation
+#   with its Python stack printed every 45 s (where a slow evaluation spends its time).
 # - ddp_tpp, ddp_hope: 1 vs 2 GPUs. sleep: a self-test.
 #
 # Wheels (fla, titans-pytorch, nested-learning, pytest and their pure-Python deps) are carried in
@@ -227,6 +229,15 @@ run_stage() {  # name, gpus (comma-separated physical ids)
       limit "$t" python3 bench/results.py --gpus "$gpus" --scale small --slots-per-gpu 4 --heavy-per-gpu 4 \
         --preset-from "${PRESET_FROM:-.gpu_data/prev_results.json}" --only "$ONLY" ${RESULTS_ARGS:-} \
         --budget-minutes "$minutes" --out "$dir/out" --work /tmp/results_work_rerun ;;
+    eval_probe)  # PROBE_SPEC (default deltanet): the grid's LM training, then niah_single_1 with stack dumps
+      probe=${PROBE_SPEC:-deltanet}
+      CUDA_VISIBLE_DEVICES=$gpus limit "$t" python3 -m nslang.cli train "specs/$probe.nsam" --set dim=384 --set depth=6 \
+        --set heads=4 --set context=64 --context 64 --steps 36 --batch-size 16 --device cuda --no-progress --lr 0.001 \
+        --warmup 4 --tokenizer byte --data .gpu_data/shakespeare/byte-val0.01-seed0 --out "$dir/run" 2>&1 | tail -2
+      CUDA_VISIBLE_DEVICES=$gpus limit "$(left)" python3 -c "import faulthandler, runpy, sys; \
+faulthandler.dump_traceback_later(45, repeat=True); sys.argv = ['nslang'] + sys.argv[1:]; \
+runpy.run_module('nslang.cli', run_name='__main__')" eval "$dir/run" --device cuda --no-plot --batch-size 16 \
+        --task niah_single_1 --n 15 --param lengths=512,1024,2048 -o "$dir/eval.json" 2>&1 | tail -120 ;;
     ddp_tpp)
       CUDA_VISIBLE_DEVICES=$gpus limit "$t" python3 bench/ddp_throughput.py \
         transformer_pp:768x12 --out "$dir/runs" --export "$dir/export" ;;
