@@ -94,7 +94,14 @@ def _inv_unit_lower(a, C: tl.constexpr, PREC: tl.constexpr):
 # ----------------------------------------------------------------------------------------------
 
 
-@triton.jit
+# Sequence lengths are plain arguments, not specialised: Triton would otherwise compile a variant for
+# T == 1, T % 16 == 0 and the rest (and the same for N), and a compile of `_wy_fwd` takes ~45 s
+# on the H100 machine. An evaluation calls with every length (a 1-token generation step, a
+# prompt's tail), and DeltaNet's NIAH runs spent their whole time limit compiling (bench/RESULTS.md).
+_LENGTHS = ["T", "N"]
+
+
+@triton.jit(do_not_specialize=_LENGTHS)
 def _wy_fwd(
     k, v, beta, la, Tm, W, U, T, N,
     H: tl.constexpr, DK: tl.constexpr, DV: tl.constexpr, C: tl.constexpr,
@@ -132,7 +139,7 @@ def _wy_fwd(
     tl.store(U + rows[:, None] * DV + o_v[None, :], b_u.to(U.dtype.element_ty))
 
 
-@triton.jit
+@triton.jit(do_not_specialize=_LENGTHS)
 def _state_fwd(
     k, v, W, U, la, h0, Hs, E, ht, T, N,
     H: tl.constexpr, DK: tl.constexpr, DV: tl.constexpr, BV: tl.constexpr, C: tl.constexpr,
@@ -175,7 +182,7 @@ def _state_fwd(
     tl.store(ht + p_M, b_s)
 
 
-@triton.jit
+@triton.jit(do_not_specialize=_LENGTHS)
 def _output_fwd(
     q, k, v, la, Hs, E, o, T, N,
     H: tl.constexpr, DK: tl.constexpr, DV: tl.constexpr, BV: tl.constexpr, C: tl.constexpr,
@@ -215,7 +222,7 @@ def _output_fwd(
 # ----------------------------------------------------------------------------------------------
 
 
-@triton.jit
+@triton.jit(do_not_specialize=_LENGTHS)
 def _de_local(
     q, k, la, do, dEl, T, N,
     H: tl.constexpr, DK: tl.constexpr, DV: tl.constexpr, BV: tl.constexpr, C: tl.constexpr,
@@ -243,7 +250,7 @@ def _de_local(
     tl.store(dEl + rows[:, None] * DV + o_v[None, :], b_de)
 
 
-@triton.jit
+@triton.jit(do_not_specialize=_LENGTHS)
 def _state_bwd(
     q, k, W, la, do, dEl, dht, dHs, dE, dv, dh0, T, N,
     H: tl.constexpr, DK: tl.constexpr, DV: tl.constexpr, BV: tl.constexpr, C: tl.constexpr,
@@ -293,7 +300,7 @@ def _state_bwd(
         tl.store(dh0 + p_M, b_ds)
 
 
-@triton.jit
+@triton.jit(do_not_specialize=_LENGTHS)
 def _dqkw(
     q, k, v, la, Hs, dHs, E, dE, do, dq, dKp, dk, dW, dG, T, N,
     H: tl.constexpr, DK: tl.constexpr, DV: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
@@ -362,7 +369,7 @@ def _dqkw(
         tl.store(p_dk, b_dk.to(dk.dtype.element_ty), mask=m_t[:, None])
 
 
-@triton.jit
+@triton.jit(do_not_specialize=_LENGTHS)
 def _wy_bwd(
     k, v, beta, la, Tm, dW, dE, dKp, dG, dk, dv, db, dla, T, N,
     H: tl.constexpr, DK: tl.constexpr, DV: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,

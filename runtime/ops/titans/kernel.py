@@ -140,7 +140,9 @@ def _chunk_end_state(w1, w2, s1, s2, a, dz, t_dy, t_k, b_bc, b_ec, b_ac, b_dc, b
 # ----------------------------------------------------------------------------------------------
 
 
-@triton.jit
+# Chunk counts are plain arguments, not specialised (one compile for every length: see the gated
+# delta kernel).
+@triton.jit(do_not_specialize=["N", "NS", "NX"])
 def _titans_fwd(
     q, k, v, W1s, W2s, S1s, S2s, b0, e, Dm, bC, eC, aC, dC, tC, o, X, N, NS, NX,
     DK: tl.constexpr, DV: tl.constexpr, HID: tl.constexpr, C: tl.constexpr,
@@ -230,7 +232,7 @@ def _titans_fwd(
 # ----------------------------------------------------------------------------------------------
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["N"])
 def _titans_bwd(
     q, k, v, W1s, W2s, S1s, S2s, b0, e, Dm, bC, eC, aC, dC, tC, do,
     dq, dk, dv, db0, de, dDm, dbC, deC, daC, ddC, dtC, dW1b, dW2b, dS1b, dS2b, P, XF, X, N,
