@@ -91,6 +91,17 @@ run_stage() {  # name, gpus (comma-separated physical ids)
       CUDA_VISIBLE_DEVICES=$gpus limit "$t" compute-sanitizer --tool memcheck --print-limit 8 \
         python3 -m pytest -x -q -p no:cacheprovider -s tests/ops/test_titans_split_kernel.py \
         -k matches_chunk 2>&1 | grep -v "^=========     Host Frame" | head -150 ;;
+    sanitize_split_tf32)  # memcheck on the split kernel at D 64, hid 256 with fp32 (tf32) operands, errors vs fp32
+      CUDA_VISIBLE_DEVICES=$gpus limit "$t" compute-sanitizer --tool memcheck --print-limit 8 python3 -c "
+import sys; sys.path.insert(0, 'tests/ops'); import torch
+from test_titans_split_kernel import _errors, _inputs, chunk_titans, chunk_titans_split_kernel
+x = _inputs(2, 256, 2, 64, 64, 256)
+for prec in ('tf32', 'ieee'):
+    try:
+        print(prec, _errors(chunk_titans_split_kernel, x, chunk_titans, x, 'both', dict(precision=prec), chunk_size=64))
+    except Exception as err:
+        print(prec, 'failed:', type(err).__name__, str(err)[:300])
+" 2>&1 | grep -v "^=========     Host Frame" | head -60 ;;
     sanitize_split_real)  # memcheck on the split kernel at a real shape (D 64, hid 256), with 8 warps (its rule) and 4
       for warps in 8 4; do
         echo "--- kernel_split.WARPS = $warps"
