@@ -19,8 +19,9 @@
 # - kernels, kernels_delta, kernels_rest: the linear rules and the CMS update vs fla, whole or
 #   split over GPUs.
 # - deep, deep_kernels, deep_compile, deep_graph: the Titans memory vs titans-pytorch (kernels,
-#   torch.compile, CUDA graphs). tests_split, sanitize_split, sanitize_split_real: the split
-#   deep-memory kernel's GPU tests and its memcheck at small and real shapes.
+#   torch.compile, CUDA graphs). tests_split, sanitize_split, sanitize_split_real,
+#   sanitize_split_tf32: the split deep-memory kernel's GPU tests and its memcheck at small and
+#   real shapes (the last with fp32 operands).
 # - profile, profile_graph, graph_probe: where a Hope step goes; what breaks a capture.
 # - model, model_compiled, model_graph: whole-model throughput. model_ckpt, model_recompute,
 #   model_graph_125m, model_graph_125m_recompute, model_graph_125m_b1, model_125m_eager_b1,
