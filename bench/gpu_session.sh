@@ -17,7 +17,7 @@
 # Stages (each `case` below says more):
 # - tests: the GPU-marked kernel tests; tests_graph: graphed training held to eager.
 # - kernels, kernels_delta, kernels_rest: the linear rules and the CMS update vs fla, whole or
-#   split over GPUs.
+#   split over GPUs; kernels_ours: our linear-rule kernels alone (a regression check).
 # - deep, deep_kernels, deep_compile, deep_graph: the Titans memory vs titans-pytorch (kernels,
 #   torch.compile, CUDA graphs). tests_split, sanitize_split, sanitize_split_real,
 #   sanitize_split_tf32: the split deep-memory kernel's GPU tests and its memcheck at small and
@@ -73,6 +73,9 @@ run_stage() {  # name, gpus (comma-separated physical ids)
     kernels_delta)  # the kernels table split over two GPUs: fla autotunes ~2 min per rule at the first shape
       CUDA_VISIBLE_DEVICES=$gpus limit "$t" python3 bench/kernels.py --fla-ignore-triton-guard \
         --no-reference --timeout 150 --rules gated_delta,delta --no-cms ;;
+    kernels_ours)  # our delta-rule kernels alone (no fla: its autotuning takes ~2 min per rule), a regression check
+      CUDA_VISIBLE_DEVICES=$gpus limit "$t" python3 bench/kernels.py --no-fla --no-reference --timeout 150 \
+        --rules gated_delta,delta,hebbian --no-cms ;;
     kernels_rest)  # the rows after the delta rules: Hebbian with and without retention, the CMS update
       CUDA_VISIBLE_DEVICES=$gpus limit "$t" python3 bench/kernels.py --fla-ignore-triton-guard \
         --no-reference --timeout 150 --rules hebbian_gated,hebbian ;;

@@ -177,10 +177,13 @@ def _impls_ours(rule):
     }
 
 
+NO_FLA = False  # --no-fla: our side only (a regression check of our kernels, without fla's autotuning)
+
+
 def _impls(rule):
     """name -> fn(q, k, v, b, log_a) returning o (the Hebbian rules ignore b), in IMPL_ORDER."""
     impls = _impls_ours(rule)
-    fla = _fla_impl(rule)
+    fla = None if NO_FLA else _fla_impl(rule)
     if fla is not None:
         impls["fla"] = fla
     return {n: impls[n] for n in IMPL_ORDER if n in impls}
@@ -545,6 +548,8 @@ def main() -> None:
     p.add_argument("--only-extras", action="store_true", help="skip the table (--tune/--profile)")
     p.add_argument("--no-cms", action="store_true", help="skip the CMS update rows")
     p.add_argument("--fla-ignore-triton-guard", action="store_true")
+    p.add_argument("--no-fla", action="store_true",
+                   help="our kernels only (fla autotunes ~2 min per rule at its first shape)")
     p.add_argument("--shapes", type=_shape, nargs="+", help="B,T,H,D ... (default: the two)")
     p.add_argument("--rules", help=f"comma-separated subset of {','.join(RULES)}, or none (the CMS rows only)")
     p.add_argument("--cpu-smoke", action="store_true",
@@ -555,6 +560,8 @@ def main() -> None:
     p.add_argument("--progress-file", help=argparse.SUPPRESS)
     p.add_argument("--out-file", help=argparse.SUPPRESS)
     args = p.parse_args()
+    global NO_FLA
+    NO_FLA = args.no_fla
     if args.cpu_smoke:
         DEV, DTYPE, SMOKE = "cpu", torch.float32, True
     elif not torch.cuda.is_available():
@@ -572,7 +579,7 @@ def main() -> None:
     bad = [r for r in rules if r not in RULES]
     if bad:
         sys.exit(f"unknown rules {bad}; choose from {RULES}")
-    fla = "yes" if chunk_gated_delta_rule is not None else "not installed"
+    fla = "skipped (--no-fla)" if NO_FLA else "yes" if chunk_gated_delta_rule is not None else "not installed"
     if chunk_gated_delta_rule is not None and chunk_simple_gla is None:
         fla = "yes (no simple_gla / linear_attn)"
     if SMOKE:
