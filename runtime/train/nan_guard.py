@@ -101,7 +101,8 @@ class Finding:
     bad_weights: list[str] = field(default_factory=list)
     bad_grads: list[str] = field(default_factory=list)
     unnormalised_chain: tuple[int, str] | None = None  # (levels, shape) of a CMS chained without level_norm
-    self_modifying_retain: float | None = None  # where a self-modifying group's retention starts
+    # where a self-modifying group's retention starts (1.0: the group has none, `retain = 1`)
+    self_modifying_retain: float | None = None
 
     def describe(self) -> str:
         if self.stage == "weights":
@@ -128,12 +129,16 @@ class Finding:
                     "gradient norm then grows ~35x per block)")
         if self.stage == "forward" and self.self_modifying_retain is not None:
             start = self.self_modifying_retain
+            why = (f"; `{self.place.memory}` is a self-modifying group: its value generator regresses onto "
+                   "its own output (Eq. 87), so once its gain passes ~1 each chunk's target outgrows the last "
+                   "(at dim 512 its weights went 5 -> 70 -> 4e5 -> inf in four chunks). ")
+            if start >= 1.0:  # no retention at all (Table 6's ablation diverged this way on MQAR)
+                return why + ("It has no retention (`retain = 1`), so nothing shrinks its state: give it a "
+                              "generated retention, as stock Hope's `retain_gen` with `retain_init = 0.95`")
             lower = 0.95 if start > 0.95 + 1e-6 else round(max(0.5, 1 - 2 * (1 - start)), 2)
-            return (f"; `{self.place.memory}` is a self-modifying group: its value generator regresses onto "
-                    "its own output (Eq. 87), so once its gain passes ~1 each chunk's target outgrows the last "
-                    f"(at dim 512 its weights went 5 -> 70 -> 4e5 -> inf in four chunks). Its retention starts "
-                    f"at {start:.4g}: start it lower, e.g. `retain_init = {lower:g}` on that memory (stock Hope "
-                    "sets 0.95), which shrinks the state every token until the outer loss raises alpha")
+            return why + (f"Its retention starts at {start:.4g}: start it lower, e.g. `retain_init = {lower:g}` "
+                          "on that memory (stock Hope sets 0.95), which shrinks the state every token until the "
+                          "outer loss raises alpha")
         chunk = _CHUNK.search(self.place.schedule or "") if self.place else None
         if self.stage != "forward" or not chunk or int(chunk.group(1)) < 2:
             return ""
@@ -193,11 +198,13 @@ def _unnormalised_chain(model: nn.Module, name: str) -> tuple[int, str] | None:
 
 def _self_modifying_retain(model: nn.Module, name: str) -> float | None:
     """Where the retention of the self-modifying group holding `name` starts (sigmoid of its
-    offset), or None when `name` is not inside one."""
+    offset; 1.0 when the group has no retention), or None when `name` is not inside one."""
     from ..layers.selfmod import SelfModifying
 
     m = _enclosing(model, name, SelfModifying)
-    return None if m is None else 1 / (1 + math.exp(-m.alpha_bias))
+    if m is None:
+        return None
+    return 1 / (1 + math.exp(-m.alpha_bias)) if m.retention else 1.0
 
 
 def diagnose(model: nn.Module, rerun: Callable[[], object], sublayers: dict | None = None) -> Finding:

@@ -141,17 +141,25 @@ def test_hint_for_a_self_modifying_group_names_its_retention_start():
     lower one to try; outside the group the chunk-parallel hint stays."""
     from runtime.layers.selfmod import SelfModifying
 
-    def group(retain_init):
+    def group(retain_init, retention=True):
         return SelfModifying(8, 2, {n: 8 for n in ("mem", "k", "v", "eta", "alpha")}, 4, False, "input", 0.9,
-                             "previous", "softplus", "sigmoid", "silu", 0, True, retain_init=retain_init)
+                             "previous", "softplus", "sigmoid", "silu", 0, True, retention=retention,
+                             retain_init=retain_init)
 
-    for retain_init, start, lower in ((0.0, "0.9933", "0.95"), (0.95, "0.95", "0.9")):
+    def finding_of(m):
         model = torch.nn.Module()
-        model.blocks = torch.nn.ModuleList([torch.nn.ModuleDict({"titans": group(retain_init)})])
+        model.blocks = torch.nn.ModuleList([torch.nn.ModuleDict({"titans": m})])
         with torch.no_grad():
             model.blocks[0]["titans"].out.weight.fill_(float("inf"))
         finding = diagnose(model, lambda: model.blocks[0]["titans"](torch.randn(1, 8, 8)))
         assert finding.stage == "forward" and finding.place.module.startswith("blocks.0.titans")
+        return finding
+
+    for retain_init, start, lower in ((0.0, "0.9933", "0.95"), (0.95, "0.95", "0.9")):
+        finding = finding_of(group(retain_init))
         assert finding.self_modifying_retain == pytest.approx(float(start), abs=1e-4)
         hint = finding.hint()
         assert f"starts at {start}" in hint and f"`retain_init = {lower}`" in hint and "Eq. 87" in hint
+    # Table 6's ablation without retention (specs/hope_no_retention.nsam) has nothing to lower
+    hint = finding_of(group(0.0, retention=False)).hint()
+    assert "no retention (`retain = 1`)" in hint and "starts at" not in hint and "Eq. 87" in hint
