@@ -1,6 +1,7 @@
 """Render a bench/results.py output folder as docs/results.md: tables, plots and the exact commands.
 
-    python bench/results_report.py OUT/results [RERUN ...] -o docs/results.md [--reading FILE]   # plots: docs/results/
+    python bench/results_report.py OUT/results [RERUN ...] -o docs/results.md [--reading FILE] [--note FILE]
+    # plots: docs/results/
 
 Sections: the setup (scale, tokens, hardware, budget), language modelling (validation loss and
 perplexity, tokens/s, loss curves), NIAH (accuracy by length), MQAR (by pairs and length),
@@ -197,7 +198,8 @@ def plot_formal(doc: dict, out: Path) -> Path | None:
 
 # -- the document ----------------------------------------------------------------------------------
 
-def render(folder: Path, output: Path, reruns: tuple[Path, ...] = (), reading: Path | None = None) -> str:
+def render(folder: Path, output: Path, reruns: tuple[Path, ...] = (), reading: Path | None = None,
+           note: Path | None = None) -> str:
     doc = load(folder, *reruns)
     plots_dir = output.with_suffix("")
     plots_dir.mkdir(parents=True, exist_ok=True)
@@ -213,6 +215,8 @@ def render(folder: Path, output: Path, reruns: tuple[Path, ...] = (), reading: P
 
     tiny = doc["scale"] == "tiny"
     add("# Results: a small-scale reproduction (issue 6)\n")
+    if note:  # the hand-written opening note, quoted under the title
+        add("\n".join("> " + line if line else ">" for line in note.read_text().strip().splitlines()) + "\n")
     if tiny:
         add("> **This is the CPU smoke run of the `tiny` preset** (dim "
             f"{p['model']['dim']}, depth {p['model']['depth']}, a few steps on two CPU cores): it checks that the "
@@ -442,6 +446,7 @@ def render(folder: Path, output: Path, reruns: tuple[Path, ...] = (), reading: P
         + "".join(shlex.join(_short_argv(r["argv"])) + "\n" for r in doc["reruns"])
         + f"python bench/results_report.py {' '.join(_short(str(f)) for f in (folder, *reruns))} "
         + f"-o {os.path.relpath(output, ROOT)}" + (f" --reading {_short(str(reading))}" if reading else "")
+        + (f" --note {_short(str(note))}" if note else "")
         + "\n```\n")
     add("Each job's commands (run from the repository root; `$WORK` is the folder of the runs, "
         "`--work` of bench/results.py):\n")
@@ -493,10 +498,12 @@ def main(argv=None) -> int:
     ap.add_argument("-o", "--output", default="docs/results.md")
     ap.add_argument("--reading", default=None, help="a markdown file: the hand-written reading of the results, "
                     "the report's last section (kept across regenerations)")
+    ap.add_argument("--note", default=None, help="a markdown file: a short note quoted under the title (which "
+                    "rows ran when), kept across regenerations")
     args = ap.parse_args(argv)
     output = Path(args.output).resolve()
     render(Path(args.results).resolve(), output, tuple(Path(r).resolve() for r in args.reruns),
-           Path(args.reading).resolve() if args.reading else None)
+           Path(args.reading).resolve() if args.reading else None, Path(args.note).resolve() if args.note else None)
     print(f"wrote {output} and its plots in {output.with_suffix('')}")
     return 0
 

@@ -188,6 +188,10 @@ def plot_context(panels: dict[str, dict[str, dict]], out: Path, title: str = "")
                 if metric in s:
                     xs, ys = s[metric]
                     ax.plot([pos[x] for x in xs], ys, style, color=color, markersize=4, label=label + suffix)
+        # the guessing level, where every line of the panel has the same one (one task)
+        chances = {r.get("chance") for r in panels[panel].values() if isinstance(r, dict)}
+        if len(chances) == 1 and None not in chances:
+            ax.axhline(chances.pop(), color="0.5", linestyle=":", linewidth=1, label="chance")
         ax.set_xticks(range(len(xs_all)))
         ax.set_xticklabels([_length_label(x) for x in xs_all])
         ax.set_ylim(-0.03, 1.03)

@@ -199,3 +199,22 @@ def test_eval_reports_progress_unless_quiet(run_dir, tmp_path, capsys):
     assert "mqar: log-likelihood 12/12 (" in err and "mqar: generation 6/6 (" in err
     assert main([*argv, "-q"]) == 0
     assert "log-likelihood" not in capsys.readouterr().err
+
+
+def test_context_plot_marks_the_guessing_level(tmp_path, monkeypatch):
+    """A panel whose runs share one chance level (one task) gets it as a dotted line; a panel mixing
+    tasks with different chance levels gets none."""
+    pytest.importorskip("matplotlib")
+    from runtime.eval import report
+
+    figures = []
+    monkeypatch.setattr(report, "_finish", lambda fig, out: figures.append(fig) or out)
+
+    def result(chance):
+        return {"chance": chance, "bins": {"length": {"512": {"acc": 0.2}, "1024": {"acc": 0.6}}}}
+
+    report.plot_context({"one task": {"a": result(0.25), "b": result(0.25)},
+                         "mixed": {"a": result(0.25), "b": result(0.5)}}, tmp_path / "p.png")
+    one, mixed = figures[0].axes[:2]
+    assert [line.get_ydata()[0] for line in one.lines if line.get_label() == "chance"] == [0.25]
+    assert not [line for line in mixed.lines if line.get_label() == "chance"]

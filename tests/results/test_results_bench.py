@@ -34,11 +34,17 @@ def test_results_two_jobs(tmp_path):
     assert "nslang train" in (out / "commands.sh").read_text()
 
     md = tmp_path / "docs" / "results.md"
-    proc = subprocess.run([sys.executable, str(ROOT / "bench" / "results_report.py"), str(out), "-o", str(md)],
+    (tmp_path / "note.md").write_text("Rerun with the new levels.\n\nSecond paragraph.\n")
+    (tmp_path / "reading.md").write_text("**Speed is the finding.**\n")
+    proc = subprocess.run([sys.executable, str(ROOT / "bench" / "results_report.py"), str(out), "-o", str(md),
+                           "--reading", str(tmp_path / "reading.md"), "--note", str(tmp_path / "note.md")],
                           cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr[-3000:]
     text = md.read_text()
     assert "CPU smoke run" in text and "## Formal languages (Table 5)" in text and "## Reading" in text
+    # the hand-written parts survive a regeneration: the note quoted under the title, the reading last
+    assert text.startswith("# Results") and "\n> Rerun with the new levels.\n>\n> Second paragraph.\n" in text
+    assert text.rstrip().endswith("**Speed is the finding.**") and "--note " in text
     assert (tmp_path / "docs" / "results" / "formal.png").is_file()
 
 
