@@ -580,7 +580,7 @@ def main() -> None:
     if bad:
         sys.exit(f"unknown rules {bad}; choose from {RULES}")
     fla = "skipped (--no-fla)" if NO_FLA else "yes" if chunk_gated_delta_rule is not None else "not installed"
-    if chunk_gated_delta_rule is not None and chunk_simple_gla is None:
+    if not NO_FLA and chunk_gated_delta_rule is not None and chunk_simple_gla is None:
         fla = "yes (no simple_gla / linear_attn)"
     if SMOKE:
         fla += "; CPU smoke run (interpreter, fp32, wall clock; fla column: our PyTorch form)"
