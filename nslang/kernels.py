@@ -16,6 +16,7 @@ from __future__ import annotations
 GATED_DELTA = "runtime/ops/gated_delta/kernel.py"
 TITANS = "runtime/ops/titans/kernel.py"
 CMS_UPDATE = "runtime/ops/cms/kernel.py"
+SELF_MODIFYING = "runtime/ops/self_modifying_titans/kernel.py"
 CHUNKS = (16, 32, 64)
 
 
@@ -36,8 +37,7 @@ def choose(layer: str, args: dict, dim: int, heads: int) -> dict | None:
             return none("no level learns inside the context, so nothing updates in the forward")
         return {"op": "cms_update", "file": CMS_UPDATE}
     if layer == "SelfModifying":
-        return none("the self-modifying group has none yet (`--compile` compiles its chunk "
-                    "step with torch.compile)")
+        return _self_modifying(args, dh)
     return None
 
 
@@ -75,6 +75,24 @@ def _deep(args: dict, dh: int) -> dict:
             "ACT": args["act"], "CHUNK": args["chunk"], "HIDDEN": hidden}
 
 
+def _self_modifying(args: dict, dh: int) -> dict:
+    hidden = set(args["hidden"].values())
+    if args["chunk"] not in CHUNKS:
+        return none(f"chunk {args['chunk']} (the kernel takes {', '.join(map(str, CHUNKS))})")
+    if args["act"] not in ("silu", "gelu"):
+        return none(f"activation {args['act']} (the kernel takes silu or gelu)")
+    if not (_pow2(dh) and 16 <= dh <= 128):
+        return none(f"head width {dh} (the kernel takes powers of two from 16 to 128)")
+    if len(hidden) != 1 or not _pow2(min(hidden)) or min(hidden) < 16:
+        return none(f"hidden widths {sorted(hidden)} (the kernel takes one power of two from 16)")
+    # forward-only: training keeps the chunk form (`--compile` compiles its chunk step)
+    return {"op": "self_modifying_titans", "file": SELF_MODIFYING,
+            "scope": "calls without a gradient (evaluation, generation); training runs the "
+                     "PyTorch chunk form",
+            "ACT": args["act"], "CHUNK": args["chunk"], "READ": args["read"],
+            "DGD": args["dgd"], "HIDDEN": min(hidden)}
+
+
 def _pow2(n: int) -> bool:
     return n > 0 and n & (n - 1) == 0
 
@@ -92,4 +110,5 @@ def comment(kernel: dict) -> str:
         return f"No Triton kernel: {kernel['reason']}. The PyTorch chunk form runs everywhere."
     params = ", ".join(f"{k}={v!r}" for k, v in kernel.items() if k.isupper())
     return (f"On CUDA: the `{kernel['op']}` Triton kernel ({kernel['file']})"
-            + (f", specialised by its constexprs {params}" if params else "") + ".")
+            + (f", specialised by its constexprs {params}" if params else "")
+            + (f", for {kernel['scope']}" if "scope" in kernel else "") + ".")

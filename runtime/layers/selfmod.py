@@ -8,6 +8,7 @@ weights of every memory (the init transfer: gradients reach them through every w
 from __future__ import annotations
 
 import math
+from functools import partial
 
 import torch
 import torch.nn.functional as F
@@ -15,10 +16,13 @@ from torch import nn
 
 from ..ops.self_modifying_titans import (chunk_self_modifying_titans, memory_names,
                                         naive_self_modifying_titans)
+from ..ops.self_modifying_titans.dispatch import self_modifying_titans as dispatch
 from .common import CausalConv, _heads, chunks_recomputed, op, ops_compiled
 
+# The fused kernel is forward-only: "auto" runs it for calls without a gradient on CUDA.
 self_modifying_titans = op(chunk_self_modifying_titans, naive_self_modifying_titans,
-                           chunk_is_semantic=True)
+                           chunk_is_semantic=True, auto=partial(dispatch, impl="auto"),
+                           kernel=partial(dispatch, impl="kernel"))
 
 # Gate offsets that start the rule inside its stable band (measured in the op's tests: eta ~ 0.07,
 # alpha ~ 0.993). The paper gives no parameterisation; these are ours. A spec moves alpha's start
@@ -28,6 +32,8 @@ ALPHA_BIAS = 5.0
 
 
 class SelfModifying(nn.Module):
+    kernel = "auto"  # the generated model's class sets codegen's choice (nslang/kernels.py)
+
     def __init__(self, dim, heads, hidden, chunk, adaptive_q, dgd, momentum, read, lr_gate,
                  retain_gate, act, conv, learn_init, retention=True, retain_init=0.0):
         super().__init__()
@@ -66,7 +72,7 @@ class SelfModifying(nn.Module):
             h, weights, self.W_q, chunk_size=self.chunk, adaptive_q=self.adaptive_q,
             activation=self.act, eta_map=self.lr_gate, alpha_map=self.retain_gate,
             eta_scale=self.eta_scale, eta_bias=ETA_BIAS, alpha_bias=self.alpha_bias, v_l2norm=True, dgd=self.dgd, momentum=self.momentum,
-            read=self.read, retention=self.retention, initial_state=state,
+            read=self.read, retention=self.retention, initial_state=state, kernel_choice=self.kernel,
             **({"compile_step": True} if ops_compiled() else {}),
             **({"recompute_step": True} if chunks_recomputed() else {}))
         return self.out(o.flatten(-2)), (state, tail)

@@ -27,11 +27,14 @@ class Titans(layers.SelfModifying):
     """`titans` (specs/hope.nsam:50). in-context: every 16 tokens, chunk-parallel over 16 tokens (Eq. 90); a self-modifying group with generators k_gen, lr_gen, retain_gen, v_gen; initial states meta-learned (init transfer)."""
 
     nsam_source = "specs/hope.nsam:50"
-    # No Triton kernel: the self-modifying group has none yet (`--compile` compiles its chunk step
-    # with torch.compile). The PyTorch chunk form runs everywhere.
+    # On CUDA: the `self_modifying_titans` Triton kernel
+    # (runtime/ops/self_modifying_titans/kernel.py), specialised by its constexprs ACT='silu',
+    # CHUNK=16, READ='previous', DGD='input', HIDDEN=128, for calls without a gradient
+    # (evaluation, generation); training runs the PyTorch chunk form.
     kernel = {
-        'op': None,
-        'reason': 'the self-modifying group has none yet (`--compile` compiles its chunk step with torch.compile)',
+        'op': 'self_modifying_titans', 'file': 'runtime/ops/self_modifying_titans/kernel.py',
+        'scope': 'calls without a gradient (evaluation, generation); training runs the PyTorch chunk form',
+        'ACT': 'silu', 'CHUNK': 16, 'READ': 'previous', 'DGD': 'input', 'HIDDEN': 128,
     }
 
     def __init__(self, cfg: Config):

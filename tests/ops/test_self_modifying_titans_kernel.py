@@ -1,0 +1,195 @@
+"""Self-modifying Titans: the fused Triton forward == the chunk reference (outputs and every
+memory's final W1, W2, S1, S2), and the dispatch runs it only where it may.
+
+Without CUDA the kernel runs in Triton's interpreter (TRITON_INTERPRET=1, set before triton is
+imported) on small awkward shapes against the chunk form in float64; with CUDA the same cases run
+compiled, and a `gpu` test adds the 125M block's shape (head width 64, hidden 128, T = 2048).
+"""
+
+import os
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+if not torch.cuda.is_available():
+    os.environ["TRITON_INTERPRET"] = "1"  # before triton is imported
+pytest.importorskip("triton")
+
+from ops_common import DEV, gpu_test, rel_rmse  # noqa: E402
+from runtime.ops.self_modifying_titans import chunk_self_modifying_titans, memory_names  # noqa: E402
+from runtime.ops.self_modifying_titans.dispatch import self_modifying_titans  # noqa: E402
+from runtime.ops.self_modifying_titans.kernel import (  # noqa: E402
+    chunk_self_modifying_titans_kernel, why_not,
+)
+
+pytestmark = pytest.mark.usefixtures("one_thread", "checked_kernel_memory")
+
+# The kernel in fp32 (exact fp32 products in the interpreter) against the chunk form in float64
+# on the same inputs: measured 7e-8 to 1.5e-7 relative RMSE on the outputs and up to 4e-6 on the
+# states (the momentum buffers S, whose norms are a few percent of W's, carry the most relative
+# rounding). 2e-5 keeps a 5x margin on the worst and still fails on a real bug: a wrong sign,
+# mask or missing term gives 1e-3 to 1.
+TOL = 2e-5
+B, H = 2, 2
+
+# the layer's regime (runtime/layers/selfmod.py): unit inputs and values, eta ~ 0.07, alpha ~ 0.993
+BASE = dict(eta_bias=-2.6, alpha_bias=5.0, v_l2norm=True)
+OPTIONS = {
+    "default": dict(),
+    "adaptive_q_current_momentum_gelu": dict(adaptive_q=True, read="current", momentum=0.3,
+                                             activation="gelu"),
+    "no_dgd_chunk_start_maps": dict(dgd="none", read="chunk_start", eta_map="sigmoid",
+                                    alpha_map="softplus", alpha_bias=0.45, qk_l2norm=False,
+                                    eta_scale=0.2),
+    "no_retention_momentum": dict(retention=False, momentum=0.5),
+}
+
+
+def make_inputs(T, D, hid, d_gate=1, seed=0, dtype=torch.float64):
+    g = torch.Generator().manual_seed(seed)
+    r = lambda *s: torch.randn(*s, generator=g, dtype=torch.float64)  # noqa: E731
+    x = F.normalize(r(B, T, H, D), dim=-1)
+    init = {n: (0.5 * r(H, d_gate if n in ("eta", "alpha") else D, hid) / hid**0.5,
+                r(H, hid, D) / D**0.5) for n in memory_names(True)}
+    W_q = r(H, D, D) / D**0.5
+    to = lambda t: t.to(DEV, dtype)  # noqa: E731
+    return to(x), {n: (to(a), to(b)) for n, (a, b) in init.items()}, to(W_q)
+
+
+def errors(out, state, ref_out, ref_state):
+    errs = {"o": rel_rmse(out, ref_out)}
+    for n in ref_state:
+        for part, a, b in zip(("W1", "W2", "S1", "S2"), state[n], ref_state[n]):
+            assert a.shape == b.shape and a.dtype == b.dtype, (n, part)
+            if b.abs().max() > 0:  # (S without momentum is the zero initial state)
+                errs[f"{n}.{part}"] = rel_rmse(a, b)
+            else:
+                assert a.abs().max() == 0, (n, part)
+    return errs
+
+
+def fp32(init):
+    return {n: tuple(t.float() for t in ws) for n, ws in init.items()}
+
+
+# (T, head width, hidden width, chunk): one token; a last chunk of 15 and of 4 tokens; a
+# sequence shorter than its chunk; hidden narrower than the head. Each option runs three of them
+# (the interpreter takes 1-5 s a case).
+SHAPES = [(1, 16, 32, 16), (63, 16, 32, 16), (100, 32, 64, 16), (100, 16, 16, 32), (63, 16, 32, 64)]
+CASES = [(opt, *shape) for i, opt in enumerate(OPTIONS)
+         for shape in (SHAPES[i % 2], SHAPES[2 + i % 2], SHAPES[4])]
+
+
+@pytest.mark.parametrize("opt,T,D,hid,chunk", CASES)
+def test_kernel_equals_chunk(opt, T, D, hid, chunk):
+    x, init, W_q = make_inputs(T, D, hid)
+    kw = {**BASE, **OPTIONS[opt], "chunk_size": chunk}
+    with torch.no_grad():
+        ref_o, ref_s = chunk_self_modifying_titans(x, init, W_q, **kw)
+        o, s = chunk_self_modifying_titans_kernel(x.float(), fp32(init), W_q.float(), **kw)
+    assert o.shape == x.shape and o.dtype == torch.float32
+    errs = errors(o, s, ref_o.float(), {n: tuple(t.float() for t in ws) for n, ws in ref_s.items()})
+    assert max(errs.values()) < TOL, errs
+
+
+def test_kernel_residual_gates_token_momentum_and_initial_state():
+    """Gate memories as wide as the head (they keep the residual skip), a per-token momentum
+    [B, T, H], and a whole initial state (momentum buffers included) instead of init weights."""
+    T, D, hid = 45, 16, 32
+    x, init, W_q = make_inputs(T, D, hid, d_gate=D, seed=3)
+    g = torch.Generator().manual_seed(7)
+    mom = (0.4 * torch.rand(B, T, H, generator=g, dtype=torch.float64)).to(DEV)
+    state = {n: (W1.expand(B, *W1.shape).clone(), W2.expand(B, *W2.shape).clone(),
+                 0.02 * torch.randn(B, *W1.shape, generator=g, dtype=torch.float64).to(DEV),
+                 0.02 * torch.randn(B, *W2.shape, generator=g, dtype=torch.float64).to(DEV))
+             for n, (W1, W2) in init.items()}
+    kw = {**BASE, "chunk_size": 16, "adaptive_q": True}
+    with torch.no_grad():
+        ref_o, ref_s = chunk_self_modifying_titans(x, None, W_q, momentum=mom, initial_state=state,
+                                                   **kw)
+        o, s = chunk_self_modifying_titans_kernel(x.float(), None, W_q.float(),
+                                                  momentum=mom.float(), initial_state=fp32(state),
+                                                  **kw)
+    errs = errors(o, s, ref_o.float(), {n: tuple(t.float() for t in ws) for n, ws in ref_s.items()})
+    assert max(errs.values()) < TOL, errs
+
+
+def test_why_not_names_each_unsupported_call():
+    x, init, W_q = make_inputs(20, 16, 32, dtype=torch.float32)
+    assert why_not(x, init, W_q) is None
+    leaf = x.clone().requires_grad_()
+    assert "forward-only" in why_not(leaf, init, W_q)
+    with torch.no_grad():
+        assert why_not(leaf, init, W_q) is None
+    assert "chunk 8" in why_not(x, init, W_q, chunk_size=8)
+    assert "head width 24" in why_not(torch.zeros(1, 4, 2, 24), init, W_q)
+    assert "per-head gate biases" in why_not(x, init, W_q, eta_bias=torch.zeros(H))
+    uneven = dict(init, k=(init["k"][0][..., :16], init["k"][1][:, :16]))
+    assert "different hidden widths" in why_not(x, uneven, W_q)
+
+
+def test_dispatch_runs_the_kernel_only_without_a_gradient():
+    """impl="kernel" refuses a call that needs a gradient, with the reason; "reference" and, off
+    CUDA, "auto" run the chunk form (same values)."""
+    x, init, W_q = make_inputs(20, 16, 32, dtype=torch.float32)
+    kw = {**BASE, "chunk_size": 16}
+    leaf = x.clone().requires_grad_()
+    with pytest.raises(ValueError, match="forward-only"):
+        self_modifying_titans(leaf, init, W_q, impl="kernel", **kw)
+    with torch.no_grad():
+        o_k, _ = self_modifying_titans(x, init, W_q, impl="kernel", **kw)
+        o_r, _ = self_modifying_titans(x, init, W_q, impl="reference", **kw)
+    assert rel_rmse(o_k, o_r) < TOL
+    # a gradient is due: "auto" takes the chunk form, and the gradient reaches x
+    o_a, _ = self_modifying_titans(leaf, init, W_q, impl="auto", **kw)
+    o_a.sum().backward()
+    assert leaf.grad is not None and leaf.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="do not match"):
+        self_modifying_titans(x, init, W_q, impl="auto", constexprs={"CHUNK": 32}, **kw)
+
+
+def test_layer_uses_the_kernel_in_no_grad_calls():
+    """The compiled layer under implementation("kernel") gives the chunk form's output when no
+    gradient is due (evaluation), the state it carries to the next call included."""
+    from runtime.layers import SelfModifying
+    from runtime.layers.common import implementation
+
+    torch.manual_seed(0)
+    hidden = {n: 32 for n in memory_names(False)}
+    layer = SelfModifying(dim=32, heads=2, hidden=hidden, chunk=16, adaptive_q=False, dgd="input",
+                          momentum=0.9, read="previous", lr_gate="softplus",
+                          retain_gate="sigmoid", act="silu", conv=4, learn_init=True,
+                          retain_init=0.95).to(DEV)
+    x1, x2 = torch.randn(2, 37, 32, device=DEV), torch.randn(2, 21, 32, device=DEV)
+    with torch.no_grad():
+        outs = {}
+        for mode in ("chunk", "kernel"):
+            with implementation(mode):
+                y1, st = layer(x1)
+                y2, _ = layer(x2, st)
+            outs[mode] = (y1, y2)
+    for a, b in zip(outs["kernel"], outs["chunk"]):
+        assert rel_rmse(a, b) < TOL
+
+
+@gpu_test
+def test_kernel_at_the_125m_block_shape():
+    """Head width 64, hidden 128 (the stock Hope's 2x), T = 2048, momentum 0.9 as Hope: the kernel
+    with tf32 products against the chunk form in fp32. tf32 rounds operands to 10 bits of
+    mantissa, ~5e-4 relative per product; over 128 chunks of a self-referential recurrence the
+    measured gap is what the assertion bounds (1e-2: a wrong term gives O(1))."""
+    x, init, W_q = make_inputs(2048, 64, 128, dtype=torch.float32)
+    kw = {**BASE, "chunk_size": 16, "momentum": 0.9, "eta_scale": 0.1}
+    with torch.no_grad():
+        ref_o, ref_s = chunk_self_modifying_titans(x.double(), {n: tuple(t.double() for t in ws)
+                                                                for n, ws in init.items()},
+                                                   W_q.double(), **kw)
+        o, s = chunk_self_modifying_titans_kernel(x, init, W_q, **kw)
+        o32, s32 = chunk_self_modifying_titans_kernel(x, init, W_q, precision="ieee", **kw)
+    ref_s = {n: tuple(t.float() for t in ws) for n, ws in ref_s.items()}
+    errs = errors(o, s, ref_o.float(), ref_s)
+    errs32 = errors(o32, s32, ref_o.float(), ref_s)
+    print("tf32", max(errs.values()), "ieee", max(errs32.values()))
+    assert max(errs32.values()) < 1e-4, errs32
+    assert max(errs.values()) < 1e-2, errs
