@@ -77,19 +77,15 @@ def _deep(args: dict, dh: int) -> dict:
 
 def _self_modifying(args: dict, dh: int) -> dict:
     hidden = set(args["hidden"].values())
-    if args["chunk"] not in CHUNKS:
-        return none(f"chunk {args['chunk']} (the kernel takes {', '.join(map(str, CHUNKS))})")
+    if args["chunk"] not in (16, 32):
+        return none(f"chunk {args['chunk']} (the kernel takes 16 or 32)")
     if args["act"] not in ("silu", "gelu"):
         return none(f"activation {args['act']} (the kernel takes silu or gelu)")
     if not (_pow2(dh) and 16 <= dh <= 128):
         return none(f"head width {dh} (the kernel takes powers of two from 16 to 128)")
     if len(hidden) != 1 or not _pow2(min(hidden)) or min(hidden) < 16:
         return none(f"hidden widths {sorted(hidden)} (the kernel takes one power of two from 16)")
-    # forward-only: training keeps the chunk form (`--compile` compiles its chunk step)
-    return {"op": "self_modifying_titans", "file": SELF_MODIFYING,
-            "scope": "calls without a gradient (evaluation, generation); training runs the "
-                     "PyTorch chunk form",
-            "ACT": args["act"], "CHUNK": args["chunk"], "READ": args["read"],
+    return {"op": "self_modifying_titans", "file": SELF_MODIFYING, "ACT": args["act"], "CHUNK": args["chunk"], "READ": args["read"],
             "DGD": args["dgd"], "HIDDEN": min(hidden)}
 
 
@@ -110,5 +106,4 @@ def comment(kernel: dict) -> str:
         return f"No Triton kernel: {kernel['reason']}. The PyTorch chunk form runs everywhere."
     params = ", ".join(f"{k}={v!r}" for k, v in kernel.items() if k.isupper())
     return (f"On CUDA: the `{kernel['op']}` Triton kernel ({kernel['file']})"
-            + (f", specialised by its constexprs {params}" if params else "")
-            + (f", for {kernel['scope']}" if "scope" in kernel else "") + ".")
+            + (f", specialised by its constexprs {params}" if params else "") + ".")

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
-from .layers.common import compiled_ops, recomputed_chunks
+from .layers.common import compiled_ops, recomputed_chunks, second_order
 from .layers.continuum import Continuum, ContinuumState, alias_weight
 
 
@@ -100,7 +100,8 @@ class NestedModel(nn.Module):
             twice = sdpa_kernel(SDPBackend.MATH) if meta else contextlib.nullcontext()
             eager = compiled_ops(False) if meta else contextlib.nullcontext()  # no double backward
             kept = recomputed_chunks(False) if meta else contextlib.nullcontext()  # kept either way
-            with torch.enable_grad(), twice, eager, kept:
+            chunked = second_order() if meta else contextlib.nullcontext()  # kernels: first order
+            with torch.enable_grad(), twice, eager, kept, chunked:
                 logits, state = self._pass(tokens[:, s:e], state)
                 n_target = min(e, T - 1) - s  # the call's last token has no target yet
                 flat = [w for ws in aliases.values() for lv in ws for w in lv]

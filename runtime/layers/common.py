@@ -28,6 +28,21 @@ def implementation(mode: str):
         _MODE.pop()
 
 
+_SECOND_ORDER = [False]
+
+
+@contextlib.contextmanager
+def second_order(on: bool = True):
+    """A pass whose gradient is taken with create_graph (the exact CMS signal's, when the outer
+    gradient goes through it): the Triton kernels' backwards are first-order, so "fast" runs the
+    chunk forms there (runtime/model_base.py turns it on for those passes)."""
+    _SECOND_ORDER.append(on)
+    try:
+        yield
+    finally:
+        _SECOND_ORDER.pop()
+
+
 _COMPILED_OPS = [False]
 
 
@@ -105,7 +120,7 @@ def op(chunk, reference, chunk_is_semantic: bool = False, auto=None, kernel=None
                 raise RuntimeError(f"{chunk.__name__} has no Triton kernel yet")
             return kernel(*args, **kwargs) if params is None else kernel(*args, constexprs=params,
                                                                           **kwargs)
-        if mode == "fast" and auto is not None:
+        if mode == "fast" and auto is not None and not _SECOND_ORDER[-1]:
             return auto(*args, **kwargs) if params is None else auto(*args, constexprs=params,
                                                                       **kwargs)
         return chunk(*args, **kwargs)

@@ -19,7 +19,6 @@ from ..ops.self_modifying_titans import (chunk_self_modifying_titans, memory_nam
 from ..ops.self_modifying_titans.dispatch import self_modifying_titans as dispatch
 from .common import CausalConv, _heads, chunks_recomputed, op, ops_compiled
 
-# The fused kernel is forward-only: "auto" runs it for calls without a gradient on CUDA.
 self_modifying_titans = op(chunk_self_modifying_titans, naive_self_modifying_titans,
                            chunk_is_semantic=True, auto=partial(dispatch, impl="auto"),
                            kernel=partial(dispatch, impl="kernel"))

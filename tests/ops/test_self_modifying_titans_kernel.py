@@ -1,5 +1,6 @@
-"""Self-modifying Titans: the fused Triton forward == the chunk reference (outputs and every
-memory's final W1, W2, S1, S2), and the dispatch runs it only where it may.
+"""Self-modifying Titans: the fused Triton kernels == the chunk reference: outputs, every memory's
+final W1, W2, S1, S2, and the gradients of every input (x, W_q, each memory's init weights or its
+whole initial state); and the dispatch runs them only where it may.
 
 Without CUDA the kernel runs in Triton's interpreter (TRITON_INTERPRET=1, set before triton is
 imported) on small awkward shapes against the chunk form in float64; with CUDA the same cases run
@@ -26,10 +27,10 @@ from runtime.ops.self_modifying_titans.kernel import (  # noqa: E402
 pytestmark = pytest.mark.usefixtures("one_thread", "checked_kernel_memory")
 
 # The kernel in fp32 (exact fp32 products in the interpreter) against the chunk form in float64
-# on the same inputs: measured 7e-8 to 1.5e-7 relative RMSE on the outputs and up to 4e-6 on the
+# on the same inputs: measured 7e-8 to 1.5e-7 relative RMSE on the outputs, up to 4e-6 on the
 # states (the momentum buffers S, whose norms are a few percent of W's, carry the most relative
-# rounding). 2e-5 keeps a 5x margin on the worst and still fails on a real bug: a wrong sign,
-# mask or missing term gives 1e-3 to 1.
+# rounding) and 1e-7 to 1.5e-6 on the gradients. 2e-5 keeps a 5x margin on the worst and still
+# fails on a real bug: a wrong sign, mask or missing term gives 1e-3 to 1.
 TOL = 2e-5
 B, H = 2, 2
 
@@ -74,11 +75,11 @@ def fp32(init):
 
 
 # (T, head width, hidden width, chunk): one token; a last chunk of 15 and of 4 tokens; a
-# sequence shorter than its chunk; hidden narrower than the head. Each option runs three of them
-# (the interpreter takes 1-5 s a case).
-SHAPES = [(1, 16, 32, 16), (63, 16, 32, 16), (100, 32, 64, 16), (100, 16, 16, 32), (63, 16, 32, 64)]
+# sequence shorter than its chunk; hidden narrower than the head. Each option runs two of them
+# (the interpreter takes 1-5 s a case), and every shape runs with some option.
+SHAPES = [(1, 16, 32, 16), (63, 16, 32, 16), (100, 32, 64, 16), (100, 16, 16, 32), (63, 16, 32, 32)]
 CASES = [(opt, *shape) for i, opt in enumerate(OPTIONS)
-         for shape in (SHAPES[i % 2], SHAPES[2 + i % 2], SHAPES[4])]
+         for shape in (SHAPES[i % 2], SHAPES[2 + i % 3])]
 
 
 @pytest.mark.parametrize("opt,T,D,hid,chunk", CASES)
@@ -115,43 +116,102 @@ def test_kernel_residual_gates_token_momentum_and_initial_state():
     assert max(errs.values()) < TOL, errs
 
 
+def _grads(fn, x, init, W_q, kw, dtype, state=None, seed=5):
+    """Every input's gradient under a random linear loss on the output and the final state."""
+    leaves = {"x": x, "W_q": W_q}
+    weights = state if state is not None else init
+    names = memory_names(kw.get("adaptive_q", False), kw.get("retention", True))
+    leaves.update({f"{n}.{i}": t for n in names for i, t in enumerate(weights[n])})
+    leaves = {k: t.detach().to(dtype).requires_grad_() for k, t in leaves.items()}
+    ws = {n: tuple(leaves[f"{n}.{i}"] for i in range(len(weights[n]))) for n in names}
+    if state is not None:
+        o, final = fn(leaves["x"], None, leaves["W_q"], initial_state=ws, **kw)
+    else:
+        o, final = fn(leaves["x"], ws, leaves["W_q"], **kw)
+    g = torch.Generator().manual_seed(seed)
+    probe = lambda t: (t.double() * torch.randn(t.shape, generator=g, dtype=torch.float64)  # noqa: E731
+                       .to(t.device)).sum()
+    loss = probe(o) + sum(probe(t) for n in sorted(final) for t in final[n])
+    loss.backward()
+    return {k: t.grad for k, t in leaves.items()}
+
+
+def assert_grads_close(got, ref):
+    errs = {}
+    for k, r in ref.items():
+        if r is None:  # (W_q is unused with an adaptive q)
+            assert got[k] is None, k
+            continue
+        errs[k] = rel_rmse(got[k], r)
+    assert max(errs.values()) < TOL, errs
+
+
+@pytest.mark.parametrize("opt", list(OPTIONS))
+def test_kernel_gradients_equal_chunk(opt):
+    """Gradients through 3 chunks (a last one of 8 tokens) into x, W_q and every memory's init
+    weights: the kernel's backward in fp32 against autograd through the chunk form in float64."""
+    x, init, W_q = make_inputs(40, 16, 32)
+    kw = {**BASE, **OPTIONS[opt], "chunk_size": 16}
+    ref = _grads(chunk_self_modifying_titans, x, init, W_q, kw, torch.float64)
+    got = _grads(chunk_self_modifying_titans_kernel, x, init, W_q, kw, torch.float32)
+    assert_grads_close(got, ref)
+
+
+def test_kernel_residual_gates_token_momentum_and_initial_state_gradients():
+    """The gradients of a whole initial state (momentum buffers included), with residual gate
+    memories, a per-token momentum and chunk 32 over a sequence shorter than two chunks."""
+    T, D, hid = 45, 16, 32
+    x, init, W_q = make_inputs(T, D, hid, d_gate=D, seed=3)
+    g = torch.Generator().manual_seed(7)
+    mom = (0.4 * torch.rand(B, T, H, generator=g, dtype=torch.float64)).to(DEV)
+    state = {n: (W1.expand(B, *W1.shape).clone(), W2.expand(B, *W2.shape).clone(),
+                 0.02 * torch.randn(B, *W1.shape, generator=g, dtype=torch.float64).to(DEV),
+                 0.02 * torch.randn(B, *W2.shape, generator=g, dtype=torch.float64).to(DEV))
+             for n, (W1, W2) in init.items()}
+    kw = {**BASE, "chunk_size": 32, "read": "current"}
+    ref = _grads(chunk_self_modifying_titans, x, None, W_q, {**kw, "momentum": mom},
+                 torch.float64, state=state)
+    got = _grads(chunk_self_modifying_titans_kernel, x, None, W_q, {**kw, "momentum": mom.float()},
+                 torch.float32, state=state)
+    assert_grads_close(got, ref)
+
+
 def test_why_not_names_each_unsupported_call():
     x, init, W_q = make_inputs(20, 16, 32, dtype=torch.float32)
     assert why_not(x, init, W_q) is None
-    leaf = x.clone().requires_grad_()
-    assert "forward-only" in why_not(leaf, init, W_q)
-    with torch.no_grad():
-        assert why_not(leaf, init, W_q) is None
+    assert why_not(x.clone().requires_grad_(), init, W_q) is None  # training runs it too
     assert "chunk 8" in why_not(x, init, W_q, chunk_size=8)
     assert "head width 24" in why_not(torch.zeros(1, 4, 2, 24), init, W_q)
-    assert "per-head gate biases" in why_not(x, init, W_q, eta_bias=torch.zeros(H))
+    assert "per-head gate" in why_not(x, init, W_q, eta_bias=torch.zeros(H))
+    mom = torch.full((B, 20, H), 0.5, requires_grad=True)
+    assert "momentum gate that needs a gradient" in why_not(x, init, W_q, momentum=mom)
     uneven = dict(init, k=(init["k"][0][..., :16], init["k"][1][:, :16]))
     assert "different hidden widths" in why_not(x, uneven, W_q)
 
 
-def test_dispatch_runs_the_kernel_only_without_a_gradient():
-    """impl="kernel" refuses a call that needs a gradient, with the reason; "reference" and, off
-    CUDA, "auto" run the chunk form (same values)."""
+def test_dispatch():
+    """impl="kernel" runs the kernel (values and gradients); "reference" and, off CUDA, "auto"
+    run the chunk form; a constexpr that disagrees with the call is an error."""
     x, init, W_q = make_inputs(20, 16, 32, dtype=torch.float32)
     kw = {**BASE, "chunk_size": 16}
     leaf = x.clone().requires_grad_()
-    with pytest.raises(ValueError, match="forward-only"):
-        self_modifying_titans(leaf, init, W_q, impl="kernel", **kw)
-    with torch.no_grad():
-        o_k, _ = self_modifying_titans(x, init, W_q, impl="kernel", **kw)
-        o_r, _ = self_modifying_titans(x, init, W_q, impl="reference", **kw)
-    assert rel_rmse(o_k, o_r) < TOL
-    # a gradient is due: "auto" takes the chunk form, and the gradient reaches x
-    o_a, _ = self_modifying_titans(leaf, init, W_q, impl="auto", **kw)
-    o_a.sum().backward()
+    o_k, _ = self_modifying_titans(leaf, init, W_q, impl="kernel", **kw)
+    o_k.sum().backward()
+    o_r, _ = self_modifying_titans(x, init, W_q, impl="reference", **kw)
+    assert rel_rmse(o_k.detach(), o_r.detach()) < TOL
     assert leaf.grad is not None and leaf.grad.abs().sum() > 0
+    if not torch.cuda.is_available():
+        o_a, _ = self_modifying_titans(x, init, W_q, impl="auto", **kw)
+        assert torch.equal(o_a, o_r)  # the chunk form itself
     with pytest.raises(ValueError, match="do not match"):
         self_modifying_titans(x, init, W_q, impl="auto", constexprs={"CHUNK": 32}, **kw)
+    with pytest.raises(ValueError, match="chunk 8"):
+        self_modifying_titans(x, init, W_q, impl="kernel", **{**kw, "chunk_size": 8})
 
 
-def test_layer_uses_the_kernel_in_no_grad_calls():
-    """The compiled layer under implementation("kernel") gives the chunk form's output when no
-    gradient is due (evaluation), the state it carries to the next call included."""
+def test_layer_runs_the_kernel():
+    """The layer under implementation("kernel") gives the chunk form's outputs, the state it
+    carries to the next call included, and its parameters' gradients."""
     from runtime.layers import SelfModifying
     from runtime.layers.common import implementation
 
@@ -161,16 +221,21 @@ def test_layer_uses_the_kernel_in_no_grad_calls():
                           momentum=0.9, read="previous", lr_gate="softplus",
                           retain_gate="sigmoid", act="silu", conv=4, learn_init=True,
                           retain_init=0.95).to(DEV)
-    x1, x2 = torch.randn(2, 37, 32, device=DEV), torch.randn(2, 21, 32, device=DEV)
-    with torch.no_grad():
-        outs = {}
-        for mode in ("chunk", "kernel"):
-            with implementation(mode):
-                y1, st = layer(x1)
-                y2, _ = layer(x2, st)
-            outs[mode] = (y1, y2)
+    x1, x2 = torch.randn(2, 21, 32, device=DEV), torch.randn(2, 13, 32, device=DEV)
+    outs, grads = {}, {}
+    for mode in ("chunk", "kernel"):
+        layer.zero_grad()
+        with implementation(mode):
+            y1, st = layer(x1)
+            y2, _ = layer(x2, st)
+        (y1.square().sum() + y2.square().sum()).backward()
+        outs[mode] = (y1.detach(), y2.detach())
+        grads[mode] = {k: p.grad.clone() for k, p in layer.named_parameters()}
     for a, b in zip(outs["kernel"], outs["chunk"]):
         assert rel_rmse(a, b) < TOL
+    assert grads["kernel"].keys() == grads["chunk"].keys()
+    for k in grads["chunk"]:
+        assert rel_rmse(grads["kernel"][k], grads["chunk"][k]) < 1e-4, k
 
 
 @gpu_test
@@ -193,3 +258,25 @@ def test_kernel_at_the_125m_block_shape():
     print("tf32", max(errs.values()), "ieee", max(errs32.values()))
     assert max(errs32.values()) < 1e-4, errs32
     assert max(errs.values()) < 1e-2, errs
+
+
+def test_second_order_passes_run_the_chunk_form():
+    """The kernels' backwards are first-order: a create_graph pass (the exact CMS signal's) must
+    run the chunk forms under "fast", and a double backward through the kernel is an error, never
+    a silently dropped term."""
+    from runtime.layers.common import implementation, op, second_order
+
+    picked = op(lambda: "chunk", lambda: "reference", auto=lambda: "kernel")
+    assert picked() == "kernel"
+    with second_order():
+        assert picked() == "chunk"
+        with implementation("reference"):
+            assert picked() == "reference"
+    assert picked() == "kernel"
+
+    x, init, W_q = make_inputs(20, 16, 32, dtype=torch.float32)
+    leaf = x.clone().requires_grad_()
+    o, _ = chunk_self_modifying_titans_kernel(leaf, init, W_q, **BASE)
+    (g,) = torch.autograd.grad(o.square().sum(), leaf, create_graph=True)
+    with pytest.raises(RuntimeError, match="once_differentiable|double backward|twice"):
+        g.sum().backward()

@@ -1,6 +1,5 @@
-"""Self-modifying Titans: one entry point that picks the fused Triton forward or the PyTorch chunk
-form (runtime/ops/kernel_dispatch.py says how). The kernel is forward-only, so "auto" runs it
-for calls that need no gradient (evaluation, generation) and the chunk form for training."""
+"""Self-modifying Titans: one entry point that picks the fused Triton kernels or the PyTorch chunk
+form (runtime/ops/kernel_dispatch.py says how)."""
 
 from __future__ import annotations
 

@@ -1,26 +1,28 @@
-"""Self-modifying Titans: a fused Triton forward, every chunk of a sequence in one launch.
+"""Self-modifying Titans: fused Triton kernels, forward and backward, every chunk of a sequence in
+one launch each.
 
-Same contract as ``chunk_self_modifying_titans`` (chunk.py), for calls that need no gradient:
-evaluation, generation and the no-grad passes. Training keeps the PyTorch chunk form; the backward
-kernel is the next step (the module docstring of chunk.py has the algebra both follow).
+Same contract as ``chunk_self_modifying_titans`` (chunk.py), values and gradients (of x, W_q and
+every memory's init weights or whole initial state).
 
 Why. The chunk form is exact but launch-bound: one 16-token chunk of one block issues ~400
-operators in the forward, so a 2,048-token sequence through 12 blocks is ~600,000 launches
-(bench/RESULTS.md, "125M Hope's operator count"). Here one program per (batch, head) runs all
-chunks in order, and a chunk is ~20 small matrix products on tiles held on chip.
+operators in the forward and ~2,600 with the backward, so a 2,048-token step through 12 blocks is
+millions of launches (bench/RESULTS.md, "125M Hope's operator count"). Here one program per
+(batch, head) runs all chunks in order, and a chunk is a few dozen small matrix products on tiles
+held on chip.
 
-Per chunk (state xi at its start, all memories stacked; the notation of chunk.py, token-indexed
-coefficient matrices [C, C] with rows "the state before token i" (prev) or "after it" (cur)):
+Forward, per chunk (state xi at its start, every memory stacked; the notation of chunk.py, with
+token-indexed coefficient matrices [C, C] whose rows are "the state before token i" (prev) or
+"after it" (cur)):
 
-1. Generation from xi: y_g = s(X W2_g^T) W1_g^T (+ X) for every generator g, over hidden tiles;
-   K, V, Q normalised as the options say; eta = eta_scale * map(mean y_eta + eta_bias),
-   alpha = map(mean y_alpha + alpha_bias).
-2. Coefficients (no division: products of the gates along masked loops, so alpha = 0 is exact):
-   Tcur[i, j] = prod_{l=j+1..i} alpha_l (j <= i), bcur[i] = prod_{l<=i} alpha_l, Tprev, bprev the
-   same one token earlier; with momentum m: Mcur, m0cur likewise, e = T m0,
-   Dg = (T Mcur) diag(eta); without: e = 0, Dg = T diag(eta). E = T diag(eta) weighs the DGD
-   writes. The chunk end is row L-1 of the cur matrices (L = the chunk's real tokens, so the
-   padding of a last, shorter chunk writes nothing: its columns are past the end row).
+1. Generation from xi (`_chunk_inputs`): y_g = s(X W2_g^T) W1_g^T (+ X) for every generator g,
+   over hidden tiles; K, V, Q normalised as the options say; eta = eta_scale * map(mean y_eta +
+   eta_bias), alpha = map(mean y_alpha + alpha_bias).
+2. Coefficients (`_coefficients`; no division: products of the gates along masked loops, so
+   alpha = 0 is exact): Tcur[i, j] = prod_{l=j+1..i} alpha_l (j <= i), bcur[i] = prod_{l<=i}
+   alpha_l, Tprev, bprev the same one token earlier; with momentum m: Mcur, m0cur likewise,
+   e = T m0, Dg = (T Mcur) diag(eta); without: e = 0, Dg = T diag(eta). E = T diag(eta) weighs
+   the DGD writes. The chunk end is row L-1 of the cur matrices (L = the chunk's real tokens, so
+   the padding of a last, shorter chunk writes nothing: its columns are past the end row).
 3. Per memory, pass 1 over hidden tiles: dY/2 = W1 (s(W2 k) - s(W2 v)) (+ k - v).
    Pass 2, tile by tile: dZ/2 = (dY/2 W1) s'(W2 k); u = (I + Eprev * KK^T)^-1 r with
    r = -2 (Dgprev * KK^T) dZ/2 + bprev W2 k + eprev S2 k (the unit-lower-triangular system of
@@ -29,13 +31,27 @@ coefficient matrices [C, C] with rows "the state before token i" (prev) or "afte
    y = -2 (Dg * h A^T) dY/2 + b W1 h + e S1 h + q); and the tile's chunk-end state:
        W1' = bC W1 + eC S1 - 2 dY/2^T (DgC . A)      S1' = mC S1 - 2 dY/2^T (MC . A)
        W2' = bC W2 + eC S2 - (2 DgC . dZ/2 + EC . u)^T K     S2' = mC S2 - 2 (MC . dZ/2)^T K
-   written to the other of two state slots.
+   written to the next state slot (the forward keeps every chunk's start when a gradient is due).
 
-The state lives in global memory (fp32, stacked [memories, B * H, ...], the gates' one-row W1
-zero-padded to D rows as chunk.py's `_stack_state` does); a chunk reads and writes it once per
-pass, which stays in L2 at the shapes used (5 memories at D = 64, hidden 128: 0.5 MB per head).
-Products accumulate in fp32 with tf32 operands on CUDA (the tiles are small enough for fp32 in
-shared memory) and exact fp32 in the interpreter.
+Backward (`_smt_bwd`), the chunks in reverse from the stored chunk-start states, each the
+reverse of the lines above. Per chunk: steps 1 and 2 again; per memory, pass 0 recomputes dY/2,
+pass A (tile by tile) takes every term that does not need dY/2's own adjoint (the read, the
+chunk-end state, the u system, dZ/2 = (dY/2 W1) s'), accumulating that adjoint and parking the
+tile's partial dA, dZ of the keys in a scratch buffer; pass B adds the terms through
+dY/2 = (s(Zk) - s(Zv)) W1^T. Every memory adds into the shared adjoints of K, V, Q and of the
+coefficient matrices; those go back through step 2 into eta and alpha (the product rule over the
+masked products, as d/d log alpha, whose factor for a sigmoid gate is 1 - alpha: no division),
+and through step 1 into X, W_q and the generators' chunk-start weights. The state's gradient is
+carried between chunks in two slots. (u = L^-1 r gives dr = L^-T du and dL = -dr u^T.)
+
+The state lives in global memory (fp32, stacked [slots, memories, B * H, ...], the gates'
+one-row W1 zero-padded to D rows as chunk.py's `_stack_state` does); a chunk reads and writes it
+a few times per pass, which stays in L2 at the stock shape (5 memories at D = 64, hidden 128:
+0.5 MB per head). Memory: the forward keeps N + 1 chunk-start states for the backward, 4 NM
+B H (T/C + 1) D hid fp32 (1 GB per block at B = 1, H = 12, T = 2,048, D = 64, hid 128). Products
+accumulate in fp32 with tf32 operands on CUDA and exact fp32 in the interpreter; the coefficient
+and key products (KK^T, QK^T, T M) are always full fp32. Parallelism is one program per (batch,
+head).
 """
 
 from __future__ import annotations
@@ -46,6 +62,7 @@ import torch
 import torch.nn.functional as F
 import triton
 import triton.language as tl
+from torch.autograd.function import once_differentiable
 
 from ..titans.kernel import _act, _mm
 from .naive import check_options, initial_self_mod_state, is_residual, memory_names, momentum_gate
@@ -726,6 +743,7 @@ class _SelfModifyingFn(torch.autograd.Function):
         return (o, *final)
 
     @staticmethod
+    @once_differentiable  # a second-order pass runs the chunk form (layers.common.second_order)
     def backward(ctx, do, gW1, gW2, gS1, gS2):
         xs, wq, W1s, W2s, S1s, S2s, mom = ctx.saved_tensors
         cfg, N = ctx.cfg, ctx.N

@@ -29,11 +29,9 @@ class Titans(layers.SelfModifying):
     nsam_source = "specs/hope.nsam:50"
     # On CUDA: the `self_modifying_titans` Triton kernel
     # (runtime/ops/self_modifying_titans/kernel.py), specialised by its constexprs ACT='silu',
-    # CHUNK=16, READ='previous', DGD='input', HIDDEN=128, for calls without a gradient
-    # (evaluation, generation); training runs the PyTorch chunk form.
+    # CHUNK=16, READ='previous', DGD='input', HIDDEN=128.
     kernel = {
         'op': 'self_modifying_titans', 'file': 'runtime/ops/self_modifying_titans/kernel.py',
-        'scope': 'calls without a gradient (evaluation, generation); training runs the PyTorch chunk form',
         'ACT': 'silu', 'CHUNK': 16, 'READ': 'previous', 'DGD': 'input', 'HIDDEN': 128,
     }
 
