@@ -24,6 +24,8 @@
 #   real shapes (the last with fp32 operands).
 # - profile, profile_graph, graph_probe: where a Hope step goes; what breaks a capture.
 #   profile_125m_block: the same for one block of the 125M shape (its eager step is 12x that).
+# - smt_tests, smt_bench: the self-modifying Titans kernels' GPU tests (SMT_TESTS_K narrows) and
+#   their benchmark against the chunk form (SMT_BENCH_ARGS: bench/self_modifying.py's options).
 # - model, model_compiled, model_graph: whole-model throughput. model_ckpt, model_recompute,
 #   model_graph_125m, model_graph_125m_recompute, model_graph_125m_b1, model_125m_eager_b1,
 #   model_125m_hope_alone, model_125m_offload: 125M Hope with checkpointing, recomputed chunks, CUDA graphs, or eager at batch 1
@@ -122,6 +124,11 @@ for prec in ('tf32', 'ieee'):
     tests_split)  # the split deep-memory kernel on the GPU (-s: the tests print their measured errors)
       CUDA_VISIBLE_DEVICES=$gpus limit "$t" python3 -m pytest -v -s -p no:cacheprovider -m gpu -rs \
         tests/ops/test_titans_split_kernel.py ;;
+    smt_tests)  # the self-modifying Titans kernels on the GPU: every CPU case compiled, and the 125M block's shape
+      CUDA_VISIBLE_DEVICES=$gpus limit "$t" python3 -m pytest -q -s -p no:cacheprovider \
+        tests/ops/test_self_modifying_titans_kernel.py ${SMT_TESTS_K:+-k "$SMT_TESTS_K"} ;;
+    smt_bench)  # the self-modifying Titans kernels vs the chunk form (eager, compiled), the 125M block's shape
+      CUDA_VISIBLE_DEVICES=$gpus limit "$t" python3 bench/self_modifying.py --timeout 200 ${SMT_BENCH_ARGS:-} ;;
     profile_125m_block)  # one block of the 125M shape (dim 768, context 2048, batch 1): where its eager step goes
       CUDA_VISIBLE_DEVICES=$gpus limit "$t" python3 bench/profile_hope.py transformer_pp hope_two_pass --dim 768 \
         --depth 1 --context 2048 --batch-size 1 --budget-s "$(( t > 40 ? t - 30 : 10 ))" ;;
