@@ -30,6 +30,7 @@
 #   model_graph_125m, model_graph_125m_recompute, model_graph_125m_b1, model_125m_eager_b1,
 #   model_125m_hope_alone, model_125m_offload: 125M Hope with checkpointing, recomputed chunks, CUDA graphs, or eager at batch 1
 #   (model_125m_offload: large saved tensors in host memory). tests_offload: that option's GPU test.
+#   model_125m_kernel: 125M Transformer++, Hope without CMS and hope_two_pass on the self-modifying kernels.
 # - curves, curves_graph: ~30M Hope vs Transformer++. graph_numerics, hope_stability:
 #   hope_two_pass 512x4 with each option, or candidate fixes side by side.
 # - results: the docs/results.md grid; results_rerun (ONLY=regex, PRESET_FROM=results.json): some
@@ -204,6 +205,11 @@ for prec in ('tf32', 'ieee'):
       CUDA_VISIBLE_DEVICES=$gpus limit "$t" python3 bench/model.py --recompute-chunks \
         --specs transformer_pp,hope_two_pass --batch-size 8 --hope-batch-size 1 --steps 1 --warmup-steps 1 \
         --budget-s "$(( t > 60 ? t - 30 : 30 ))" --nl-modes '' ;;
+    model_125m_kernel)  # 125M Transformer++ (batch 8), Hope without CMS and hope_two_pass (HOPE_BATCH, default 4) on the
+      # self-modifying kernels; --fit halves a batch that does not fit
+      CUDA_VISIBLE_DEVICES=$gpus limit "$t" python3 bench/model.py --specs transformer_pp,hope_no_cms,hope_two_pass \
+        --batch-size 8 --hope-batch-size "${HOPE_BATCH:-4}" --fit --steps 3 --warmup-steps 1 \
+        --budget-s "${MODEL_BUDGET:-120}" --nl-modes '' ;;
     model_125m_hope_alone)  # 125M hope_two_pass only, eager, batch 1, recomputed chunks, no warm-up: its first step
       # (compilation of the Triton kernels included) gets the whole call; Transformer++ runs in model_125m_eager_b1
       CUDA_VISIBLE_DEVICES=$gpus limit "$t" python3 bench/model.py --recompute-chunks --specs hope_two_pass \

@@ -8,7 +8,8 @@ momentum 0.9, the layer's gate offsets: runtime/layers/selfmod.py). Each variant
 process with its own time limit (a first call compiles), so a fault or a slow compile costs only
 its row, and its peak memory is its own. Prints one table: median ms of a forward + backward (or a
 forward alone, rows marked "forward"), tokens/s and peak GiB, and the ratio to the eager chunk
-form. `--device cpu` runs a small smoke check (kernels in Triton's interpreter).
+form. A kernel variant takes launch options after colons (`kernel_tf32:bhid=32:warps=8`).
+`--device cpu` runs a small smoke check (kernels in Triton's interpreter).
 """
 from __future__ import annotations
 
@@ -53,11 +54,14 @@ def _measure(args) -> dict:
 
     device = args.device
     x, init, W_q, kw = _inputs(args, device)
-    name = args.only
+    name, *opts = args.only.split(":")  # kernel options: kernel_tf32:bhid=32:warps=8
+    opts = dict(o.split("=") for o in opts)
     backward = not name.endswith("forward")
     if name.startswith("kernel"):
         prec = "ieee" if name == "kernel_ieee" or device == "cpu" else "tf32"
-        fn = lambda: chunk_self_modifying_titans_kernel(x, init, W_q, precision=prec, **kw)  # noqa: E731
+        cfg = dict(precision=prec, num_warps=int(opts.get("warps", 4)),
+                   block_hidden=int(opts["bhid"]) if "bhid" in opts else None)
+        fn = lambda: chunk_self_modifying_titans_kernel(x, init, W_q, **cfg, **kw)  # noqa: E731
     else:
         fn = lambda: chunk_self_modifying_titans(x, init, W_q,  # noqa: E731
                                                  compile_step=name == "chunk_compiled", **kw)
@@ -89,7 +93,7 @@ def _measure(args) -> dict:
         times.append(time.perf_counter() - t0)
     ms = sorted(times)[len(times) // 2] * 1e3
     peak = torch.cuda.max_memory_allocated() / 2**30 if device == "cuda" else float("nan")
-    return dict(variant=name, ms=ms, first_s=first, runs=len(times), peak_gib=peak,
+    return dict(variant=args.only, ms=ms, first_s=first, runs=len(times), peak_gib=peak,
                 tokens_per_s=args.B * args.T / (ms / 1e3))
 
 
@@ -140,7 +144,7 @@ def main() -> None:
         if "error" in r:
             print(f"| {r['variant']} | {r['error']} | | | | | |")
             continue
-        ref = base.get("chunk_forward" if r["variant"].endswith("forward") else "chunk")
+        ref = base.get("chunk_forward" if r["variant"].split(":")[0].endswith("forward") else "chunk")
         ratio = f"{ref / r['ms']:.1f}x" if ref else ""
         print(f"| {r['variant']} | {r['ms']:.1f} | {r['tokens_per_s']:,.0f} | {r['peak_gib']:.2f} "
               f"| {ratio} | {r['first_s']:.1f} | {r['runs']} |")

@@ -240,29 +240,41 @@ def test_layer_runs_the_kernel():
 
 
 @gpu_test
-@pytest.mark.parametrize("precision,tol", [("ieee", 1e-4), ("tf32", 2e-2)])
-def test_kernel_at_the_125m_block_shape(precision, tol):
+def test_kernel_at_the_125m_block_shape():
     """The 125M Hope block's memory: head width 64, hidden 128 (2x), momentum 0.9, chunk 16, over
-    512 tokens, outputs, final state and every gradient against the chunk form in float64 on the
-    GPU. "ieee" (exact fp32 products) bounds the kernel's own rounding; tf32 rounds each product's
-    operands to 10 bits (~5e-4 relative), compounded over 32 chunks of a self-referential
-    recurrence: the tolerance bounds that, and a wrong term still gives O(1)."""
+    512 tokens: outputs, final state and every gradient against the chunk form in float64 on the
+    GPU. The yardstick is the chunk form's own error in fp32 on the same inputs (first H100 run:
+    up to 3.4e-5 on the final W and 5.4e-4 on the momentum buffers S, the rounding of 512 steps
+    of a self-referential recurrence; 1e-7 on the gradients): "ieee" (exact fp32 products) must
+    stay within 2x of it (first run: the same digits). tf32 rounds each product's operands to 10
+    bits; measured up to 5.3e-3 (the eta memory's init gradient), so 2e-2; a wrong term gives O(1)."""
     x, init, W_q = make_inputs(512, 64, 128, dtype=torch.float32)
     x = x[:1]  # B = 1
     kw = {**BASE, "chunk_size": 16, "momentum": 0.9, "eta_scale": 0.1, "alpha_bias": 2.944}
+    init64 = {n: tuple(t.double() for t in ws) for n, ws in init.items()}
+
+    def measure(fn, dtype):
+        errs = {k: rel_rmse(g, r) for (k, g), r in zip(_grads(fn, x, init, W_q, kw, dtype).items(),
+                                                        ref.values())}
+        with torch.no_grad():
+            o, s = fn(x.to(dtype), {n: tuple(t.to(dtype) for t in ws) for n, ws in init.items()},
+                      W_q.to(dtype), **kw)
+        errs.update(errors(o.float(), {n: tuple(t.float() for t in ws) for n, ws in s.items()},
+                           ref_o, ref_s))
+        return errs
+
     ref = _grads(chunk_self_modifying_titans, x, init, W_q, kw, torch.float64)
-    got = _grads(partial(chunk_self_modifying_titans_kernel, precision=precision), x, init, W_q,
-                 kw, torch.float32)
-    errs = {k: rel_rmse(got[k], r) for k, r in ref.items()}
     with torch.no_grad():
-        ref_o, ref_s = chunk_self_modifying_titans(x.double(), {n: tuple(t.double() for t in ws)
-                                                                for n, ws in init.items()},
-                                                   W_q.double(), **kw)
-        o, s = chunk_self_modifying_titans_kernel(x, init, W_q, precision=precision, **kw)
-    errs.update(errors(o, s, ref_o.float(), {n: tuple(t.float() for t in ws)
-                                              for n, ws in ref_s.items()}))
-    print(precision, {k: f"{v:.1e}" for k, v in errs.items()})
-    assert max(errs.values()) < tol, errs
+        ref_o, ref_s = chunk_self_modifying_titans(x.double(), init64, W_q.double(), **kw)
+    ref_o, ref_s = ref_o.float(), {n: tuple(t.float() for t in ws) for n, ws in ref_s.items()}
+    yardstick = measure(chunk_self_modifying_titans, torch.float32)
+    ieee = measure(partial(chunk_self_modifying_titans_kernel, precision="ieee"), torch.float32)
+    tf32 = measure(partial(chunk_self_modifying_titans_kernel, precision="tf32"), torch.float32)
+    print("fp32 chunk", max(yardstick.values()), "ieee", max(ieee.values()), "tf32",
+          max(tf32.values()))
+    worse = {k: (v, yardstick[k]) for k, v in ieee.items() if v > 2 * yardstick[k] + 1e-6}
+    assert not worse, worse
+    assert max(tf32.values()) < 2e-2, tf32
 
 
 def test_second_order_passes_run_the_chunk_form():

@@ -768,8 +768,8 @@ class _SelfModifyingFn(torch.autograd.Function):
 
 
 def _launch_args(cfg: dict) -> dict:
-    return {k: v for k, v in cfg.items() if k.isupper() and k != "H"} | dict(num_warps=4,
-                                                                             num_stages=1)
+    return {k: v for k, v in cfg.items() if k.isupper() and k != "H"} | dict(
+        num_warps=cfg["warps"], num_stages=1)
 
 
 def why_not(x, init_weights=None, W_q=None, chunk_size=16, adaptive_q=False, eta_bias=0.0,
@@ -808,10 +808,12 @@ def chunk_self_modifying_titans_kernel(x, init_weights=None, W_q=None, chunk_siz
                                        alpha_bias=0.0, qk_l2norm=True, v_l2norm=False,
                                        dgd="input", momentum=None, read="previous",
                                        retention=True, initial_state=None, compile_step=False,
-                                       recompute_step=False, precision=None):
+                                       recompute_step=False, precision=None, block_hidden=None,
+                                       num_warps=4):
     """`chunk_self_modifying_titans` on the Triton kernels, values and gradients (compile_step
     and recompute_step concern the chunk form and are ignored). precision: the products' operand
-    precision, "ieee" (exact fp32) or "tf32" (the CUDA default)."""
+    precision, "ieee" (exact fp32) or "tf32" (the CUDA default); block_hidden (the hidden tile)
+    and num_warps: launch configuration (bench/self_modifying.py sweeps them)."""
     check_options(activation, eta_map, alpha_map, dgd, read)
     reason = why_not(x, init_weights, W_q, chunk_size=chunk_size, adaptive_q=adaptive_q,
                      eta_bias=eta_bias, alpha_bias=alpha_bias, eta_scale=eta_scale,
@@ -839,7 +841,8 @@ def chunk_self_modifying_titans_kernel(x, init_weights=None, W_q=None, chunk_siz
     prec = precision or ("ieee" if _INTERPRET or not x.is_cuda else "tf32")
     cfg = dict(
         C=chunk_size, H=H, scalars=(float(eta_scale), float(eta_bias), float(alpha_bias)),
-        D=D, HID=hid, BHID=min(hid, 32 if D > 64 else 64), NM=len(names), IK=names.index("k"),
+        warps=num_warps, D=D, HID=hid,
+        BHID=min(hid, block_hidden or (32 if D > 64 else 64)), NM=len(names), IK=names.index("k"),
         IV=names.index("v"), IQ=names.index("q") if adaptive_q else -1, IETA=names.index("eta"),
         IALPHA=names.index("alpha") if retention else -1, IMEM=names.index("mem"),
         RES_MASK=sum(1 << i for i, n in enumerate(names) if is_residual(*state[n][:2])),
