@@ -59,7 +59,7 @@ def _measure(args) -> dict:
     backward = not name.endswith("forward")
     if name.startswith("kernel"):
         prec = "ieee" if name == "kernel_ieee" or device == "cpu" else "tf32"
-        cfg = dict(precision=prec, num_warps=int(opts.get("warps", 4)),
+        cfg = dict(precision=prec, num_warps=int(opts["warps"]) if "warps" in opts else None,
                    block_hidden=int(opts["bhid"]) if "bhid" in opts else None)
         fn = lambda: chunk_self_modifying_titans_kernel(x, init, W_q, **cfg, **kw)  # noqa: E731
     else:

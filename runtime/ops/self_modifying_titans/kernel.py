@@ -56,6 +56,7 @@ head).
 
 from __future__ import annotations
 
+import math
 import os
 
 import torch
@@ -63,6 +64,7 @@ import torch.nn.functional as F
 import triton
 import triton.language as tl
 from torch.autograd.function import once_differentiable
+from torch.utils.checkpoint import checkpoint
 
 from ..titans.kernel import _act, _mm
 from .naive import check_options, initial_self_mod_state, is_residual, memory_names, momentum_gate
@@ -767,6 +769,27 @@ class _SelfModifyingFn(torch.autograd.Function):
         return (dx, dW_q, *(g[0] for g in grads), None, None)
 
 
+def _in_spans(xs, wq, state, mom, cfg, n_chunks):
+    """recompute_step: the chunks in spans of ~sqrt(n), each span's forward kept only as its
+    start state and run again in the backward (non-reentrant torch.utils.checkpoint), so the
+    backward holds ~2 sqrt(n) chunk-start states instead of n + 1 (as chunk.py's spans)."""
+    span = max(1, math.isqrt(n_chunks)) * cfg["C"]  # tokens: a whole number of chunks
+
+    def run(xs_span, mom_span, *st):
+        return _SelfModifyingFn.apply(xs_span, wq, *st, mom_span, cfg)
+
+    outs = []
+    for a in range(0, xs.shape[1], span):
+        xs_span = xs[:, a:a + span].contiguous()
+        mom_span = None if mom is None else mom[:, a:a + span].contiguous()
+        # no random numbers in the kernels, so no RNG state to replay (and reading it is not
+        # allowed while a CUDA graph is captured)
+        o, *state = checkpoint(run, xs_span, mom_span, *state, use_reentrant=False,
+                               preserve_rng_state=False)
+        outs.append(o)
+    return (torch.cat(outs, dim=1), *state)
+
+
 def _launch_args(cfg: dict) -> dict:
     return {k: v for k, v in cfg.items() if k.isupper() and k != "H"} | dict(
         num_warps=cfg["warps"], num_stages=1)
@@ -809,9 +832,10 @@ def chunk_self_modifying_titans_kernel(x, init_weights=None, W_q=None, chunk_siz
                                        dgd="input", momentum=None, read="previous",
                                        retention=True, initial_state=None, compile_step=False,
                                        recompute_step=False, precision=None, block_hidden=None,
-                                       num_warps=4):
-    """`chunk_self_modifying_titans` on the Triton kernels, values and gradients (compile_step
-    and recompute_step concern the chunk form and are ignored). precision: the products' operand
+                                       num_warps=None):
+    """`chunk_self_modifying_titans` on the Triton kernels, values and gradients. compile_step
+    concerns the chunk form and is ignored; recompute_step keeps ~2 sqrt(n) chunk-start states
+    for the backward instead of n + 1, for one more forward (`_in_spans`). precision: the products' operand
     precision, "ieee" (exact fp32) or "tf32" (the CUDA default); block_hidden (the hidden tile)
     and num_warps: launch configuration (bench/self_modifying.py sweeps them)."""
     check_options(activation, eta_map, alpha_map, dgd, read)
@@ -841,7 +865,8 @@ def chunk_self_modifying_titans_kernel(x, init_weights=None, W_q=None, chunk_siz
     prec = precision or ("ieee" if _INTERPRET or not x.is_cuda else "tf32")
     cfg = dict(
         C=chunk_size, H=H, scalars=(float(eta_scale), float(eta_bias), float(alpha_bias)),
-        warps=num_warps, D=D, HID=hid,
+        # 8 warps: 1.3x faster than 4 at the 125M block's shape on the H100 (bench/RESULTS.md)
+        warps=num_warps or (8 if x.is_cuda else 4), D=D, HID=hid,
         BHID=min(hid, block_hidden or (32 if D > 64 else 64)), NM=len(names), IK=names.index("k"),
         IV=names.index("v"), IQ=names.index("q") if adaptive_q else -1, IETA=names.index("eta"),
         IALPHA=names.index("alpha") if retention else -1, IMEM=names.index("mem"),
@@ -850,7 +875,11 @@ def chunk_self_modifying_titans_kernel(x, init_weights=None, W_q=None, chunk_siz
         ALPHA_MAP=GATE_MAPS[alpha_map], QK_NORM=qk_l2norm, V_NORM=v_l2norm, DGD=dgd == "input",
         READ=READS[read], HAS_MOM=mom is not None, PREC=prec,
     )
-    o, *final = _SelfModifyingFn.apply(xs, wq, W1s, W2s, S1s, S2s, mom, cfg)
+    n_chunks = -(-T // chunk_size)
+    if recompute_step and torch.is_grad_enabled() and n_chunks > 1:
+        o, *final = _in_spans(xs, wq, (W1s, W2s, S1s, S2s), mom, cfg, n_chunks)
+    else:
+        o, *final = _SelfModifyingFn.apply(xs, wq, W1s, W2s, S1s, S2s, mom, cfg)
     out = o.view(B, H, T, D).transpose(1, 2).to(x.dtype)  # [B, T, H, D]
     result = {}
     for i, n in enumerate(names):
