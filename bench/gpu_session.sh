@@ -208,7 +208,7 @@ for prec in ('tf32', 'ieee'):
     model_125m_kernel)  # 125M Transformer++ (batch 8), Hope without CMS and hope_two_pass (HOPE_BATCH, default 4) on the
       # self-modifying kernels; --fit halves a batch that does not fit. MODEL_ARGS: e.g. '--heads 12 --recompute-chunks'
       # (the stock specs have 4 heads: at dim 768 that is width 192, which the kernels do not take)
-      CUDA_VISIBLE_DEVICES=$gpus limit "$t" python3 bench/model.py --specs transformer_pp,hope_no_cms,hope_two_pass \
+      CUDA_VISIBLE_DEVICES=$gpus limit "$t" python3 bench/model.py --specs "${MODEL_SPECS:-transformer_pp,hope_no_cms,hope_two_pass}" \
         --batch-size 8 --hope-batch-size "${HOPE_BATCH:-4}" --fit --steps 3 --warmup-steps 1 \
         --budget-s "${MODEL_BUDGET:-120}" --nl-modes '' ${MODEL_ARGS:-} ;;
     model_125m_hope_alone)  # 125M hope_two_pass only, eager, batch 1, recomputed chunks, no warm-up: its first step
