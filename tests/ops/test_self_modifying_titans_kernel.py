@@ -25,6 +25,13 @@ from runtime.ops.self_modifying_titans.kernel import (  # noqa: E402
     chunk_self_modifying_titans_kernel, why_not,
 )
 
+# The cases below run the kernel with exact fp32 products ("ieee"), on CUDA too, where tf32 is the
+# default: so the compiled kernels meet the same tolerance as the interpreter.
+kernel_fp32 = partial(chunk_self_modifying_titans_kernel, precision="ieee")
+# Through the dispatch or the layer, CUDA runs the tf32 default: its tolerance is the one the
+# 125M-shape test measured (5.3e-3 worst over 32 chunks), here over fewer chunks.
+TOL_DEFAULT = 2e-2 if DEV == "cuda" else 2e-5
+
 pytestmark = pytest.mark.usefixtures("one_thread", "checked_kernel_memory")
 
 # The kernel in fp32 (exact fp32 products in the interpreter) against the chunk form in float64
@@ -89,7 +96,7 @@ def test_kernel_equals_chunk(opt, T, D, hid, chunk):
     kw = {**BASE, **OPTIONS[opt], "chunk_size": chunk}
     with torch.no_grad():
         ref_o, ref_s = chunk_self_modifying_titans(x, init, W_q, **kw)
-        o, s = chunk_self_modifying_titans_kernel(x.float(), fp32(init), W_q.float(), **kw)
+        o, s = kernel_fp32(x.float(), fp32(init), W_q.float(), **kw)
     assert o.shape == x.shape and o.dtype == torch.float32
     errs = errors(o, s, ref_o.float(), {n: tuple(t.float() for t in ws) for n, ws in ref_s.items()})
     assert max(errs.values()) < TOL, errs
@@ -110,9 +117,8 @@ def test_kernel_residual_gates_token_momentum_and_initial_state():
     with torch.no_grad():
         ref_o, ref_s = chunk_self_modifying_titans(x, None, W_q, momentum=mom, initial_state=state,
                                                    **kw)
-        o, s = chunk_self_modifying_titans_kernel(x.float(), None, W_q.float(),
-                                                  momentum=mom.float(), initial_state=fp32(state),
-                                                  **kw)
+        o, s = kernel_fp32(x.float(), None, W_q.float(), momentum=mom.float(),
+                           initial_state=fp32(state), **kw)
     errs = errors(o, s, ref_o.float(), {n: tuple(t.float() for t in ws) for n, ws in ref_s.items()})
     assert max(errs.values()) < TOL, errs
 
@@ -154,7 +160,7 @@ def test_kernel_gradients_equal_chunk(opt):
     x, init, W_q = make_inputs(40, 16, 32)
     kw = {**BASE, **OPTIONS[opt], "chunk_size": 16}
     ref = _grads(chunk_self_modifying_titans, x, init, W_q, kw, torch.float64)
-    got = _grads(chunk_self_modifying_titans_kernel, x, init, W_q, kw, torch.float32)
+    got = _grads(kernel_fp32, x, init, W_q, kw, torch.float32)
     assert_grads_close(got, ref)
 
 
@@ -172,8 +178,8 @@ def test_kernel_residual_gates_token_momentum_and_initial_state_gradients():
     kw = {**BASE, "chunk_size": 32, "read": "current"}
     ref = _grads(chunk_self_modifying_titans, x, None, W_q, {**kw, "momentum": mom},
                  torch.float64, state=state)
-    got = _grads(chunk_self_modifying_titans_kernel, x, None, W_q, {**kw, "momentum": mom.float()},
-                 torch.float32, state=state)
+    got = _grads(kernel_fp32, x, None, W_q, {**kw, "momentum": mom.float()}, torch.float32,
+                 state=state)
     assert_grads_close(got, ref)
 
 
@@ -182,9 +188,8 @@ def test_kernel_recomputed_spans_give_the_same_values_and_gradients():
     memory); same outputs, final state and gradients as keeping every chunk's start."""
     x, init, W_q = make_inputs(40, 16, 32)
     kw = {**BASE, "chunk_size": 16, "momentum": 0.5}
-    plain = _grads(chunk_self_modifying_titans_kernel, x, init, W_q, kw, torch.float32)
-    spans = _grads(partial(chunk_self_modifying_titans_kernel, recompute_step=True), x, init, W_q,
-                   kw, torch.float32)
+    plain = _grads(kernel_fp32, x, init, W_q, kw, torch.float32)
+    spans = _grads(partial(kernel_fp32, recompute_step=True), x, init, W_q, kw, torch.float32)
     # bitwise equal but for W_q, whose per-span sums add in another order (measured 6e-8)
     errs = {k: rel_rmse(spans[k], plain[k]) for k in plain}
     assert max(errs.values()) < 1e-6, errs
@@ -212,7 +217,7 @@ def test_dispatch():
     o_k, _ = self_modifying_titans(leaf, init, W_q, impl="kernel", **kw)
     o_k.sum().backward()
     o_r, _ = self_modifying_titans(x, init, W_q, impl="reference", **kw)
-    assert rel_rmse(o_k.detach(), o_r.detach()) < TOL
+    assert rel_rmse(o_k.detach(), o_r.detach()) < TOL_DEFAULT
     assert leaf.grad is not None and leaf.grad.abs().sum() > 0
     if not torch.cuda.is_available():
         o_a, _ = self_modifying_titans(x, init, W_q, impl="auto", **kw)
@@ -246,10 +251,11 @@ def test_layer_runs_the_kernel():
         outs[mode] = (y1.detach(), y2.detach())
         grads[mode] = {k: p.grad.clone() for k, p in layer.named_parameters()}
     for a, b in zip(outs["kernel"], outs["chunk"]):
-        assert rel_rmse(a, b) < TOL
+        assert rel_rmse(a, b) < TOL_DEFAULT
     assert grads["kernel"].keys() == grads["chunk"].keys()
+    # both sides fp32 with their own rounding orders (the interpreter: 1e-6 at most)
     for k in grads["chunk"]:
-        assert rel_rmse(grads["kernel"][k], grads["chunk"][k]) < 1e-4, k
+        assert rel_rmse(grads["kernel"][k], grads["chunk"][k]) < max(1e-4, TOL_DEFAULT), k
 
 
 @gpu_test
@@ -306,7 +312,7 @@ def test_second_order_passes_run_the_chunk_form():
 
     x, init, W_q = make_inputs(20, 16, 32, dtype=torch.float32)
     leaf = x.clone().requires_grad_()
-    o, _ = chunk_self_modifying_titans_kernel(leaf, init, W_q, **BASE)
+    o, _ = kernel_fp32(leaf, init, W_q, **BASE)
     (g,) = torch.autograd.grad(o.square().sum(), leaf, create_graph=True)
     with pytest.raises(RuntimeError, match="once_differentiable|double backward|twice"):
         g.sum().backward()
