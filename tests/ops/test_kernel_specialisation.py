@@ -12,7 +12,8 @@ import pytest
 
 OPS = Path(__file__).resolve().parents[2] / "runtime" / "ops"
 LENGTHS = {"T", "N", "NS", "NX"}
-KERNEL_FILES = [OPS / "gated_delta" / "kernel.py", OPS / "titans" / "kernel.py"]
+KERNEL_FILES = [OPS / "gated_delta" / "kernel.py", OPS / "titans" / "kernel.py",
+                OPS / "self_modifying_titans" / "kernel.py"]
 
 
 def _jit_kernels(path: Path):
