@@ -17,12 +17,17 @@ KERNEL_FILES = [OPS / "gated_delta" / "kernel.py", OPS / "titans" / "kernel.py",
 
 
 def _jit_kernels(path: Path):
-    """(name, length parameters, names in do_not_specialize) of each @triton.jit function."""
+    """(name, length parameters, names in do_not_specialize) of each @triton.jit function that is
+    launched (`kernel[grid](...)`): helpers inline into their kernels, whose arguments are what
+    Triton specialises."""
     tree = ast.parse(path.read_text())
+    launched = {node.func.value.id for node in ast.walk(tree)
+                if isinstance(node, ast.Call) and isinstance(node.func, ast.Subscript)
+                and isinstance(node.func.value, ast.Name)}
     constants = {t.id: ast.literal_eval(node.value) for node in tree.body if isinstance(node, ast.Assign)
                  for t in node.targets if isinstance(t, ast.Name) and isinstance(node.value, ast.List)}
     for fn in tree.body:
-        if not isinstance(fn, ast.FunctionDef):
+        if not isinstance(fn, ast.FunctionDef) or fn.name not in launched:
             continue
         for dec in fn.decorator_list:
             target = dec.func if isinstance(dec, ast.Call) else dec
