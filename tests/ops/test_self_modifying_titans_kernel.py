@@ -183,6 +183,21 @@ def test_kernel_residual_gates_token_momentum_and_initial_state_gradients():
     assert_grads_close(got, ref)
 
 
+def test_kernel_pads_widths_that_are_not_powers_of_two():
+    """Head width 24 and hidden 20 (run as 32 and 32, zero-padded), with gate memories as wide as
+    the head (residual, so the padding must not change which skip they take): values, final state
+    and gradients as the chunk form's."""
+    x, init, W_q = make_inputs(40, 24, 20, d_gate=24, seed=2)
+    kw = {**BASE, "chunk_size": 16, "momentum": 0.5, "read": "current"}
+    with torch.no_grad():
+        ref_o, ref_s = chunk_self_modifying_titans(x, init, W_q, **kw)
+        o, s = kernel_fp32(x.float(), fp32(init), W_q.float(), **kw)
+    errs = errors(o, s, ref_o.float(), {n: tuple(t.float() for t in ws) for n, ws in ref_s.items()})
+    assert max(errs.values()) < TOL, errs
+    ref = _grads(chunk_self_modifying_titans, x, init, W_q, kw, torch.float64)
+    assert_grads_close(_grads(kernel_fp32, x, init, W_q, kw, torch.float32), ref)
+
+
 def test_kernel_recomputed_spans_give_the_same_values_and_gradients():
     """recompute_step=True: spans of chunks checkpointed and run again in the backward (less
     memory); same outputs, final state and gradients as keeping every chunk's start."""
@@ -200,7 +215,7 @@ def test_why_not_names_each_unsupported_call():
     assert why_not(x, init, W_q) is None
     assert why_not(x.clone().requires_grad_(), init, W_q) is None  # training runs it too
     assert "chunk 8" in why_not(x, init, W_q, chunk_size=8)
-    assert "head width 24" in why_not(torch.zeros(1, 4, 2, 24), init, W_q)
+    assert "head width 192" in why_not(torch.zeros(1, 4, 2, 192), init, W_q)
     assert "per-head gate" in why_not(x, init, W_q, eta_bias=torch.zeros(H))
     mom = torch.full((B, 20, H), 0.5, requires_grad=True)
     assert "momentum gate that needs a gradient" in why_not(x, init, W_q, momentum=mom)

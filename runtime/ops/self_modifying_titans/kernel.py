@@ -157,9 +157,9 @@ def _decays(g, o_c, C: tl.constexpr):
 
 
 @triton.jit
-def _gate_pre(y, X, o_d, D: tl.constexpr, DG: tl.constexpr, bias):
+def _gate_pre(y, X, o_d, DG: tl.constexpr, GATE_RES: tl.constexpr, bias):
     """A gate memory's output y [C, D] (zero-padded past DG) -> mean of its DG numbers + bias."""
-    if DG == D:  # gate memories as wide as the tokens have the residual skip
+    if GATE_RES:  # gate memories as wide as the tokens have the residual skip
         y += X
     return tl.sum(tl.where(o_d[None, :] < DG, y, 0.0), 1) / DG + bias
 
@@ -168,7 +168,8 @@ def _gate_pre(y, X, o_d, D: tl.constexpr, DG: tl.constexpr, bias):
 def _chunk_inputs(x, wq, W1s, W2s, slot, i_bh, i_n, T, BH, H, eta_scale, eta_bias, alpha_bias,
                   D: tl.constexpr, HID: tl.constexpr, C: tl.constexpr, BHID: tl.constexpr,
                   NM: tl.constexpr, IK: tl.constexpr, IV: tl.constexpr, IQ: tl.constexpr,
-                  IETA: tl.constexpr, IALPHA: tl.constexpr, DG: tl.constexpr, ACT: tl.constexpr,
+                  IETA: tl.constexpr, IALPHA: tl.constexpr, DG: tl.constexpr, GATE_RES: tl.constexpr,
+                  ACT: tl.constexpr,
                   ETA_MAP: tl.constexpr, ALPHA_MAP: tl.constexpr, QK_NORM: tl.constexpr,
                   V_NORM: tl.constexpr, PREC: tl.constexpr):
     """Step 1 of a chunk: its tokens and everything generated from the chunk-start state.
@@ -193,12 +194,12 @@ def _chunk_inputs(x, wq, W1s, W2s, slot, i_bh, i_n, T, BH, H, eta_scale, eta_bia
     if V_NORM:
         V = _l2norm(Vt)
     ye = _generate(X, W1s, W2s, _base(slot, IETA, i_bh, NM, BH, D, HID), D, HID, BHID, ACT, PREC)
-    ze = _gate_pre(ye, X, o_d, D, DG, eta_bias)
+    ze = _gate_pre(ye, X, o_d, DG, GATE_RES, eta_bias)
     eta = tl.where(valid, eta_scale * _gate_map(ze, ETA_MAP), 0.0)
     if IALPHA >= 0:
         ya = _generate(X, W1s, W2s, _base(slot, IALPHA, i_bh, NM, BH, D, HID), D, HID, BHID, ACT,
                        PREC)
-        za = _gate_pre(ya, X, o_d, D, DG, alpha_bias)
+        za = _gate_pre(ya, X, o_d, DG, GATE_RES, alpha_bias)
         alpha = tl.where(valid, _gate_map(za, ALPHA_MAP), 1.0)
     else:
         za = tl.zeros([C], dtype=tl.float32)
@@ -248,6 +249,7 @@ def _smt_fwd(
     D: tl.constexpr, HID: tl.constexpr, C: tl.constexpr, BHID: tl.constexpr, NM: tl.constexpr,
     IK: tl.constexpr, IV: tl.constexpr, IQ: tl.constexpr, IETA: tl.constexpr,
     IALPHA: tl.constexpr, IMEM: tl.constexpr, RES_MASK: tl.constexpr, DG: tl.constexpr,
+    GATE_RES: tl.constexpr,
     ACT: tl.constexpr, ETA_MAP: tl.constexpr, ALPHA_MAP: tl.constexpr, QK_NORM: tl.constexpr,
     V_NORM: tl.constexpr, DGD: tl.constexpr, READ: tl.constexpr, HAS_MOM: tl.constexpr,
     PREC: tl.constexpr,
@@ -264,7 +266,7 @@ def _smt_fwd(
         slot = i_n % NS
         rows, L, X, Kt, K, Vt, V, Qt, Q, ze, eta, za, alpha = _chunk_inputs(
             x, wq, W1s, W2s, slot, i_bh, i_n, T, BH, H, eta_scale, eta_bias, alpha_bias, D, HID,
-            C, BHID, NM, IK, IV, IQ, IETA, IALPHA, DG, ACT, ETA_MAP, ALPHA_MAP, QK_NORM, V_NORM,
+            C, BHID, NM, IK, IV, IQ, IETA, IALPHA, DG, GATE_RES, ACT, ETA_MAP, ALPHA_MAP, QK_NORM, V_NORM,
             PREC)
         valid = o_c < L
         mo = tl.full([C], 1.0, tl.float32)
@@ -402,6 +404,7 @@ def _smt_bwd(
     D: tl.constexpr, HID: tl.constexpr, C: tl.constexpr, BHID: tl.constexpr, NM: tl.constexpr,
     IK: tl.constexpr, IV: tl.constexpr, IQ: tl.constexpr, IETA: tl.constexpr,
     IALPHA: tl.constexpr, IMEM: tl.constexpr, RES_MASK: tl.constexpr, DG: tl.constexpr,
+    GATE_RES: tl.constexpr,
     ACT: tl.constexpr, ETA_MAP: tl.constexpr, ALPHA_MAP: tl.constexpr, QK_NORM: tl.constexpr,
     V_NORM: tl.constexpr, DGD: tl.constexpr, READ: tl.constexpr, HAS_MOM: tl.constexpr,
     PREC: tl.constexpr,
@@ -420,7 +423,7 @@ def _smt_bwd(
         i_n = N - 1 - r_n
         rows, L, X, Kt, K, Vt, V, Qt, Q, ze, eta, za, alpha = _chunk_inputs(
             x, wq, W1s, W2s, i_n, i_bh, i_n, T, BH, H, eta_scale, eta_bias, alpha_bias, D, HID,
-            C, BHID, NM, IK, IV, IQ, IETA, IALPHA, DG, ACT, ETA_MAP, ALPHA_MAP, QK_NORM, V_NORM,
+            C, BHID, NM, IK, IV, IQ, IETA, IALPHA, DG, GATE_RES, ACT, ETA_MAP, ALPHA_MAP, QK_NORM, V_NORM,
             PREC)
         valid = o_c < L
         mo = tl.full([C], 1.0, tl.float32)
@@ -693,7 +696,7 @@ def _smt_bwd(
             dWq += _mm(tl.trans(X), dQt, PREC)
         gate_cols = tl.where(o_d[None, :] < DG, 1.0 / DG, 0.0)
         dYe = de_pre[:, None] * gate_cols
-        if DG == D:
+        if GATE_RES:
             dX += dYe
         dX += _generator_grad(X, dYe, W1s, W2s, G1s, G2s, _base(i_n, IETA, i_bh, NM, BH, D, HID),
                               _base(i_n % 2, IETA, i_bh, NM, BH, D, HID), D, HID, BHID, ACT, PREC)
@@ -701,7 +704,7 @@ def _smt_bwd(
             dla = _log_decay_grad(dTc, Tc, dbc, bc, dTp, Tp, dbp, bp, o_c, C)
             _, ratio = _gate_map_grad(za, alpha, ALPHA_MAP)
             dYa = tl.where(valid, dla * ratio, 0.0)[:, None] * gate_cols
-            if DG == D:
+            if GATE_RES:
                 dX += dYa
             dX += _generator_grad(X, dYa, W1s, W2s, G1s, G2s,
                                   _base(i_n, IALPHA, i_bh, NM, BH, D, HID),
@@ -711,10 +714,6 @@ def _smt_bwd(
         tl.debug_barrier()
     if IQ < 0:
         tl.store(dwq + i_bh.to(tl.int64) * D * D + o_d[:, None] * D + o_d[None, :], dWq)
-
-
-def _pow2(n: int) -> bool:
-    return n > 0 and n & (n - 1) == 0
 
 
 class _SelfModifyingFn(torch.autograd.Function):
@@ -805,17 +804,14 @@ def why_not(x, init_weights=None, W_q=None, chunk_size=16, adaptive_q=False, eta
     if torch.is_tensor(momentum) and momentum.requires_grad and torch.is_grad_enabled():
         return "a momentum gate that needs a gradient is not supported"
     D = x.shape[-1]
-    if not _pow2(D) or D < 16 or D > 128:
-        return f"head width {D} (the kernel takes a power of two from 16 to 128)"
+    if D > 128:
+        return f"head width {D} (the kernel takes up to 128)"
     if chunk_size not in (16, 32):
         return f"chunk {chunk_size} (the kernel takes 16 or 32)"
     src = initial_state if initial_state is not None else init_weights
     hidden = {src[n][1].shape[-2] for n in names}
     if len(hidden) != 1:
         return f"memories of different hidden widths {sorted(hidden)}"
-    (hid,) = hidden
-    if not _pow2(hid) or hid < 16:
-        return f"hidden width {hid} (the kernel takes a power of two from 16)"
     gates = {src[n][0].shape[-2] for n in names if n in ("eta", "alpha")}
     if len(gates) != 1 or max(gates) > D:
         return f"gate widths {sorted(gates)} (one width, at most the head width {D})"
@@ -848,43 +844,56 @@ def chunk_self_modifying_titans_kernel(x, init_weights=None, W_q=None, chunk_siz
     names = memory_names(adaptive_q, retention)
     state = initial_self_mod_state(init_weights, B, names, initial_state)
     d_gate = state["eta"][0].shape[-2]
+    hid = state["mem"][1].shape[-2]
+    # Widths that are not powers of two are zero-padded up to one (tl.arange's tiles): exact, as
+    # `_stack_state` in chunk.py: zero columns of x and zero rows/columns of the weights give zero
+    # keys, values, queries and targets there, every write keeps them zero (a padded hidden unit
+    # sees z = 0, s(0) = 0, and its W1 column is 0, so its dZ is 0 too), and they are cut off
+    # again below (their gradients with them).
+    Dp, hp = _padded(D), _padded(hid)
 
-    def stack(i):  # [NM, B * H, ...] fp32, the gates' W1 / S1 zero-padded to D rows
+    def stack(i):  # [NM, B * H, ...] fp32; W1, S1 [.., Dp, hp] (the gates' rows padded too)
         ts = [state[n][i].float() for n in names]
         if i in (0, 2):
-            ts = [F.pad(t, (0, 0, 0, D - t.shape[-2])) for t in ts]
+            ts = [F.pad(t, (0, hp - hid, 0, Dp - t.shape[-2])) for t in ts]
+        else:
+            ts = [F.pad(t, (0, Dp - D, 0, hp - hid)) for t in ts]
         return torch.stack(ts).flatten(1, 2).contiguous()
 
     W1s, W2s, S1s, S2s = (stack(i) for i in range(4))
-    hid = W2s.shape[-2]
     mom = momentum_gate(momentum, x)
     mom = None if mom is None else mom.detach().float().flatten(0, 1).contiguous()  # [B * H, T]
-    xs = x.float().transpose(1, 2).flatten(0, 1).contiguous()  # [B * H, T, D]
+    xs = F.pad(x.float().transpose(1, 2), (0, Dp - D)).flatten(0, 1).contiguous()  # [B*H, T, Dp]
     fixed_q = W_q is not None and not adaptive_q
-    wq = W_q.float().contiguous() if fixed_q else xs.new_zeros(1)
+    wq = F.pad(W_q.float(), (0, Dp - D, 0, Dp - D)).contiguous() if fixed_q else xs.new_zeros(1)
     prec = precision or ("ieee" if _INTERPRET or not x.is_cuda else "tf32")
     cfg = dict(
         C=chunk_size, H=H, scalars=(float(eta_scale), float(eta_bias), float(alpha_bias)),
         # 8 warps: 1.3x faster than 4 at the 125M block's shape on the H100 (bench/RESULTS.md)
-        warps=num_warps or (8 if x.is_cuda else 4), D=D, HID=hid,
-        BHID=min(hid, block_hidden or (32 if D > 64 else 64)), NM=len(names), IK=names.index("k"),
+        warps=num_warps or (8 if x.is_cuda else 4), D=Dp, HID=hp,
+        BHID=min(hp, block_hidden or (32 if Dp > 64 else 64)), NM=len(names), IK=names.index("k"),
         IV=names.index("v"), IQ=names.index("q") if adaptive_q else -1, IETA=names.index("eta"),
         IALPHA=names.index("alpha") if retention else -1, IMEM=names.index("mem"),
         RES_MASK=sum(1 << i for i, n in enumerate(names) if is_residual(*state[n][:2])),
-        DG=d_gate, ACT=ACTS[activation], ETA_MAP=GATE_MAPS[eta_map],
-        ALPHA_MAP=GATE_MAPS[alpha_map], QK_NORM=qk_l2norm, V_NORM=v_l2norm, DGD=dgd == "input",
-        READ=READS[read], HAS_MOM=mom is not None, PREC=prec,
+        DG=d_gate, GATE_RES=is_residual(*state["eta"][:2]), ACT=ACTS[activation],
+        ETA_MAP=GATE_MAPS[eta_map], ALPHA_MAP=GATE_MAPS[alpha_map], QK_NORM=qk_l2norm,
+        V_NORM=v_l2norm, DGD=dgd == "input", READ=READS[read], HAS_MOM=mom is not None, PREC=prec,
     )
     n_chunks = -(-T // chunk_size)
     if recompute_step and torch.is_grad_enabled() and n_chunks > 1:
         o, *final = _in_spans(xs, wq, (W1s, W2s, S1s, S2s), mom, cfg, n_chunks)
     else:
         o, *final = _SelfModifyingFn.apply(xs, wq, W1s, W2s, S1s, S2s, mom, cfg)
-    out = o.view(B, H, T, D).transpose(1, 2).to(x.dtype)  # [B, T, H, D]
+    out = o.view(B, H, T, Dp)[..., :D].transpose(1, 2).to(x.dtype)  # [B, T, H, D]
     result = {}
     for i, n in enumerate(names):
         d, dtype = state[n][0].shape[-2], state[n][0].dtype
-        parts = [t[i].view(B, H, *t.shape[2:]) for t in final]
-        parts = [t[..., :d, :] if j in (0, 2) else t for j, t in enumerate(parts)]  # unpad
-        result[n] = tuple(t.to(dtype) for t in parts)
+        W1, W2, S1, S2 = (t[i].view(B, H, *t.shape[2:]) for t in final)
+        result[n] = tuple(t.to(dtype) for t in (W1[..., :d, :hid], W2[..., :hid, :D],
+                                                 S1[..., :d, :hid], S2[..., :hid, :D]))
     return out, result
+
+
+def _padded(n: int) -> int:
+    """The tile width for a width n: the next power of two, at least 16 (tl.dot's smallest)."""
+    return max(16, 1 << (n - 1).bit_length())
