@@ -216,6 +216,9 @@ def test_why_not_names_each_unsupported_call():
     assert why_not(x.clone().requires_grad_(), init, W_q) is None  # training runs it too
     assert "chunk 8" in why_not(x, init, W_q, chunk_size=8)
     assert "head width 192" in why_not(torch.zeros(1, 4, 2, 192), init, W_q)
+    wide, wide_init, wide_q = make_inputs(4, 96, 32, dtype=torch.float32)  # runs as 128
+    assert why_not(wide, wide_init, wide_q) is None
+    assert "runs as 128" in why_not(wide, wide_init, wide_q, verified_only=True)
     assert "per-head gate" in why_not(x, init, W_q, eta_bias=torch.zeros(H))
     mom = torch.full((B, 20, H), 0.5, requires_grad=True)
     assert "momentum gate that needs a gradient" in why_not(x, init, W_q, momentum=mom)
@@ -273,42 +276,57 @@ def test_layer_runs_the_kernel():
         assert rel_rmse(grads["kernel"][k], grads["chunk"][k]) < max(1e-4, TOL_DEFAULT), k
 
 
-@gpu_test
-def test_kernel_at_the_125m_block_shape():
-    """The 125M Hope block's memory: head width 64, hidden 128 (2x), momentum 0.9, chunk 16, over
-    512 tokens: outputs, final state and every gradient against the chunk form in float64 on the
-    GPU. The yardstick is the chunk form's own error in fp32 on the same inputs (first H100 run:
-    up to 3.4e-5 on the final W and 5.4e-4 on the momentum buffers S, the rounding of 512 steps
-    of a self-referential recurrence; 1e-7 on the gradients): "ieee" (exact fp32 products) must
-    stay within 2x of it (H100: worst 4.9e-4 against the chunk form's 4.3e-4). tf32 rounds each product's operands to 10
-    bits; measured up to 5.3e-3 (the eta memory's init gradient), so 2e-2; a wrong term gives O(1)."""
-    x, init, W_q = make_inputs(512, 64, 128, dtype=torch.float32)
-    x = x[:1]  # B = 1
-    kw = {**BASE, "chunk_size": 16, "momentum": 0.9, "eta_scale": 0.1, "alpha_bias": 2.944}
+def _against_fp32_chunk(x, init, W_q, kw):
+    """Every error (outputs, final state, gradients) of the chunk form in fp32 (the yardstick),
+    the kernel with exact fp32 products and with tf32, all against the chunk form in float64."""
     init64 = {n: tuple(t.double() for t in ws) for n, ws in init.items()}
-
-    def measure(fn, dtype):
-        errs = {k: rel_rmse(g, r) for (k, g), r in zip(_grads(fn, x, init, W_q, kw, dtype).items(),
-                                                        ref.values())}
-        with torch.no_grad():
-            o, s = fn(x.to(dtype), {n: tuple(t.to(dtype) for t in ws) for n, ws in init.items()},
-                      W_q.to(dtype), **kw)
-        errs.update(errors(o.float(), {n: tuple(t.float() for t in ws) for n, ws in s.items()},
-                           ref_o, ref_s))
-        return errs
-
     ref = _grads(chunk_self_modifying_titans, x, init, W_q, kw, torch.float64)
     with torch.no_grad():
         ref_o, ref_s = chunk_self_modifying_titans(x.double(), init64, W_q.double(), **kw)
     ref_o, ref_s = ref_o.float(), {n: tuple(t.float() for t in ws) for n, ws in ref_s.items()}
-    yardstick = measure(chunk_self_modifying_titans, torch.float32)
-    ieee = measure(partial(chunk_self_modifying_titans_kernel, precision="ieee"), torch.float32)
-    tf32 = measure(partial(chunk_self_modifying_titans_kernel, precision="tf32"), torch.float32)
+
+    def measure(fn):
+        errs = {k: rel_rmse(g, ref[k]) for k, g in _grads(fn, x, init, W_q, kw, torch.float32).items()}
+        with torch.no_grad():
+            o, s = fn(x.float(), fp32(init), W_q.float(), **kw)
+        errs.update(errors(o.float(), {n: tuple(t.float() for t in ws) for n, ws in s.items()},
+                           ref_o, ref_s))
+        return errs
+
+    return (measure(chunk_self_modifying_titans), measure(kernel_fp32),
+            measure(partial(chunk_self_modifying_titans_kernel, precision="tf32")))
+
+
+def _assert_near_fp32_chunk(yardstick, ieee, tf32):
     print("fp32 chunk", max(yardstick.values()), "ieee", max(ieee.values()), "tf32",
           max(tf32.values()))
     worse = {k: (v, yardstick[k]) for k, v in ieee.items() if v > 2 * yardstick[k] + 1e-6}
     assert not worse, worse
     assert max(tf32.values()) < 2e-2, tf32
+
+
+@gpu_test
+def test_kernel_at_the_125m_block_shape():
+    """The 125M Hope block's memory: head width 64, hidden 128 (2x), momentum 0.9, chunk 16, over
+    512 tokens: outputs, final state and every gradient against the chunk form in float64 on the
+    GPU. The yardstick is the chunk form's own error in fp32 on the same inputs (H100: up to
+    3.4e-5 on the final W and 4.3e-4 on the momentum buffers S, the rounding of 512 steps of a
+    self-referential recurrence; 1e-7 on the gradients): "ieee" (exact fp32 products) must stay
+    within 2x of it (H100: worst 4.9e-4). tf32 rounds each product's operands to 10 bits;
+    measured up to 5.3e-3 (the eta memory's init gradient), so 2e-2; a wrong term gives O(1)."""
+    x, init, W_q = make_inputs(512, 64, 128, dtype=torch.float32)
+    kw = {**BASE, "chunk_size": 16, "momentum": 0.9, "eta_scale": 0.1, "alpha_bias": 2.944}
+    _assert_near_fp32_chunk(*_against_fp32_chunk(x[:1], init, W_q, kw))
+
+
+@gpu_test
+@pytest.mark.parametrize("D,hid", [(128, 256), (96, 192)])
+def test_kernel_at_head_width_128(D, hid):
+    """Head width 128, and 96 zero-padded to 128 (the results grid's dim 384 in 4 heads): the
+    widest tiles, unverified on a GPU until this runs (`VERIFIED_WIDTH`); the same yardstick."""
+    x, init, W_q = make_inputs(128, D, hid, dtype=torch.float32)
+    kw = {**BASE, "chunk_size": 16, "momentum": 0.9, "eta_scale": 0.1, "alpha_bias": 2.944}
+    _assert_near_fp32_chunk(*_against_fp32_chunk(x, init, W_q, kw))
 
 
 def test_second_order_passes_run_the_chunk_form():

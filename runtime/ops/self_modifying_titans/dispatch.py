@@ -15,7 +15,7 @@ def self_modifying_titans(x, init_weights=None, W_q=None, impl="auto", constexpr
         from .kernel import chunk_self_modifying_titans_kernel, why_not
 
         return (lambda: chunk_self_modifying_titans_kernel(x, init_weights, W_q, **kwargs),
-                lambda: why_not(x, init_weights, W_q, **kwargs))
+                lambda: why_not(x, init_weights, W_q, verified_only=impl == "auto", **kwargs))
 
     names = memory_names(kwargs.get("adaptive_q", False), kwargs.get("retention", True))
     src = kwargs.get("initial_state") or init_weights or {}
