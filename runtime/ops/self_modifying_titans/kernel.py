@@ -45,7 +45,8 @@ and through step 1 into X, W_q and the generators' chunk-start weights. The stat
 carried between chunks in two slots. (u = L^-1 r gives dr = L^-T du and dL = -dr u^T.)
 
 The state lives in global memory (fp32, stacked [slots, memories, B * H, ...], the gates'
-one-row W1 zero-padded to D rows as chunk.py's `_stack_state` does); a chunk reads and writes it
+one-row W1 zero-padded to D rows as chunk.py's `_stack_state` does; head and hidden widths that
+are not powers of two zero-padded to one, which is exact: see the wrapper); a chunk reads and writes it
 a few times per pass, which stays in L2 at the stock shape (5 memories at D = 64, hidden 128:
 0.5 MB per head). Memory: the forward keeps N + 1 chunk-start states for the backward, 4 NM
 B H (T/C + 1) D hid fp32 (1 GB per block at B = 1, H = 12, T = 2,048, D = 64, hid 128). Products
