@@ -70,8 +70,9 @@ class SelfModifying(nn.Module):
         o, state = self_modifying_titans(
             h, weights, self.W_q, chunk_size=self.chunk, adaptive_q=self.adaptive_q,
             activation=self.act, eta_map=self.lr_gate, alpha_map=self.retain_gate,
-            eta_scale=self.eta_scale, eta_bias=ETA_BIAS, alpha_bias=self.alpha_bias, v_l2norm=True, dgd=self.dgd, momentum=self.momentum,
-            read=self.read, retention=self.retention, initial_state=state, kernel_choice=self.kernel,
+            eta_scale=self.eta_scale, eta_bias=ETA_BIAS, alpha_bias=self.alpha_bias, v_l2norm=True,
+            dgd=self.dgd, momentum=self.momentum, read=self.read, retention=self.retention,
+            initial_state=state, kernel_choice=self.kernel,
             **({"compile_step": True} if ops_compiled() else {}),
             **({"recompute_step": True} if chunks_recomputed() else {}))
         return self.out(o.flatten(-2)), (state, tail)

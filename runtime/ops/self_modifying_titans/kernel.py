@@ -46,7 +46,8 @@ carried between chunks in two slots. (u = L^-1 r gives dr = L^-T du and dL = -dr
 
 The state lives in global memory (fp32, stacked [slots, memories, B * H, ...], the gates'
 one-row W1 zero-padded to D rows as chunk.py's `_stack_state` does; head and hidden widths that
-are not powers of two zero-padded to one, which is exact: see the wrapper); a chunk reads and writes it
+are not powers of two zero-padded to one, which is exact: see the wrapper); a chunk reads and
+writes it
 a few times per pass, which stays in L2 at the stock shape (5 memories at D = 64, hidden 128:
 0.5 MB per head). Memory: the forward keeps N + 1 chunk-start states for the backward, 4 NM
 B H (T/C + 1) D hid fp32 (1 GB per block at B = 1, H = 12, T = 2,048, D = 64, hid 128). Products
@@ -127,6 +128,12 @@ def _l2norm_grad(xt, x, dx):
 
 
 @triton.jit
+def _inner(a, b):
+    """<a, b> of two matrix tiles."""
+    return tl.sum(tl.sum(a * b, 1), 0)
+
+
+@triton.jit
 def _row(M, r, o_c):
     """Row r of a [C, C] tile, as a vector over its columns."""
     return tl.sum(tl.where(o_c[:, None] == r, M, 0.0), 0)
@@ -169,8 +176,8 @@ def _gate_pre(y, X, o_d, DG: tl.constexpr, GATE_RES: tl.constexpr, bias):
 def _chunk_inputs(x, wq, W1s, W2s, slot, i_bh, i_n, T, BH, H, eta_scale, eta_bias, alpha_bias,
                   D: tl.constexpr, HID: tl.constexpr, C: tl.constexpr, BHID: tl.constexpr,
                   NM: tl.constexpr, IK: tl.constexpr, IV: tl.constexpr, IQ: tl.constexpr,
-                  IETA: tl.constexpr, IALPHA: tl.constexpr, DG: tl.constexpr, GATE_RES: tl.constexpr,
-                  ACT: tl.constexpr,
+                  IETA: tl.constexpr, IALPHA: tl.constexpr, DG: tl.constexpr,
+                  GATE_RES: tl.constexpr, ACT: tl.constexpr,
                   ETA_MAP: tl.constexpr, ALPHA_MAP: tl.constexpr, QK_NORM: tl.constexpr,
                   V_NORM: tl.constexpr, PREC: tl.constexpr):
     """Step 1 of a chunk: its tokens and everything generated from the chunk-start state.
@@ -250,8 +257,8 @@ def _smt_fwd(
     D: tl.constexpr, HID: tl.constexpr, C: tl.constexpr, BHID: tl.constexpr, NM: tl.constexpr,
     IK: tl.constexpr, IV: tl.constexpr, IQ: tl.constexpr, IETA: tl.constexpr,
     IALPHA: tl.constexpr, IMEM: tl.constexpr, RES_MASK: tl.constexpr, DG: tl.constexpr,
-    GATE_RES: tl.constexpr,
-    ACT: tl.constexpr, ETA_MAP: tl.constexpr, ALPHA_MAP: tl.constexpr, QK_NORM: tl.constexpr,
+    GATE_RES: tl.constexpr, ACT: tl.constexpr, ETA_MAP: tl.constexpr, ALPHA_MAP: tl.constexpr,
+    QK_NORM: tl.constexpr,
     V_NORM: tl.constexpr, DGD: tl.constexpr, READ: tl.constexpr, HAS_MOM: tl.constexpr,
     PREC: tl.constexpr,
 ):  # fmt: skip
@@ -267,8 +274,8 @@ def _smt_fwd(
         slot = i_n % NS
         rows, L, X, Kt, K, Vt, V, Qt, Q, ze, eta, za, alpha = _chunk_inputs(
             x, wq, W1s, W2s, slot, i_bh, i_n, T, BH, H, eta_scale, eta_bias, alpha_bias, D, HID,
-            C, BHID, NM, IK, IV, IQ, IETA, IALPHA, DG, GATE_RES, ACT, ETA_MAP, ALPHA_MAP, QK_NORM, V_NORM,
-            PREC)
+            C, BHID, NM, IK, IV, IQ, IETA, IALPHA, DG, GATE_RES, ACT, ETA_MAP, ALPHA_MAP, QK_NORM,
+            V_NORM, PREC)
         valid = o_c < L
         mo = tl.full([C], 1.0, tl.float32)
         if HAS_MOM:
@@ -334,7 +341,8 @@ def _smt_fwd(
                         yS += _mm(hq, tl.trans(s1), PREC)
                     yW += _mm(hq, tl.trans(w1), PREC)
                 dyhT = tl.trans(dyh)
-                tl.store(W1s + nxt + p1, bC * w1 + eC * s1 + _mm(dyhT, (-2.0 * DgC)[:, None] * ak, PREC))
+                tl.store(W1s + nxt + p1,
+                         bC * w1 + eC * s1 + _mm(dyhT, (-2.0 * DgC)[:, None] * ak, PREC))
                 tl.store(W2s + nxt + p2, bC * w2 + eC * s2
                          - _mm(tl.trans(2.0 * DgC[:, None] * dzh + EC[:, None] * u), K, PREC))
                 if HAS_MOM:
@@ -405,8 +413,8 @@ def _smt_bwd(
     D: tl.constexpr, HID: tl.constexpr, C: tl.constexpr, BHID: tl.constexpr, NM: tl.constexpr,
     IK: tl.constexpr, IV: tl.constexpr, IQ: tl.constexpr, IETA: tl.constexpr,
     IALPHA: tl.constexpr, IMEM: tl.constexpr, RES_MASK: tl.constexpr, DG: tl.constexpr,
-    GATE_RES: tl.constexpr,
-    ACT: tl.constexpr, ETA_MAP: tl.constexpr, ALPHA_MAP: tl.constexpr, QK_NORM: tl.constexpr,
+    GATE_RES: tl.constexpr, ACT: tl.constexpr, ETA_MAP: tl.constexpr, ALPHA_MAP: tl.constexpr,
+    QK_NORM: tl.constexpr,
     V_NORM: tl.constexpr, DGD: tl.constexpr, READ: tl.constexpr, HAS_MOM: tl.constexpr,
     PREC: tl.constexpr,
 ):  # fmt: skip
@@ -424,8 +432,8 @@ def _smt_bwd(
         i_n = N - 1 - r_n
         rows, L, X, Kt, K, Vt, V, Qt, Q, ze, eta, za, alpha = _chunk_inputs(
             x, wq, W1s, W2s, i_n, i_bh, i_n, T, BH, H, eta_scale, eta_bias, alpha_bias, D, HID,
-            C, BHID, NM, IK, IV, IQ, IETA, IALPHA, DG, GATE_RES, ACT, ETA_MAP, ALPHA_MAP, QK_NORM, V_NORM,
-            PREC)
+            C, BHID, NM, IK, IV, IQ, IETA, IALPHA, DG, GATE_RES, ACT, ETA_MAP, ALPHA_MAP, QK_NORM,
+            V_NORM, PREC)
         valid = o_c < L
         mo = tl.full([C], 1.0, tl.float32)
         if HAS_MOM:
@@ -554,8 +562,9 @@ def _smt_bwd(
                 dw2 += bC * g2
                 ds1 += eC * g1 + mC * h1
                 ds2 += eC * g2 + mC * h2
-                dbC += tl.where(o_c == 0, tl.sum(tl.sum(g1 * w1, 1), 0) + tl.sum(tl.sum(g2 * w2, 1), 0), 0.0)
-                deC += tl.where(o_c == 0, tl.sum(tl.sum(g1 * s1, 1), 0) + tl.sum(tl.sum(g2 * s2, 1), 0), 0.0)
+                # <G, W> summed over the tile, kept in entry 0 of a vector (summed after the loop)
+                dbC += tl.where(o_c == 0, _inner(g1, w1) + _inner(g2, w2), 0.0)
+                deC += tl.where(o_c == 0, _inner(g1, s1) + _inner(g2, s2), 0.0)
                 ddyh += _mm((-2.0 * DgC)[:, None] * ak, tl.trans(g1), PREC)
                 dP = _mm(dyh, g1, PREC)
                 dAk += -2.0 * DgC[:, None] * dP
@@ -842,9 +851,9 @@ def chunk_self_modifying_titans_kernel(x, init_weights=None, W_q=None, chunk_siz
                                        num_warps=None):
     """`chunk_self_modifying_titans` on the Triton kernels, values and gradients. compile_step
     concerns the chunk form and is ignored; recompute_step keeps ~2 sqrt(n) chunk-start states
-    for the backward instead of n + 1, for one more forward (`_in_spans`). precision: the products' operand
-    precision, "ieee" (exact fp32) or "tf32" (the CUDA default); block_hidden (the hidden tile)
-    and num_warps: launch configuration (bench/self_modifying.py sweeps them)."""
+    for the backward instead of n + 1, for one more forward (`_in_spans`). precision: the
+    products' operand precision, "ieee" (exact fp32) or "tf32" (the CUDA default); block_hidden
+    (the hidden tile) and num_warps: launch configuration (bench/self_modifying.py sweeps them)."""
     check_options(activation, eta_map, alpha_map, dgd, read)
     reason = why_not(x, init_weights, W_q, chunk_size=chunk_size, adaptive_q=adaptive_q,
                      eta_bias=eta_bias, alpha_bias=alpha_bias, eta_scale=eta_scale,
