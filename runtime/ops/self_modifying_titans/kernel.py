@@ -804,17 +804,18 @@ def _launch_args(cfg: dict) -> dict:
         num_warps=cfg["warps"], num_stages=1)
 
 
-# The widest (padded) head the kernels have run at on a GPU: 64 (bench/RESULTS.md, ninth
-# session). 128 takes larger tiles, which may not fit Hopper's shared memory: until a GPU run
-# shows it does, "auto" runs the chunk form there ("kernel" still runs it).
-VERIFIED_WIDTH = 64
+# Per chunk size, the widest (padded) head the kernels have run at on a GPU (bench/RESULTS.md,
+# ninth session: chunk 16 at widths 16-64; chunk 32 only at 16). Wider heads and longer chunks
+# take larger tiles, which may not fit Hopper's shared memory: until a GPU run shows they do,
+# "auto" runs the chunk form there ("kernel" still runs them).
+VERIFIED_WIDTH = {16: 64}
 
 
 def why_not(x, init_weights=None, W_q=None, chunk_size=16, adaptive_q=False, eta_bias=0.0,
             alpha_bias=0.0, eta_scale=1.0, momentum=None, retention=True, initial_state=None,
             verified_only=False, **_) -> str | None:
     """None when the kernel takes the call, else the reason (the dispatch then runs chunk.py).
-    verified_only: also refuse the widths no GPU run has checked yet (`VERIFIED_WIDTH`)."""
+    verified_only: also refuse the tile sizes no GPU run has checked yet (`VERIFIED_WIDTH`)."""
     names = memory_names(adaptive_q, retention)
     if any(torch.is_tensor(b) for b in (eta_bias, alpha_bias, eta_scale)):
         return "per-head gate scales or biases (tensors) are not supported"
@@ -823,9 +824,9 @@ def why_not(x, init_weights=None, W_q=None, chunk_size=16, adaptive_q=False, eta
     D = x.shape[-1]
     if D > 128:
         return f"head width {D} (the kernel takes up to 128)"
-    if verified_only and _padded(D) > VERIFIED_WIDTH:
-        return (f"head width {D} runs as {_padded(D)}, wider than any the kernel has run at on a "
-                f"GPU ({VERIFIED_WIDTH}); impl='kernel' runs it")
+    if verified_only and _padded(D) > VERIFIED_WIDTH.get(chunk_size, 0):
+        return (f"head width {D} (run as {_padded(D)}) at chunk {chunk_size}: no GPU run has "
+                f"checked that tile size yet; impl='kernel' runs it")
     if chunk_size not in (16, 32):
         return f"chunk {chunk_size} (the kernel takes 16 or 32)"
     src = initial_state if initial_state is not None else init_weights
