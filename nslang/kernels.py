@@ -85,9 +85,14 @@ def _self_modifying(args: dict, dh: int) -> dict:
         return none(f"head width {dh} (the kernel takes up to 128)")
     if len(hidden) != 1:
         return none(f"hidden widths {sorted(hidden)} (the kernel takes one for all memories)")
-    return {"op": "self_modifying_titans", "file": SELF_MODIFYING, "ACT": args["act"],
-            "CHUNK": args["chunk"], "READ": args["read"], "DGD": args["dgd"],
-            "HIDDEN": min(hidden)}
+    choice = {"op": "self_modifying_titans", "file": SELF_MODIFYING, "ACT": args["act"],
+              "CHUNK": args["chunk"], "READ": args["read"], "DGD": args["dgd"],
+              "HIDDEN": min(hidden)}
+    # the kernel module's VERIFIED_WIDTH: the tile sizes a GPU run has checked
+    if max(16, 1 << (dh - 1).bit_length()) > {16: 64}.get(args["chunk"], 0):
+        choice["note"] = ("until a GPU run checks this tile size, the default implementation runs "
+                          "the PyTorch chunk form; implementation('kernel') runs the kernel")
+    return choice
 
 
 def _pow2(n: int) -> bool:
@@ -107,4 +112,5 @@ def comment(kernel: dict) -> str:
         return f"No Triton kernel: {kernel['reason']}. The PyTorch chunk form runs everywhere."
     params = ", ".join(f"{k}={v!r}" for k, v in kernel.items() if k.isupper())
     return (f"On CUDA: the `{kernel['op']}` Triton kernel ({kernel['file']})"
-            + (f", specialised by its constexprs {params}" if params else "") + ".")
+            + (f", specialised by its constexprs {params}" if params else "") + "."
+            + (f" Note: {kernel['note']}." if "note" in kernel else ""))

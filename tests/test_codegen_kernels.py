@@ -46,6 +46,22 @@ def test_codegen_says_why_a_memory_runs_no_kernel():
     assert choose("Attention", {}, 256, 4) is None
 
 
+def test_codegen_picks_the_self_modifying_kernel():
+    """Hope's memory group: the kernel with its constexprs at the stock shape; a note where the
+    default implementation waits for a GPU run at the tile size (width 96 runs as 128); none
+    where the kernel cannot run."""
+    args = dict(hidden={"mem": 128, "k": 128, "v": 128, "eta": 128, "alpha": 128}, chunk=16,
+                act="silu", read="previous", dgd="input")
+    assert choose("SelfModifying", args, dim=256, heads=4) == {
+        "op": "self_modifying_titans", "file": "runtime/ops/self_modifying_titans/kernel.py",
+        "ACT": "silu", "CHUNK": 16, "READ": "previous", "DGD": "input", "HIDDEN": 128}
+    assert "chunk form" in choose("SelfModifying", args, dim=384, heads=4)["note"]
+    assert "192" in choose("SelfModifying", args, dim=768, heads=4)["reason"]
+    assert choose("SelfModifying", dict(args, chunk=64), 256, 4)["reason"].startswith("chunk 64")
+    uneven = dict(args, hidden={"mem": 128, "k": 64})
+    assert "hidden widths" in choose("SelfModifying", uneven, 256, 4)["reason"]
+
+
 def test_a_memory_without_a_kernel_refuses_kernel_mode_with_the_reason(tmp_path):
     pkg, _ = _build(tmp_path, SMALL, "fast", "pkg_nokernel")
     pkg.model.Delta.kernel = {"op": None, "reason": "a test said so"}
