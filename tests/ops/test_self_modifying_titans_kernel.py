@@ -102,17 +102,22 @@ def test_kernel_equals_chunk(opt, T, D, hid, chunk):
     assert max(errs.values()) < TOL, errs
 
 
-def test_kernel_residual_gates_token_momentum_and_initial_state():
-    """Gate memories as wide as the head (they keep the residual skip), a per-token momentum
-    [B, T, H], and a whole initial state (momentum buffers included) instead of init weights."""
-    T, D, hid = 45, 16, 32
+def residual_gates_with_state(T, D=16, hid=32):
+    """Inputs with gate memories as wide as the head (residual), a per-token momentum [B, T, H]
+    and a whole per-sequence initial state, momentum buffers included: (x, W_q, mom, state)."""
     x, init, W_q = make_inputs(T, D, hid, d_gate=D, seed=3)
     g = torch.Generator().manual_seed(7)
     mom = (0.4 * torch.rand(B, T, H, generator=g, dtype=torch.float64)).to(DEV)
-    state = {n: (W1.expand(B, *W1.shape).clone(), W2.expand(B, *W2.shape).clone(),
-                 0.02 * torch.randn(B, *W1.shape, generator=g, dtype=torch.float64).to(DEV),
-                 0.02 * torch.randn(B, *W2.shape, generator=g, dtype=torch.float64).to(DEV))
-             for n, (W1, W2) in init.items()}
+    noise = lambda t: 0.02 * torch.randn(B, *t.shape, generator=g, dtype=torch.float64).to(DEV)  # noqa: E731
+    state = {n: (W1.expand(B, *W1.shape).clone(), W2.expand(B, *W2.shape).clone(), noise(W1),
+                 noise(W2)) for n, (W1, W2) in init.items()}
+    return x, W_q, mom, state
+
+
+def test_kernel_residual_gates_token_momentum_and_initial_state():
+    """Gate memories as wide as the head (they keep the residual skip), a per-token momentum
+    [B, T, H], and a whole initial state (momentum buffers included) instead of init weights."""
+    x, W_q, mom, state = residual_gates_with_state(T=45)
     kw = {**BASE, "chunk_size": 16, "adaptive_q": True}
     with torch.no_grad():
         ref_o, ref_s = chunk_self_modifying_titans(x, None, W_q, momentum=mom, initial_state=state,
@@ -167,14 +172,7 @@ def test_kernel_gradients_equal_chunk(opt):
 def test_kernel_residual_gates_token_momentum_and_initial_state_gradients():
     """The gradients of a whole initial state (momentum buffers included), with residual gate
     memories, a per-token momentum and chunk 32 over a sequence shorter than two chunks."""
-    T, D, hid = 45, 16, 32
-    x, init, W_q = make_inputs(T, D, hid, d_gate=D, seed=3)
-    g = torch.Generator().manual_seed(7)
-    mom = (0.4 * torch.rand(B, T, H, generator=g, dtype=torch.float64)).to(DEV)
-    state = {n: (W1.expand(B, *W1.shape).clone(), W2.expand(B, *W2.shape).clone(),
-                 0.02 * torch.randn(B, *W1.shape, generator=g, dtype=torch.float64).to(DEV),
-                 0.02 * torch.randn(B, *W2.shape, generator=g, dtype=torch.float64).to(DEV))
-             for n, (W1, W2) in init.items()}
+    x, W_q, mom, state = residual_gates_with_state(T=45)
     kw = {**BASE, "chunk_size": 32, "read": "current"}
     ref = _grads(chunk_self_modifying_titans, x, None, W_q, {**kw, "momentum": mom},
                  torch.float64, state=state)

@@ -115,6 +115,25 @@ def _generate(X, W1s, W2s, base, D: tl.constexpr, HID: tl.constexpr, BHID: tl.co
 
 
 @triton.jit
+def _prediction_gap(K, V, W1s, W2s, base, residual, D: tl.constexpr, HID: tl.constexpr,
+                    BHID: tl.constexpr, ACT: tl.constexpr, PREC: tl.constexpr):
+    """dY/2 = M(k) - M(v) = W1 (s(W2 k) - s(W2 v)) (+ k - v) of the memory at `base`: a reduction
+    over every hidden tile."""
+    o_d, o_h = tl.arange(0, D), tl.arange(0, BHID)
+    dyh = tl.zeros([K.shape[0], D], dtype=tl.float32)
+    for i_t in range(HID // BHID):
+        o_t = i_t * BHID + o_h
+        w2 = tl.load(W2s + base + o_t[:, None] * D + o_d[None, :])
+        w1 = tl.load(W1s + base + o_d[:, None] * HID + o_t[None, :])
+        ak, _, _ = _act(_mm(K, tl.trans(w2), PREC), ACT)
+        av, _, _ = _act(_mm(V, tl.trans(w2), PREC), ACT)
+        dyh += _mm(ak - av, tl.trans(w1), PREC)
+    if residual:
+        dyh += K - V
+    return dyh
+
+
+@triton.jit
 def _l2norm(x):
     """F.normalize along the last axis (eps 1e-12)."""
     return x / tl.maximum(tl.sqrt(tl.sum(x * x, 1)), 1e-12)[:, None]
@@ -216,13 +235,18 @@ def _chunk_inputs(x, wq, W1s, W2s, slot, i_bh, i_n, T, BH, H, eta_scale, eta_bia
 
 
 @triton.jit
-def _coefficients(alpha, eta, mo, L, C: tl.constexpr, HAS_MOM: tl.constexpr):
-    """Step 2: the token-indexed coefficient matrices of the module docstring. Returns
-    (Tc, bc, Tp, bp, Mc, m0c, ec, ep, Dgc, Dgp, Ec, Ep) and the chunk-end weights
-    (bC, eC, mC, DgC, EC, MC)."""
+def _coefficients(alpha, eta, mom, rows, L, K, Q, C: tl.constexpr, HAS_MOM: tl.constexpr,
+                  READ: tl.constexpr):
+    """Step 2: the token-indexed coefficient matrices of the module docstring, shared by every
+    memory. Returns the decay products (Tc, bc, Tp, bp), the momentum's (Mc, m0c), the weights of
+    S_0 (ec, ep), of the gradients (Dgc, Dgp) and of the DGD writes (Ec, Ep); the chunk-end weights
+    (bC, eC, mC, DgC, EC, MC); the read's rows (Dr, br, er, Er: the cur or prev ones); the key
+    products KK, QK, the combinations NKK = -2 Dgp * KK, NQK = -2 Dr * QK, EQK = Er * QK, and
+    Linv = (I + Ep * KK)^-1 for the u system."""
     o_c = tl.arange(0, C)
     Tc, bc, Tp, bp = _decays(alpha, o_c, C)
     if HAS_MOM:
+        mo = tl.load(mom + rows, mask=o_c < L, other=1.0)
         Mc, m0c, _, _ = _decays(mo, o_c, C)
         ec, ep = tl.sum(Tc * m0c[None, :], 1), tl.sum(Tp * m0c[None, :], 1)
         Dgc, Dgp = _dot32(Tc, Mc) * eta[None, :], _dot32(Tp, Mc) * eta[None, :]
@@ -235,7 +259,15 @@ def _coefficients(alpha, eta, mo, L, C: tl.constexpr, HAS_MOM: tl.constexpr):
     mC = _at(m0c, L - 1, o_c)
     bC, eC = _at(bc, L - 1, o_c), _at(ec, L - 1, o_c)
     DgC, EC = _row(Dgc, L - 1, o_c), _row(Ec, L - 1, o_c)
-    return Tc, bc, Tp, bp, Mc, m0c, ec, ep, Dgc, Dgp, Ec, Ep, bC, eC, mC, DgC, EC, MC
+    if READ == 1:  # M_mem after token i
+        Dr, br, er, Er = Dgc, bc, ec, Ec
+    else:  # before token i (and chunk_start, which reads none of them)
+        Dr, br, er, Er = Dgp, bp, ep, Ep
+    KK = _dot32(K, tl.trans(K))  # k_i . k_j
+    QK = _dot32(Q, tl.trans(K))  # q_i . k_j
+    Linv = _unit_lower_inverse(Ep * KK, C)
+    return (Tc, bc, Tp, bp, Mc, m0c, ec, ep, Dgc, Dgp, Ec, Ep, bC, eC, mC, DgC, EC, MC,
+            Dr, br, er, Er, KK, QK, -2.0 * Dgp * KK, -2.0 * Dr * QK, Er * QK, Linv)
 
 
 @triton.jit
@@ -277,21 +309,8 @@ def _smt_fwd(
             C, BHID, NM, IK, IV, IQ, IETA, IALPHA, DG, GATE_RES, ACT, ETA_MAP, ALPHA_MAP, QK_NORM,
             V_NORM, PREC)
         valid = o_c < L
-        mo = tl.full([C], 1.0, tl.float32)
-        if HAS_MOM:
-            mo = tl.load(mom + rows, mask=valid, other=1.0)
-        Tc, bc, Tp, bp, Mc, m0c, ec, ep, Dgc, Dgp, Ec, Ep, bC, eC, mC, DgC, EC, MC = \
-            _coefficients(alpha, eta, mo, L, C, HAS_MOM)
-        if READ == 1:  # M_mem after token i
-            Dr, br, er, Er = Dgc, bc, ec, Ec
-        else:  # before token i
-            Dr, br, er, Er = Dgp, bp, ep, Ep
-        KK = _dot32(K, tl.trans(K))  # k_i . k_j
-        QK = _dot32(Q, tl.trans(K))  # q_i . k_j
-        NKK = -2.0 * Dgp * KK
-        NQK = -2.0 * Dr * QK
-        EQK = Er * QK
-        Linv = _unit_lower_inverse(Ep * KK, C)
+        (_, _, _, bp, _, _, _, ep, _, _, _, _, bC, eC, mC, DgC, EC, MC, Dr, br, er, Er, _, _, NKK,
+         NQK, EQK, Linv) = _coefficients(alpha, eta, mom, rows, L, K, Q, C, HAS_MOM, READ)
 
         # -- 3. every memory: its gradient factors, its writes, M_mem's read --
         for m in range(NM):
@@ -299,16 +318,7 @@ def _smt_fwd(
             base = _base(slot, m, i_bh, NM, BH, D, HID)
             nxt = _base((i_n + 1) % NS, m, i_bh, NM, BH, D, HID) - base  # to the end's slot
             # pass 1: dY/2 = M(k) - M(v), which needs every hidden column
-            dyh = tl.zeros([C, D], dtype=tl.float32)
-            for i_t in range(HID // BHID):
-                o_t = i_t * BHID + o_h
-                w2 = tl.load(W2s + base + o_t[:, None] * D + o_d[None, :])
-                w1 = tl.load(W1s + base + o_d[:, None] * HID + o_t[None, :])
-                ak, _, _ = _act(_mm(K, tl.trans(w2), PREC), ACT)
-                av, _, _ = _act(_mm(V, tl.trans(w2), PREC), ACT)
-                dyh += _mm(ak - av, tl.trans(w1), PREC)
-            if residual:
-                dyh += K - V
+            dyh = _prediction_gap(K, V, W1s, W2s, base, residual, D, HID, BHID, ACT, PREC)
             # pass 2, tile by tile: dZ/2, u, the read, the chunk-end state
             hA = tl.zeros([C, C], dtype=tl.float32)
             yW = tl.zeros([C, D], dtype=tl.float32)
@@ -435,21 +445,9 @@ def _smt_bwd(
             C, BHID, NM, IK, IV, IQ, IETA, IALPHA, DG, GATE_RES, ACT, ETA_MAP, ALPHA_MAP, QK_NORM,
             V_NORM, PREC)
         valid = o_c < L
-        mo = tl.full([C], 1.0, tl.float32)
-        if HAS_MOM:
-            mo = tl.load(mom + rows, mask=valid, other=1.0)
-        Tc, bc, Tp, bp, Mc, m0c, ec, ep, Dgc, Dgp, Ec, Ep, bC, eC, mC, DgC, EC, MC = \
-            _coefficients(alpha, eta, mo, L, C, HAS_MOM)
-        if READ == 1:
-            Dr, br, er, Er = Dgc, bc, ec, Ec
-        else:
-            Dr, br, er, Er = Dgp, bp, ep, Ep
-        KK = _dot32(K, tl.trans(K))
-        QK = _dot32(Q, tl.trans(K))
-        NKK = -2.0 * Dgp * KK
-        NQK = -2.0 * Dr * QK
-        EQK = Er * QK
-        Linv = _unit_lower_inverse(Ep * KK, C)
+        (Tc, bc, Tp, bp, Mc, m0c, ec, ep, Dgc, Dgp, Ec, Ep, bC, eC, mC, DgC, EC, MC, Dr, br, er, Er,
+         KK, QK, NKK, NQK, EQK, Linv) = _coefficients(alpha, eta, mom, rows, L, K, Q, C, HAS_MOM,
+                                                      READ)
         dO = tl.load(do + rows[:, None] * D + o_d[None, :], mask=valid[:, None], other=0.0)
 
         # adjoints shared by the memories (keys, values, queries; the coefficients)
@@ -476,16 +474,7 @@ def _smt_bwd(
             gin = _base((i_n + 1) % 2, m, i_bh, NM, BH, D, HID)
             gout = _base(i_n % 2, m, i_bh, NM, BH, D, HID)
             # pass 0: dY/2 (as the forward)
-            dyh = tl.zeros([C, D], dtype=tl.float32)
-            for i_t in range(HID // BHID):
-                o_t = i_t * BHID + o_h
-                w2 = tl.load(W2s + base + o_t[:, None] * D + o_d[None, :])
-                w1 = tl.load(W1s + base + o_d[:, None] * HID + o_t[None, :])
-                ak, _, _ = _act(_mm(K, tl.trans(w2), PREC), ACT)
-                av, _, _ = _act(_mm(V, tl.trans(w2), PREC), ACT)
-                dyh += _mm(ak - av, tl.trans(w1), PREC)
-            if residual:
-                dyh += K - V
+            dyh = _prediction_gap(K, V, W1s, W2s, base, residual, D, HID, BHID, ACT, PREC)
             is_mem = m == IMEM
             dY = tl.where(is_mem, 1.0, 0.0) * dO  # the read's output gradient (M_mem only)
             dF = _mm(dY, tl.trans(dyh), PREC)  # of F = -2 Dr * hA, in y = F dY/2 + ...
