@@ -19,6 +19,7 @@ if not torch.cuda.is_available():
 pytest.importorskip("triton")
 
 from ops_common import DEV, gpu_test, rel_rmse  # noqa: E402
+from test_self_modifying_titans import OPTIONS  # noqa: E402  (the chunk form's option sets)
 from runtime.ops.self_modifying_titans import chunk_self_modifying_titans, memory_names  # noqa: E402
 from runtime.ops.self_modifying_titans.dispatch import self_modifying_titans  # noqa: E402
 from runtime.ops.self_modifying_titans.kernel import (  # noqa: E402
@@ -44,15 +45,6 @@ B, H = 2, 2
 
 # the layer's regime (runtime/layers/selfmod.py): unit inputs and values, eta ~ 0.07, alpha ~ 0.993
 BASE = dict(eta_bias=-2.6, alpha_bias=5.0, v_l2norm=True)
-OPTIONS = {
-    "default": dict(),
-    "adaptive_q_current_momentum_gelu": dict(adaptive_q=True, read="current", momentum=0.3,
-                                             activation="gelu"),
-    "no_dgd_chunk_start_maps": dict(dgd="none", read="chunk_start", eta_map="sigmoid",
-                                    alpha_map="softplus", alpha_bias=0.45, qk_l2norm=False,
-                                    eta_scale=0.2),
-    "no_retention_momentum": dict(retention=False, momentum=0.5),
-}
 
 
 def make_inputs(T, D, hid, d_gate=1, seed=0, dtype=torch.float64):

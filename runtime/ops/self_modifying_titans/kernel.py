@@ -290,9 +290,8 @@ def _smt_fwd(
     IK: tl.constexpr, IV: tl.constexpr, IQ: tl.constexpr, IETA: tl.constexpr,
     IALPHA: tl.constexpr, IMEM: tl.constexpr, RES_MASK: tl.constexpr, DG: tl.constexpr,
     GATE_RES: tl.constexpr, ACT: tl.constexpr, ETA_MAP: tl.constexpr, ALPHA_MAP: tl.constexpr,
-    QK_NORM: tl.constexpr,
-    V_NORM: tl.constexpr, DGD: tl.constexpr, READ: tl.constexpr, HAS_MOM: tl.constexpr,
-    PREC: tl.constexpr,
+    QK_NORM: tl.constexpr, V_NORM: tl.constexpr, DGD: tl.constexpr, READ: tl.constexpr,
+    HAS_MOM: tl.constexpr, PREC: tl.constexpr,
 ):  # fmt: skip
     """One (b, h): every chunk in order; writes the output. W1s..S2s hold NS slots of the
     stacked state, [NS, NM, B * H, ...]: chunk n reads slot n % NS and writes its chunk-end state
@@ -424,9 +423,8 @@ def _smt_bwd(
     IK: tl.constexpr, IV: tl.constexpr, IQ: tl.constexpr, IETA: tl.constexpr,
     IALPHA: tl.constexpr, IMEM: tl.constexpr, RES_MASK: tl.constexpr, DG: tl.constexpr,
     GATE_RES: tl.constexpr, ACT: tl.constexpr, ETA_MAP: tl.constexpr, ALPHA_MAP: tl.constexpr,
-    QK_NORM: tl.constexpr,
-    V_NORM: tl.constexpr, DGD: tl.constexpr, READ: tl.constexpr, HAS_MOM: tl.constexpr,
-    PREC: tl.constexpr,
+    QK_NORM: tl.constexpr, V_NORM: tl.constexpr, DGD: tl.constexpr, READ: tl.constexpr,
+    HAS_MOM: tl.constexpr, PREC: tl.constexpr,
 ):  # fmt: skip
     """One (b, h): the chunks in reverse, from the forward's chunk-start states (W1s..S2s, N + 1
     slots). G1s, G2s, H1s, H2s: the gradients of W1, W2, S1, S2 in two slots; slot N % 2 holds
