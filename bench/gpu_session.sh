@@ -131,8 +131,9 @@ for prec in ('tf32', 'ieee'):
     smt_bench)  # the self-modifying Titans kernels vs the chunk form (eager, compiled), the 125M block's shape
       CUDA_VISIBLE_DEVICES=$gpus limit "$t" python3 bench/self_modifying.py --timeout 200 ${SMT_BENCH_ARGS:-} ;;
     profile_125m_block)  # one block of the 125M shape (dim 768, context 2048, batch 1): where its eager step goes
+      # PROFILE_ARGS: e.g. '--heads 12' (the self-modifying kernels' width)
       CUDA_VISIBLE_DEVICES=$gpus limit "$t" python3 bench/profile_hope.py transformer_pp hope_two_pass --dim 768 \
-        --depth 1 --context 2048 --batch-size 1 --budget-s "$(( t > 40 ? t - 30 : 10 ))" ;;
+        --depth 1 --context 2048 --batch-size 1 --budget-s "$(( t > 40 ? t - 30 : 10 ))" ${PROFILE_ARGS:-} ;;
     profile)
       # where a Hope step goes (launches or GPU time), small shape, eager and per-chunk compiled
       CUDA_VISIBLE_DEVICES=$gpus limit "$t" python3 bench/profile_hope.py --budget-s 90 ;;

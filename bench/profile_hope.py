@@ -55,6 +55,8 @@ def _sync(device: torch.device) -> None:
 def profile_variant(variant: str, args, device: torch.device, workdir: Path) -> dict:
     name, *flags = variant.split("+")
     overrides = {"dim": args.dim, "depth": args.depth, "context": args.context}
+    if args.heads:
+        overrides["heads"] = args.heads
     row, one_step = build(_find(name), overrides, device, workdir, args.batch_size, args.context,
                           compile="compile" in flags, cuda_graphs="graph" in flags)
     out = {"variant": variant, "params": row["params"]}
@@ -93,7 +95,8 @@ def profile_variant(variant: str, args, device: torch.device, workdir: Path) -> 
 
 def table(rows: list[dict], args, device: torch.device) -> str:
     tokens = args.batch_size * args.context
-    head = (f"dim {args.dim}, depth {args.depth}, context {args.context}, batch {args.batch_size} "
+    head = (f"dim {args.dim}, depth {args.depth}, context {args.context}, batch {args.batch_size}, "
+            f"heads {args.heads or 'of each spec'} "
             f"({tokens} tokens/step), {device} "
             f"({torch.cuda.get_device_name(device) if device.type == 'cuda' else 'CPU'}), torch {torch.__version__}")
     lines = [head, "", "| variant | params | first step s | step ms | tokens/s | ops/step | kernels/step | "
@@ -116,6 +119,9 @@ def main(argv=None) -> int:
     p.add_argument("--depth", type=int, default=2)
     p.add_argument("--context", type=int, default=256)
     p.add_argument("--batch-size", type=int, default=4)
+    p.add_argument("--heads", type=int, default=None,
+                   help="default: each spec's own (the self-modifying kernels need a head width "
+                        "up to 64 by default: 12 heads at dim 768)")
     p.add_argument("--budget-s", type=float, default=120.0, help="seconds per variant before it is cut")
     p.add_argument("--device", default="auto")
     args = p.parse_args(argv)
