@@ -13,15 +13,18 @@ import pytest
 OPS = Path(__file__).resolve().parents[2] / "runtime" / "ops"
 LENGTHS = {"T", "N", "NS", "NX"}
 KERNEL_FILES = [OPS / "gated_delta" / "kernel.py", OPS / "titans" / "kernel.py",
-                OPS / "self_modifying_titans" / "kernel.py"]
+                OPS / "self_modifying_titans" / "kernel_forward.py",
+                OPS / "self_modifying_titans" / "kernel_backward.py"]
 
 
 def _jit_kernels(path: Path):
     """(name, length parameters, names in do_not_specialize) of each @triton.jit function that is
-    launched (`kernel[grid](...)`): helpers inline into their kernels, whose arguments are what
+    launched (`kernel[grid](...)` anywhere in the op's folder: a kernel may be defined in one file
+    and launched from another): helpers inline into their kernels, whose arguments are what
     Triton specialises."""
     tree = ast.parse(path.read_text())
-    launched = {node.func.value.id for node in ast.walk(tree)
+    launched = {node.func.value.id for f in path.parent.glob("*.py")
+                for node in ast.walk(ast.parse(f.read_text()))
                 if isinstance(node, ast.Call) and isinstance(node.func, ast.Subscript)
                 and isinstance(node.func.value, ast.Name)}
     constants = {t.id: ast.literal_eval(node.value) for node in tree.body if isinstance(node, ast.Assign)
