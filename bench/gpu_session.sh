@@ -308,8 +308,10 @@ for spec in "$@"; do
   ) &
   pids+=($!)
 done
-# the watchdog: whatever is still running at the deadline is packed as it is
-( sleep "$(( deadline - 10 - ($(date +%s) - start) ))"; tar czf "$out/partial.tgz" -C "$work" \
+# the watchdog: whatever is still running at the deadline is packed as it is. `&&`, not `;`: when
+# the chains end first the sleep is killed, and with `;` its shell went on to pack a partial.tgz
+# before its own kill arrived (a race that failed CI once)
+( sleep "$(( deadline - 10 - ($(date +%s) - start) ))" && tar czf "$out/partial.tgz" -C "$work" \
     --exclude='checkpoints' --exclude='*.pt' . ) > "$work/watchdog.log" 2>&1 &
 watchdog=$!
 wait "${pids[@]}"
