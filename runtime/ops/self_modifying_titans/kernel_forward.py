@@ -234,8 +234,11 @@ def _smt_fwd(
             C, BHID, NM, IK, IV, IQ, IETA, IALPHA, DG, GATE_RES, ACT, ETA_MAP, ALPHA_MAP, QK_NORM,
             V_NORM, PREC)
         valid = o_c < L
-        (_, _, _, bp, _, _, _, ep, _, _, _, _, bC, eC, mC, DgC, EC, MC, Dr, br, er, Er, _, _, NKK,
-         NQK, EQK, Linv) = _coefficients(alpha, eta, mom, rows, L, K, Q, C, HAS_MOM, READ)
+        # (the unused ones are `u_`, not `_`: the loops below rebind `_` to tiles of other
+        # shapes, which Triton 3.7 refuses for a name bound before a loop)
+        (u_, u_, u_, bp, u_, u_, u_, ep, u_, u_, u_, u_, bC, eC, mC, DgC, EC, MC, Dr, br, er, Er,
+         u_, u_, NKK, NQK, EQK, Linv) = _coefficients(alpha, eta, mom, rows, L, K, Q, C, HAS_MOM,
+                                                      READ)
 
         # -- 3. every memory: its gradient factors, its writes, M_mem's read --
         for m in range(NM):
