@@ -85,6 +85,9 @@ def _self_modifying(args: dict, dh: int) -> dict:
         return none(f"head width {dh} (the kernel takes up to 128)")
     if len(hidden) != 1:
         return none(f"hidden widths {sorted(hidden)} (the kernel takes one for all memories)")
+    if dh > 64 and args["chunk"] == 32:  # the kernel module's why_not says the same
+        return none(f"head width {dh} at chunk 32 (its backward needs more shared memory than "
+                    "Hopper has; chunk 16 fits)")
     choice = {"op": "self_modifying_titans", "file": SELF_MODIFYING, "ACT": args["act"],
               "CHUNK": args["chunk"], "READ": args["read"], "DGD": args["dgd"],
               "HIDDEN": min(hidden)}

@@ -49,7 +49,7 @@ def test_codegen_says_why_a_memory_runs_no_kernel():
 def test_codegen_picks_the_self_modifying_kernel():
     """Hope's memory group: the kernel with its constexprs at the stock shape; a note where the
     default implementation waits for a GPU run at the tile size (width 96 runs as 128); none
-    where the kernel cannot run."""
+    where the kernel cannot run (width 128 at chunk 32 fits no tile in Hopper's shared memory)."""
     args = dict(hidden={"mem": 128, "k": 128, "v": 128, "eta": 128, "alpha": 128}, chunk=16,
                 act="silu", read="previous", dgd="input")
     assert choose("SelfModifying", args, dim=256, heads=4) == {
@@ -58,6 +58,8 @@ def test_codegen_picks_the_self_modifying_kernel():
     assert "chunk form" in choose("SelfModifying", args, dim=384, heads=4)["note"]
     assert "192" in choose("SelfModifying", args, dim=768, heads=4)["reason"]
     assert choose("SelfModifying", dict(args, chunk=64), 256, 4)["reason"].startswith("chunk 64")
+    assert "shared memory" in choose("SelfModifying", dict(args, chunk=32), 512, 4)["reason"]
+    assert "note" in choose("SelfModifying", dict(args, chunk=32), 256, 4)  # width 64 fits
     uneven = dict(args, hidden={"mem": 128, "k": 64})
     assert "hidden widths" in choose("SelfModifying", uneven, 256, 4)["reason"]
 

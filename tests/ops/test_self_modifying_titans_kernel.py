@@ -209,6 +209,9 @@ def test_why_not_names_each_unsupported_call():
     wide, wide_init, wide_q = make_inputs(4, 96, 32, dtype=torch.float32)  # runs as 128
     assert why_not(wide, wide_init, wide_q) is None
     assert "run as 128" in why_not(wide, wide_init, wide_q, verified_only=True)
+    # no hidden tile fits Hopper's shared memory at width 128 and chunk 32 (bench/hopper_fit.py)
+    assert "shared memory" in why_not(wide, wide_init, wide_q, chunk_size=32)
+    assert why_not(x, init, W_q, chunk_size=32) is None  # width 16 (and 64) at chunk 32 fit
     assert why_not(x, init, W_q, verified_only=True) is None  # chunk 16 at width 16: checked
     assert "chunk 32" in why_not(x, init, W_q, chunk_size=32, verified_only=True)
     assert "per-head gate" in why_not(x, init, W_q, eta_bias=torch.zeros(H))
@@ -312,11 +315,11 @@ def test_kernel_at_the_125m_block_shape():
 
 
 @gpu_test
-@pytest.mark.parametrize("D,hid,chunk", [(128, 256, 16), (96, 192, 16), (64, 128, 32),
-                                         (128, 256, 32)])
+@pytest.mark.parametrize("D,hid,chunk", [(128, 256, 16), (96, 192, 16), (64, 128, 32)])
 def test_kernel_at_wide_tiles(D, hid, chunk):
-    """Head width 128, 96 zero-padded to 128 (the results grid's dim 384 in 4 heads), and chunk 32:
-    the tiles no GPU run has checked yet (`VERIFIED_WIDTH`), with the same yardstick."""
+    """Head width 128, 96 zero-padded to 128 (the results grid's dim 384 in 4 heads), and chunk 32
+    at width 64 (width 128 at chunk 32 fits no tile: `why_not`): the tiles no GPU run has checked
+    yet (`VERIFIED_WIDTH`), with the same yardstick."""
     x, init, W_q = make_inputs(128, D, hid, dtype=torch.float32)
     kw = {**BASE, "chunk_size": chunk, "momentum": 0.9, "eta_scale": 0.1, "alpha_bias": 2.944}
     _assert_near_fp32_chunk(*_against_fp32_chunk(x, init, W_q, kw))

@@ -183,6 +183,9 @@ def why_not(x, init_weights=None, W_q=None, chunk_size=16, adaptive_q=False, eta
                 f"checked that tile size yet; impl='kernel' runs it")
     if chunk_size not in (16, 32):
         return f"chunk {chunk_size} (the kernel takes 16 or 32)"
+    if _padded(D) > 64 and chunk_size == 32:
+        return (f"head width {D} at chunk 32: the backward needs more shared memory than Hopper "
+                f"has at any hidden tile (bench/hopper_fit.py); chunk 16 fits")
     src = initial_state if initial_state is not None else init_weights
     hidden = {src[n][1].shape[-2] for n in names}
     if len(hidden) != 1:
@@ -246,9 +249,10 @@ def chunk_self_modifying_titans_kernel(x, init_weights=None, W_q=None, chunk_siz
         C=chunk_size, H=H, scalars=(float(eta_scale), float(eta_bias), float(alpha_bias)),
         # 8 warps: 1.3x faster than 4 at the 125M block's shape on the H100 (bench/RESULTS.md)
         warps=num_warps or (8 if x.is_cuda else 4), D=Dp, HID=hp,
-        BHID=min(hp, block_hidden or (32 if Dp > 64 else 64)), NM=len(names), IK=names.index("k"),
-        IV=names.index("v"), IQ=names.index("q") if adaptive_q else -1, IETA=names.index("eta"),
-        IALPHA=names.index("alpha") if retention else -1, IMEM=names.index("mem"),
+        BHID=min(hp, block_hidden or _block_hidden(Dp, chunk_size)), NM=len(names),
+        IK=names.index("k"), IV=names.index("v"), IQ=names.index("q") if adaptive_q else -1,
+        IETA=names.index("eta"), IALPHA=names.index("alpha") if retention else -1,
+        IMEM=names.index("mem"),
         RES_MASK=sum(1 << i for i, n in enumerate(names) if is_residual(*state[n][:2])),
         DG=d_gate, GATE_RES=is_residual(*state["eta"][:2]), ACT=ACTS[activation],
         ETA_MAP=GATE_MAPS[eta_map], ALPHA_MAP=GATE_MAPS[alpha_map], QK_NORM=qk_l2norm,
@@ -267,6 +271,15 @@ def chunk_self_modifying_titans_kernel(x, init_weights=None, W_q=None, chunk_siz
         result[n] = tuple(t.to(dtype) for t in (W1[..., :d, :hid], W2[..., :hid, :D],
                                                  S1[..., :d, :hid], S2[..., :hid, :D]))
     return out, result
+
+
+def _block_hidden(Dp: int, C: int) -> int:
+    """The default hidden tile: the widest whose backward fits Hopper's 232,448 bytes of shared
+    memory per block. Compiled for sm_90 by bench/hopper_fit.py (triton 3.6.0 and 3.7.1 agree),
+    the backward needs, at head width Dp and chunk C: Dp 64, C 16: 206,848 B at tile 64; Dp 64,
+    C 32: 303,104 at 64, 200,704 at 32; Dp 128, C 16: 382,976 at 64, 229,376 at 32; Dp 128, C 32:
+    276,480 even at 16 (`why_not` refuses it)."""
+    return 64 if Dp <= 64 and C == 16 else 32
 
 
 def _padded(n: int) -> int:
