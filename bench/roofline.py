@@ -1,7 +1,7 @@
 """What bounds each kernel: FLOPs, bytes and launches counted from the kernels' own code, set
 against the time the H100 measured (issue 5: "where a target is missed, say what limits it").
 
-    python bench/roofline.py [--only smt,titans,gated_delta,delta,hebbian_gated]
+    python bench/roofline.py [--only smt,titans,gated_delta,delta,hebbian_gated,hebbian]
 
 Each kernel runs once, forward and backward, in Triton's interpreter (CPU) at its benchmark widths
 for one (batch, head) and two short lengths. Every `tl.dot` counts 2 M N K FLOPs, every load and
@@ -190,8 +190,8 @@ def _linear(rule):
         v = bf(torch.randn(1, T, 1, D))
         b = bf(torch.sigmoid(torch.randn(1, T, 1)))
         la = F.logsigmoid(torch.randn(1, T, 1) + 3).requires_grad_()  # fp32, as bench/kernels.py
-        if rule == "hebbian_gated":
-            o, s = chunk_hebbian_kernel(q, k, v, log_a=la)
+        if rule.startswith("hebbian"):
+            o, s = chunk_hebbian_kernel(q, k, v, log_a=la if rule == "hebbian_gated" else None)
         else:
             o, s = chunk_gated_delta_kernel(q, k, v, b, log_a=la if rule == "gated_delta" else None)
         _backward(o, [s])
@@ -216,6 +216,9 @@ WORKLOADS = [
     Workload("hebbian_gated", "Hebbian with retention, D 128, chunk 64", _linear("hebbian_gated"),
              64, (64, 128), _LINEAR_SHAPE, {"forward": 0.241, "forward + backward": 1.281},
              "third session, 'Linear-rule kernels vs fla', bf16", "bf16"),
+    Workload("hebbian", "Hebbian without retention, D 128, chunk 64", _linear("hebbian"), 64,
+             (64, 128), _LINEAR_SHAPE, {"forward": 0.392, "forward + backward": 0.803},
+             "fourth session, 'Hebbian and CMS rows', bf16", "bf16"),
 ]
 
 
