@@ -1,5 +1,6 @@
-"""The CMS layer's two_pass second pass (`Continuum._learn_from_signal`) collects each level's
-token-sized gradient factors and forms its weight-sized gradient once per period. It must equal
+"""The CMS layer's two_pass second pass (runtime/layers/two_pass.py) keeps each level's gradient
+as token-sized factors, reads applied updates in low-rank form and folds them into the weights
+every FOLD_TOKENS tokens. It must equal
 the plain definition, written here: per segment, autograd.grad of sum(y . u) with respect to
 fresh aliases of every in-context level's weights, then `update`. Checked in float64 on outputs,
 final weights and pending updates, and the outer gradients of x and every initial weight, across
@@ -9,6 +10,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from runtime.layers import two_pass
 from runtime.layers.continuum import Continuum, alias_weight
 from runtime.ops.cms.chunk import segment_cuts
 
@@ -69,7 +71,11 @@ def _run(layer, x, u, meta, fn, cut):
     ("nested", "residual_mlp", (3, 8, 32))])
 @pytest.mark.parametrize("meta", [True, False])
 @pytest.mark.parametrize("cut", [6, 13])
-def test_collected_gradients_equal_the_per_segment_definition(variant, kind, periods, meta, cut):
+# applied updates read in low-rank form until 4, 6 or 128 tokens of them are folded in
+@pytest.mark.parametrize("fold", [4, 6, 128])
+def test_collected_gradients_equal_the_per_segment_definition(variant, kind, periods, meta, cut,
+                                                              fold, monkeypatch):
+    monkeypatch.setattr(two_pass, "FOLD_TOKENS", fold)
     layer = _layer(variant, kind, periods)
     torch.manual_seed(1)
     x = torch.randn(2, 23, 6, dtype=torch.float64, requires_grad=True)

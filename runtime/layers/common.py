@@ -28,6 +28,14 @@ def implementation(mode: str):
         _MODE.pop()
 
 
+def alias_weight(w: torch.Tensor, outer_grad: bool) -> torch.Tensor:
+    """A fresh autograd node for w: gradients taken w.r.t. it count only later uses. Outside
+    training it is a detached leaf, so the in-context update still runs under no_grad."""
+    if outer_grad:
+        return w.view_as(w)
+    return w.detach().requires_grad_(True)
+
+
 _SECOND_ORDER = [False]
 
 

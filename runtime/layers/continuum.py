@@ -26,8 +26,8 @@ from torch import nn
 
 from ..ops.cms.dispatch import cms_update
 from . import common
-
-from ..ops.cms.chunk import segment_cuts
+from .common import alias_weight  # noqa: F401  (model_base's segment loop takes it from here)
+from .two_pass import learn_from_signal
 
 
 class ContinuumState(NamedTuple):
@@ -85,16 +85,24 @@ class Continuum(nn.Module):
                 if r == "cross_sequence" for name in ("up", "down")}
 
     # -- read -------------------------------------------------------------------------------
-    def _mlp(self, h, up, down, tap: list | None = None):
-        """[h +] s(h up) down (SwiGLU: silu(gate) * val); `tap` receives (h, z, a, m) with z = h up
-        and m = a down, the products whose gradients give the weights' (`_learn_from_signal`)."""
+    def _mlp(self, h, up, down, tap: list | None = None, low_rank=None):
+        """[h +] s(h up) down (SwiGLU: silu(gate) * val). For the two_pass pass
+        (runtime/layers/two_pass.py): `tap` receives (h, z, a, m) with z = h up and m = a down,
+        the products whose gradients give the weights'; `low_rank` = (c, H, DZ, A, DM) are
+        updates applied but not yet added into up and down, up - c H^T DZ and down - c A^T DM,
+        read without forming them: h (up - c H^T DZ) = h up - c (h H^T) DZ."""
         z = h @ up if up.dim() == 2 else torch.bmm(h, up)
+        if low_rank is not None:
+            c, H, DZ, A, DM = low_rank
+            z = torch.baddbmm(z, torch.bmm(h, H.transpose(1, 2)), DZ, alpha=-c)
         if self.kind == "swiglu":
             gate, val = z.chunk(2, dim=-1)
             a = F.silu(gate) * val
         else:
             a = getattr(F, self.act)(z)
         m = a @ down if down.dim() == 2 else torch.bmm(a, down)
+        if low_rank is not None:
+            m = torch.baddbmm(m, torch.bmm(a, A.transpose(1, 2)), DM, alpha=-c)
         if tap is not None:
             tap.extend((h, z, a, m))
         return h + m if self.kind == "residual_mlp" else m
@@ -117,10 +125,12 @@ class Continuum(nn.Module):
             mode[1].append(y)
         return y, state
 
-    def _read(self, x, state: ContinuumState, taps: dict | None = None):
-        """The levels applied with the weights in force; `taps`, if given, receives each
-        in-context level's (input, z, a, m) (see `_mlp`)."""
+    def _read(self, x, state: ContinuumState, taps: dict | None = None,
+              low_rank: dict | None = None):
+        """The levels applied with the weights in force; `taps` and `low_rank` (per in-context
+        level) as `_mlp`'s, for the two_pass pass."""
         fast = dict(zip(self.in_context, state.weights))
+        low_rank = low_rank or {}
         out, h = 0, x
         for i, lv in enumerate(self.levels):
             up, down = fast.get(i, (lv["up"], lv["down"]))
@@ -128,7 +138,7 @@ class Continuum(nn.Module):
             if i and self.level_norm == "rms" and self.variant != "independent":
                 inp = inp * torch.rsqrt(inp.float().square().mean(-1, keepdim=True) + 1e-6).to(inp.dtype)
             y = self._mlp(inp, up, down, None if taps is None or i not in fast
-                          else taps.setdefault(i, []))
+                          else taps.setdefault(i, []), low_rank.get(i))
             if self.variant == "independent":
                 out = out + self.agg[i] * y
             else:
@@ -136,79 +146,8 @@ class Continuum(nn.Module):
         return (out if self.variant == "independent" else h), state
 
     def _learn_from_signal(self, x, state: ContinuumState, u, meta: bool):
-        """The second pass of the two_pass signal: read segment by segment (segments end on
-        every in-context level's boundary), and add lr * d(sum_t y_t . u_t)/dtheta to each level's
-        pending update, with u_t = dL_t/dy_t from the first pass held fixed (the op's definition,
-        runtime/ops/cms/naive.py). u is a constant for the outer gradient too, so no second-order
-        graph of the first pass is kept; under `meta` the writes stay differentiable in theta
-        through the second pass.
-
-        A level's gradient over a segment is h^T dz (up) and a^T dm (down), with z = h up and
-        m = a down its products in that segment (`_mlp`), so each segment asks autograd only for
-        dz and dm, which are token-sized, and a level turns them into its weight-sized gradient
-        once per period, when its update applies (and at the call's end): one product over the
-        period's tokens instead of one per segment, and one pending update instead of one per
-        segment. Exact: the weights are constant over the period, so the sum over segments of
-        their gradients is the product over the concatenated tokens. At the ~125M shape (dim
-        768, hidden 3072, levels every 16, 128 and 2,048 tokens) that saves the slower levels'
-        per-segment weight gradients and pending updates, about 1 GB of memory traffic per
-        16-token segment and block at batch 8 in the forward alone; on the CPU, a block's
-        forward and backward over 256 tokens wrote 23% fewer bytes (bench/RESULTS.md)."""
-        outer_grad = torch.is_grad_enabled()
-        periods = [self.periods[i] for i in self.in_context]
-        T = x.shape[1]
-        cuts = segment_cuts(state.pos, T, periods)
-        outputs = []
-        pending_terms = [[] for _ in self.in_context]  # per level: (h, dz, a, dm) since its flush
-        for a, b in zip(cuts, cuts[1:]):
-            # fresh aliases: outside training they are leaves that require a gradient, so the
-            # segment's products are in a graph either way
-            ws = tuple(tuple(alias_weight(w, outer_grad) for w in lv) for lv in state.weights)
-            state = state._replace(weights=ws)
-            with torch.enable_grad():
-                taps = {}
-                y, _ = self._read(x[:, a:b], state, taps)
-                products = [t for i in self.in_context for t in (taps[i][1], taps[i][3])]
-                grads = torch.autograd.grad((y * u[:, a:b].to(y.dtype)).sum(), products,
-                                            create_graph=meta, retain_graph=outer_grad,
-                                            allow_unused=True)
-            for slot, i in enumerate(self.in_context):
-                h, z, act, m = taps[i]
-                dz, dm = grads[2 * slot], grads[2 * slot + 1]
-                terms = (h, torch.zeros_like(z) if dz is None else dz, act,
-                         torch.zeros_like(m) if dm is None else dm)
-                if not meta:  # the writes are constants for the outer gradient
-                    terms = tuple(t.detach() for t in terms)
-                pending_terms[slot].append(terms)
-            state = self._advance_deferred(state, pending_terms, b - a, last=b == T)
-            outputs.append(y if outer_grad else y.detach())
-        if not outer_grad:  # the last aliases are leaves that require a gradient: drop them
-            state = state._replace(weights=tuple(tuple(w.detach() for w in lv)
-                                                 for lv in state.weights))
-        return torch.cat(outputs, dim=1), state
-
-    def _advance_deferred(self, state: ContinuumState, pending_terms: list, n: int,
-                          last: bool) -> ContinuumState:
-        """`update` for `_learn_from_signal`: a level whose boundary falls at the new position
-        (or whose terms the call's end leaves) turns its collected terms into its gradient and
-        updates; the others keep collecting. A nested reset discards a level's terms, as it
-        discards its pending update."""
-        pos = state.pos + n
-        grads = []
-        for slot, i in enumerate(self.in_context):
-            terms = pending_terms[slot]
-            if pos % self.periods[i] and not last:
-                grads.append(None)
-                continue
-            h, dz, act, dm = (torch.cat(t, dim=1) for t in zip(*terms))
-            grads.append((torch.bmm(h.transpose(1, 2), dz), torch.bmm(act.transpose(1, 2), dm)))
-            terms.clear()
-        state = self.update(state, tuple(grads), n)
-        for slot, i in enumerate(self.in_context):
-            period = self.resets.get(i)
-            if period is not None and pos % period == 0:
-                pending_terms[slot].clear()
-        return state
+        """The second pass of the two_pass signal (runtime/layers/two_pass.py)."""
+        return learn_from_signal(self, x, state, u, meta)
 
     # -- update (called by the model's segment loop) ----------------------------------------
     def accumulate(self, state: ContinuumState, grads) -> ContinuumState:
@@ -260,11 +199,3 @@ class Continuum(nn.Module):
                 weights[slot] = self._theta0(i, weights[slot][0].shape[0])
                 pending[slot] = tuple(torch.zeros_like(p) for p in pending[slot])
         return ContinuumState(tuple(weights), tuple(pending), pos)
-
-
-def alias_weight(w: torch.Tensor, outer_grad: bool) -> torch.Tensor:
-    """A fresh autograd node for w: gradients taken w.r.t. it count only later uses. Outside
-    training it is a detached leaf, so the in-context update still runs under no_grad."""
-    if outer_grad:
-        return w.view_as(w)
-    return w.detach().requires_grad_(True)
