@@ -22,8 +22,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
-from .layers.common import compiled_ops, recomputed_chunks, second_order
-from .layers.continuum import Continuum, ContinuumState, alias_weight
+from .layers.common import alias_weight, compiled_ops, recomputed_chunks, second_order
+from .layers.continuum import Continuum, ContinuumState
 
 
 class NestedModel(nn.Module):

@@ -11,7 +11,8 @@ import pytest
 import torch
 
 from runtime.layers import two_pass
-from runtime.layers.continuum import Continuum, alias_weight
+from runtime.layers.common import alias_weight
+from runtime.layers.continuum import Continuum
 from runtime.ops.cms.chunk import segment_cuts
 
 pytestmark = pytest.mark.usefixtures("one_thread")

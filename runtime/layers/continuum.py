@@ -26,7 +26,6 @@ from torch import nn
 
 from ..ops.cms.dispatch import cms_update
 from . import common
-from .common import alias_weight  # noqa: F401  (model_base's segment loop takes it from here)
 from .two_pass import learn_from_signal
 
 
@@ -171,8 +170,7 @@ class Continuum(nn.Module):
         """`advance(accumulate(state, grads), n)` in one step: per weight tensor one fused kernel
         (runtime/ops/cms/kernel.py) on CUDA instead of 3-4 elementwise ops, the PyTorch ops
         elsewhere and under implementation("chunk" / "reference"). The kernel is differentiable
-        to any order, so it also serves the meta-learned (create_graph) writes. A level whose
-        grads are None keeps its weights and pending update (never at its boundary)."""
+        to any order, so it also serves the meta-learned (create_graph) writes."""
         mode = common._MODE[-1]
         impl = {"fast": "auto", "kernel": "kernel"}.get(mode, "reference")
         if isinstance(self.kernel, dict) and self.kernel.get("op") is None:
@@ -181,10 +179,6 @@ class Continuum(nn.Module):
         weights, pending = [], []
         for slot, i in enumerate(self.in_context):
             apply = pos % self.periods[i] == 0
-            if grads[slot] is None:  # nothing to add (never at the level's boundary)
-                weights.append(state.weights[slot])
-                pending.append(state.pending[slot])
-                continue
             new = [cms_update(w, p, g, self.lr, apply, impl) for w, p, g in
                    zip(state.weights[slot], state.pending[slot], grads[slot])]
             weights.append(tuple(w for w, _ in new))
