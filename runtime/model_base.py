@@ -22,8 +22,9 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
-from .layers.common import alias_weight, compiled_ops, recomputed_chunks, second_order
-from .layers.continuum import Continuum, ContinuumState
+from .layers.common import compiled_ops, recomputed_chunks, second_order
+from .layers.continuum import Continuum
+from .layers.two_pass import LevelTracker
 
 
 class NestedModel(nn.Module):
@@ -85,40 +86,47 @@ class NestedModel(nn.Module):
         # training: keep the graph through the writes, unless the spec says `writes = detached`
         outer_grad = torch.is_grad_enabled()
         meta = outer_grad and not any(m.detach_writes for _, _, m in self._cms(state))
+        # each level's gradient is asked for as those of its products, and its updates are read
+        # in low-rank form between folds (runtime/layers/two_pass.py)
+        trackers = {(b, name): (m, LevelTracker(m, state[b][name]))
+                    for b, name, m in self._cms(state)}
         logits_all = []
         s = 0
         while s < T:  # segments end on the fastest level's boundaries, wherever the call starts
             e = min(T, s + self.segment - state_pos(state, self) % self.segment)
-            aliases = {}
-            for b, name, m in self._cms(state):
-                st: ContinuumState = state[b][name]
-                ws = tuple(tuple(alias_weight(w, outer_grad) for w in lv) for lv in st.weights)
-                state[b] = {**state[b], name: st._replace(weights=ws)}
-                aliases[(b, name)] = ws
+            taps = {}
+            for (b, name), (m, tracker) in trackers.items():
+                read, low_rank = tracker.read_state(state[b][name], outer_grad)
+                state[b] = {**state[b], name: read._replace(pos=tracker.pos)}
+                m.segment_tap = (taps.setdefault((b, name), {}), low_rank)
             # The outer gradient goes through the in-context gradient (create_graph), so attention
             # must be twice differentiable: the fused SDPA kernels are not, the math one is.
             twice = sdpa_kernel(SDPBackend.MATH) if meta else contextlib.nullcontext()
             eager = compiled_ops(False) if meta else contextlib.nullcontext()  # no double backward
             kept = recomputed_chunks(False) if meta else contextlib.nullcontext()  # kept either way
             chunked = second_order() if meta else contextlib.nullcontext()  # kernels: first order
-            with torch.enable_grad(), twice, eager, kept, chunked:
-                logits, state = self._pass(tokens[:, s:e], state)
-                n_target = min(e, T - 1) - s  # the call's last token has no target yet
-                flat = [w for ws in aliases.values() for lv in ws for w in lv]
-                if n_target > 0 and flat:
-                    loss = F.cross_entropy(_at_least_fp32(logits[:, :n_target]).flatten(0, 1),
-                                           tokens[:, s + 1:s + 1 + n_target].flatten(),
-                                           reduction="sum")
-                    grads = torch.autograd.grad(loss, flat, create_graph=meta,
-                                                retain_graph=outer_grad, allow_unused=True)
-                else:
-                    grads = [None] * len(flat)
-            grads = [torch.zeros_like(w) if g is None else g for w, g in zip(flat, grads)]
-            it = iter(grads)
-            for (b, name), ws in aliases.items():
-                m = dict(self.blocks[b].named_children())[name]
-                level_grads = tuple(tuple(next(it) for _ in lv) for lv in ws)
-                state[b] = {**state[b], name: m.update(state[b][name], level_grads, e - s)}
+            try:
+                with torch.enable_grad(), twice, eager, kept, chunked:
+                    logits, state = self._pass(tokens[:, s:e], state)
+                    n_target = min(e, T - 1) - s  # the call's last token has no target yet
+                    products = [t for key, (_, tracker) in trackers.items()
+                                for t in tracker.products(taps[key])]
+                    if n_target > 0 and products:
+                        loss = F.cross_entropy(_at_least_fp32(logits[:, :n_target]).flatten(0, 1),
+                                               tokens[:, s + 1:s + 1 + n_target].flatten(),
+                                               reduction="sum")
+                        grads = torch.autograd.grad(loss, products, create_graph=meta,
+                                                    retain_graph=outer_grad, allow_unused=True)
+                    else:
+                        grads = [None] * len(products)
+            finally:
+                for m, _ in trackers.values():
+                    m.segment_tap = None
+            at = 0
+            for key, (_, tracker) in trackers.items():
+                k = 2 * len(tracker.levels)
+                tracker.learn(taps[key], grads[at:at + k], meta, e - s)
+                at += k
             if not outer_grad:
                 # The segment ran under enable_grad (the levels' gradients), so the state it
                 # returns (e.g. a self-modifying memory's weights) carries its graph, and the next
@@ -128,6 +136,8 @@ class NestedModel(nn.Module):
                 state = _detached(state)
             logits_all.append(logits if outer_grad else logits.detach())
             s = e
+        for (b, name), (_, tracker) in trackers.items():
+            state[b] = {**state[b], name: tracker.final_state(state[b][name], outer_grad)}
         return torch.cat(logits_all, dim=1), state
 
     # -- the two_pass signal -------------------------------------------------------------------

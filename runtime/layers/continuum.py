@@ -110,6 +110,9 @@ class Continuum(nn.Module):
     # records each output so the first pass can take dL/dy; ("learn", u, meta) makes this layer
     # learn from the fixed signal u while it reads. None: read only.
     two_pass_mode = None
+    # Set by the exact signal's segment loop (runtime/model_base.py) for one segment: (taps,
+    # low_rank) as `_read` takes them.
+    segment_tap = None
     # The generated class sets the kernel codegen chose (nslang/kernels.py); "auto": dispatch's.
     kernel = "auto"
 
@@ -119,7 +122,7 @@ class Continuum(nn.Module):
         mode = self.two_pass_mode
         if mode is not None and mode[0] == "learn":
             return self._learn_from_signal(x, state, mode[1], mode[2])
-        y, state = self._read(x, state)
+        y, state = self._read(x, state, *(self.segment_tap or ()))
         if mode is not None:
             mode[1].append(y)
         return y, state

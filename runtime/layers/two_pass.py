@@ -71,30 +71,35 @@ def _plus_gradient(weights, terms, c: float) -> list:
             down + c * torch.bmm(a.transpose(1, 2), dm).to(down.dtype)]
 
 
-def learn_from_signal(layer, x, state, u, meta: bool):
-    """x [B, T, dim] -> (y [B, T, dim], the state after the call) for a Continuum `layer` whose
-    in-context levels learn from u [B, T, dim] (see the module docstring)."""
-    outer_grad = torch.is_grad_enabled()
-    lr, fold_tokens = layer.lr, FOLD_TOKENS
-    periods = [layer.periods[i] for i in layer.in_context]
-    levels = [_Level(list(ws), ps) for ws, ps in zip(state.weights, state.pending)]
-    T, pos = x.shape[1], state.pos
-    cuts = segment_cuts(pos, T, periods)
-    outputs = []
-    for a, b in zip(cuts, cuts[1:]):
-        # fresh aliases: outside training they are leaves that require a gradient, so the
-        # segment's products are in a graph either way
-        weights = tuple(tuple(alias_weight(w, outer_grad) for w in lv.base) for lv in levels)
-        low_rank = {i: lv.low_rank(lr) for i, lv in zip(layer.in_context, levels)}
-        with torch.enable_grad():
-            taps = {}
-            y, _ = layer._read(x[:, a:b], state._replace(weights=weights), taps, low_rank)
-            products = [t for i in layer.in_context for t in (taps[i][1], taps[i][3])]
-            grads = torch.autograd.grad((y * u[:, a:b].to(y.dtype)).sum(), products,
-                                        create_graph=meta, retain_graph=outer_grad,
-                                        allow_unused=True)
-        pos += b - a
-        for slot, (i, lv) in enumerate(zip(layer.in_context, levels)):
+class LevelTracker:
+    """One Continuum layer's in-context levels through a call of a segment loop (this module's
+    second pass, and the exact signal's loop in runtime/model_base.py): what each segment reads
+    (`read_state`, with the applied terms as `low_rank`), what it asks autograd for
+    (`products`), what it learns (`learn`), and the state the call ends with (`final_state`)."""
+
+    def __init__(self, layer, state):
+        self.layer, self.pos = layer, state.pos
+        self.levels = [_Level(list(ws), ps) for ws, ps in zip(state.weights, state.pending)]
+
+    def read_state(self, state, outer_grad: bool):
+        """(the state to read the next segment with, the low-rank terms for `_read`). Fresh
+        aliases: outside training they are leaves that require a gradient, so the segment's
+        products are in a graph either way."""
+        weights = tuple(tuple(alias_weight(w, outer_grad) for w in lv.base) for lv in self.levels)
+        low_rank = {i: lv.low_rank(self.layer.lr)
+                    for i, lv in zip(self.layer.in_context, self.levels)}
+        return state._replace(weights=weights), low_rank
+
+    def products(self, taps: dict) -> list:
+        """The tensors whose gradients the segment needs: z and m of every in-context level."""
+        return [t for i in self.layer.in_context for t in (taps[i][1], taps[i][3])]
+
+    def learn(self, taps: dict, grads, meta: bool, n: int) -> None:
+        """Keep the segment's terms (grads: those of `products`, None where unused), then apply
+        the boundaries and resets at the new position, n tokens on."""
+        layer, lr = self.layer, self.layer.lr
+        self.pos += n
+        for slot, (i, lv) in enumerate(zip(layer.in_context, self.levels)):
             h, z, act, m = taps[i]
             dz, dm = grads[2 * slot], grads[2 * slot + 1]
             terms = (h, torch.zeros_like(z) if dz is None else dz, act,
@@ -102,29 +107,50 @@ def learn_from_signal(layer, x, state, u, meta: bool):
             if not meta:  # the writes are constants for the outer gradient
                 terms = tuple(t.detach() for t in terms)
             lv.collected.append(terms)
-            if pos % layer.periods[i] == 0:  # the level's boundary: its pending update applies
+            if self.pos % layer.periods[i] == 0:  # the level's boundary: its update applies
                 if lv.carried is not None:
                     lv.base = [w - p for w, p in zip(lv.base, lv.carried)]
                     lv.carried = None
                 lv.applied += lv.collected
                 lv.applied_tokens += sum(t[0].shape[1] for t in lv.collected)
                 lv.collected = []
-                if lv.applied_tokens >= fold_tokens:
+                if lv.applied_tokens >= FOLD_TOKENS:
                     lv.fold(lr)
             reset = layer.resets.get(i)
-            if reset is not None and pos % reset == 0:  # nested: back to theta_0, nothing pending
-                lv.base, lv.carried = list(layer._theta0(i, x.shape[0])), None
+            if reset is not None and self.pos % reset == 0:  # nested: theta_0, nothing pending
+                lv.base, lv.carried = list(layer._theta0(i, h.shape[0])), None
                 lv.applied, lv.collected, lv.applied_tokens = [], [], 0
-        outputs.append(y if outer_grad else y.detach())
 
-    weights, pending = [], []
-    for lv in levels:
-        lv.fold(lr)
-        carried = lv.carried if lv.carried is not None else tuple(torch.zeros_like(w)
-                                                                  for w in lv.base)
-        owed = _plus_gradient(carried, lv.collected, lr) if lv.collected else list(carried)
-        ws = lv.base if outer_grad else [w.detach() for w in lv.base]
-        weights.append(tuple(ws))
-        pending.append(tuple(owed))
-    return torch.cat(outputs, dim=1), state._replace(weights=tuple(weights),
-                                                     pending=tuple(pending), pos=pos)
+    def final_state(self, state, outer_grad: bool):
+        """The call's end: applied terms folded into the weights, collected ones into the
+        pending updates (weight-sized, as the state carries them to the next call)."""
+        weights, pending = [], []
+        for lv in self.levels:
+            lv.fold(self.layer.lr)
+            carried = lv.carried if lv.carried is not None else tuple(torch.zeros_like(w)
+                                                                      for w in lv.base)
+            owed = (_plus_gradient(carried, lv.collected, self.layer.lr) if lv.collected
+                    else list(carried))
+            weights.append(tuple(lv.base if outer_grad else [w.detach() for w in lv.base]))
+            pending.append(tuple(owed))
+        return state._replace(weights=tuple(weights), pending=tuple(pending), pos=self.pos)
+
+
+def learn_from_signal(layer, x, state, u, meta: bool):
+    """x [B, T, dim] -> (y [B, T, dim], the state after the call) for a Continuum `layer` whose
+    in-context levels learn from u [B, T, dim] (see the module docstring)."""
+    outer_grad = torch.is_grad_enabled()
+    tracker = LevelTracker(layer, state)
+    cuts = segment_cuts(state.pos, x.shape[1], [layer.periods[i] for i in layer.in_context])
+    outputs = []
+    for a, b in zip(cuts, cuts[1:]):
+        read, low_rank = tracker.read_state(state, outer_grad)
+        with torch.enable_grad():
+            taps = {}
+            y, _ = layer._read(x[:, a:b], read, taps, low_rank)
+            grads = torch.autograd.grad((y * u[:, a:b].to(y.dtype)).sum(), tracker.products(taps),
+                                        create_graph=meta, retain_graph=outer_grad,
+                                        allow_unused=True)
+        tracker.learn(taps, grads, meta, b - a)
+        outputs.append(y if outer_grad else y.detach())
+    return torch.cat(outputs, dim=1), tracker.final_state(state, outer_grad)
