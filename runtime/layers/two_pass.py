@@ -1,6 +1,9 @@
-"""The second pass of the CMS `signal = two_pass` (runtime/model_base.py runs the first): a
-Continuum layer reads segment by segment while each in-context level learns from the signal u =
-dL/dy of the first pass, held fixed.
+"""How a Continuum layer's in-context levels learn inside a segment loop: the second pass of the
+CMS `signal = two_pass` (`learn_from_signal`; runtime/model_base.py runs the first pass) and,
+through the same `LevelTracker`, the exact signal's loop in runtime/model_base.py.
+
+In the second pass a Continuum layer reads segment by segment while each in-context level learns
+from the signal u = dL/dy of the first pass, held fixed.
 
 The definition (runtime/ops/cms/naive.py; tests/test_continuum_two_pass.py writes it out per
 segment): segments end on every in-context level's boundary; per segment each level adds
