@@ -29,7 +29,8 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-os.environ["TRITON_INTERPRET"] = "1"  # before triton is imported: the counts come from the interpreter
+# before triton is imported: the counts come from the interpreter
+os.environ["TRITON_INTERPRET"] = "1"
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))

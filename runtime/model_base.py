@@ -24,7 +24,7 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from .layers.common import compiled_ops, recomputed_chunks, second_order
 from .layers.continuum import Continuum
-from .layers.two_pass import LevelTracker
+from .layers.cms_learning import LevelTracker
 
 
 class NestedModel(nn.Module):
@@ -87,7 +87,7 @@ class NestedModel(nn.Module):
         outer_grad = torch.is_grad_enabled()
         meta = outer_grad and not any(m.detach_writes for _, _, m in self._cms(state))
         # each level's gradient is asked for as those of its products, and its updates are read
-        # in low-rank form between folds (runtime/layers/two_pass.py)
+        # in low-rank form between folds (runtime/layers/cms_learning.py)
         trackers = {(b, name): (m, LevelTracker(m, state[b][name]))
                     for b, name, m in self._cms(state)}
         logits_all = []

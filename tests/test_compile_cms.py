@@ -53,12 +53,12 @@ def _build(tmp_path, variant: str):
 
 @pytest.mark.parametrize("variant", ["sequential", "independent", "nested"])
 # applied updates folded into the weights every 4 tokens or read in low-rank form throughout
-# (runtime/layers/two_pass.py's FOLD_TOKENS)
+# (runtime/layers/cms_learning.py's FOLD_TOKENS)
 @pytest.mark.parametrize("fold", [4, 128])
 def test_compiled_cms_equals_the_op_reference(tmp_path, variant, fold, monkeypatch):
-    from runtime.layers import two_pass
+    from runtime.layers import cms_learning
 
-    monkeypatch.setattr(two_pass, "FOLD_TOKENS", fold)
+    monkeypatch.setattr(cms_learning, "FOLD_TOKENS", fold)
     model = _build(tmp_path, variant)
     block, cms = model.blocks[0], model.blocks[0].continuum
     tokens = torch.randint(0, 23, (2, 21))   # 21: not a multiple of either period

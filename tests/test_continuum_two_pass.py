@@ -1,4 +1,4 @@
-"""The CMS layer's two_pass second pass (runtime/layers/two_pass.py) keeps each level's gradient
+"""The CMS layer's two_pass second pass (runtime/layers/cms_learning.py) keeps each level's gradient
 as token-sized factors, reads applied updates in low-rank form and folds them into the weights
 every FOLD_TOKENS tokens. It must equal
 the plain definition, written here: per segment, autograd.grad of sum(y . u) with respect to
@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from runtime.layers import two_pass
+from runtime.layers import cms_learning
 from runtime.layers.common import alias_weight
 from runtime.layers.continuum import Continuum
 from runtime.ops.cms.chunk import segment_cuts
@@ -38,7 +38,8 @@ def per_segment_reference(layer: Continuum, x, state, u, meta: bool):
     return torch.cat(outputs, dim=1), state
 
 
-def _layer(variant, kind, periods=(4, 8, 32), regimes=("in_context", "in_context", "cross_sequence")):
+def _layer(variant, kind, periods=(4, 8, 32),
+           regimes=("in_context", "in_context", "cross_sequence")):
     torch.manual_seed(0)
     layer = Continuum(6, 10, kind, "silu", variant, list(periods), list(regimes), 0.05, "two_pass",
                       16).double()
@@ -76,7 +77,7 @@ def _run(layer, x, u, meta, fn, cut):
 @pytest.mark.parametrize("fold", [4, 6, 128])
 def test_collected_gradients_equal_the_per_segment_definition(variant, kind, periods, meta, cut,
                                                               fold, monkeypatch):
-    monkeypatch.setattr(two_pass, "FOLD_TOKENS", fold)
+    monkeypatch.setattr(cms_learning, "FOLD_TOKENS", fold)
     layer = _layer(variant, kind, periods)
     torch.manual_seed(1)
     x = torch.randn(2, 23, 6, dtype=torch.float64, requires_grad=True)

@@ -26,7 +26,7 @@ from torch import nn
 
 from ..ops.cms.dispatch import cms_update
 from . import common
-from .two_pass import learn_from_signal
+from .cms_learning import learn_from_signal
 
 
 class ContinuumState(NamedTuple):
@@ -86,7 +86,7 @@ class Continuum(nn.Module):
     # -- read -------------------------------------------------------------------------------
     def _mlp(self, h, up, down, tap: list | None = None, low_rank=None):
         """[h +] s(h up) down (SwiGLU: silu(gate) * val). For the two_pass pass
-        (runtime/layers/two_pass.py): `tap` receives (h, z, a, m) with z = h up and m = a down,
+        (runtime/layers/cms_learning.py): `tap` receives (h, z, a, m) with z = h up and m = a down,
         the products whose gradients give the weights'; `low_rank` = (c, H, DZ, A, DM) are
         updates applied but not yet added into up and down, up - c H^T DZ and down - c A^T DM,
         read without forming them: h (up - c H^T DZ) = h up - c (h H^T) DZ."""
@@ -148,7 +148,7 @@ class Continuum(nn.Module):
         return (out if self.variant == "independent" else h), state
 
     def _learn_from_signal(self, x, state: ContinuumState, u, meta: bool):
-        """The second pass of the two_pass signal (runtime/layers/two_pass.py)."""
+        """The second pass of the two_pass signal (runtime/layers/cms_learning.py)."""
         return learn_from_signal(self, x, state, u, meta)
 
     # -- update (called by the model's segment loop) ----------------------------------------
