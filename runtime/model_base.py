@@ -7,9 +7,11 @@ A generated `Model` subclasses `NestedModel` and builds `embed`, `blocks`, `norm
 Why a segment loop: an in-context CMS level updates on the next-token loss of the tokens of its
 chunk, through the rest of the network. With `segment` tokens per step, weights are constant
 inside a segment, so the model runs the segment, takes the exact gradient of the segment's summed
-next-token loss with respect to the weights in force (read through fresh aliases, so only this
-segment's uses count: the partial derivative of Eq. 71), adds lr * gradient to each level's
-pending update, and applies it at the level's boundary. Every other memory carries its state
+next-token loss with respect to the weights in force (only this segment's uses count: the partial
+derivative of Eq. 71), adds lr * gradient to each level's pending update, and applies it at the
+level's boundary. The gradient is asked for as that of the level's products in the segment,
+token-sized, and the updates are kept in that form until they are folded into the weights
+(runtime/layers/cms_learning.py). Every other memory carries its state
 across segments exactly (tested), so the loop computes what one pass would, plus the updates.
 The last token of a call has no target yet, so it contributes no gradient.
 """
