@@ -249,7 +249,7 @@ def _fmt(x: float, unit: float, digits: int = 2) -> str:
     return f"{x / unit:,.{digits}f}"
 
 
-def report(w: Workload, counts: dict[str, Counts]) -> list[str]:
+def report(w: Workload, counts: dict[str, Counts]) -> tuple[list[str], str]:
     peak = H100[f"{w.precision} TFLOP/s"] * 1e12
     hbm = H100["HBM TB/s"] * 1e12
     heads = w.shape["B"] * w.shape["H"]
